@@ -1,0 +1,134 @@
+//! The storage interfaces every producer and consumer of samples goes through: an [`Appender`]
+//! for writes (scrape, federation ingest, push) and a [`Querier`] for reads (`/federate`, PromQL,
+//! dedup). Implementations live elsewhere (`tsdb`); nothing here knows how data is stored.
+
+use std::fmt;
+
+use crate::model::{Labels, Matcher, Sample};
+
+/// A handle to a series inside one storage instance, returned by [`Appender::append`] so that the
+/// caller can skip the label lookup next time. Refs are never reused for another series; a ref the
+/// storage no longer knows yields [`AppendError::UnknownRef`] and the caller appends by labels.
+pub type SeriesRef = u64;
+
+/// Why one sample was not accepted. These are per-sample outcomes that the caller counts; only
+/// [`AppendError::Storage`] means the storage itself is failing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppendError {
+    #[error("out of order sample")]
+    OutOfOrder,
+    #[error("duplicate sample for timestamp")]
+    DuplicateTimestamp,
+    #[error("out of bounds")]
+    OutOfBounds,
+    #[error("unknown series reference {0}")]
+    UnknownRef(SeriesRef),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// A failure of the storage as a whole (I/O, corruption, shutting down).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    #[error("storage I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("storage is not ready: {0}")]
+    NotReady(String),
+    #[error("storage corruption: {0}")]
+    Corruption(String),
+}
+
+/// Stages samples; nothing is visible to queriers, nor durable, until [`Appender::commit`].
+pub trait Appender: Send {
+    /// Stages one sample. `cached` is a ref an earlier call returned for the same `labels`; pass
+    /// `None` the first time. Returns the series ref to cache.
+    fn append(
+        &mut self,
+        cached: Option<SeriesRef>,
+        labels: &Labels,
+        t: i64,
+        v: f64,
+    ) -> Result<SeriesRef, AppendError>;
+
+    /// Stages one sample for a ref the storage handed out earlier (the scrape hot path).
+    fn append_ref(&mut self, series: SeriesRef, t: i64, v: f64) -> Result<(), AppendError>;
+
+    /// Makes every staged sample durable and visible. On error nothing staged is acknowledged.
+    fn commit(self: Box<Self>) -> Result<CommitStats, StorageError>;
+
+    /// Discards every staged sample.
+    fn rollback(self: Box<Self>);
+}
+
+/// What a commit did, for the caller's own counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Samples made visible.
+    pub samples: usize,
+    /// Series created by this commit.
+    pub new_series: usize,
+    /// Samples dropped at commit time (out of order against a concurrent writer, duplicates).
+    pub rejected: usize,
+}
+
+/// Something that hands out appenders.
+pub trait Appendable: Send + Sync {
+    fn appender(&self) -> Box<dyn Appender + '_>;
+}
+
+/// One series with the samples of the requested range, in timestamp order.
+pub struct Series {
+    pub labels: Labels,
+    pub samples: Box<dyn Iterator<Item = Sample> + Send>,
+}
+
+impl fmt::Debug for Series {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Series").field("labels", &self.labels).finish_non_exhaustive()
+    }
+}
+
+/// The latest sample of a series at or before some time, for `/federate` and instant lookups.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatestSample {
+    pub labels: Labels,
+    pub sample: Sample,
+}
+
+/// Reads a fixed time range `[mint, maxt]` (milliseconds, inclusive) of one storage.
+pub trait Querier: Send + Sync {
+    /// Series whose labels satisfy every matcher and that have samples in the range, sorted by
+    /// labels. At least one matcher should select something (an all-empty set selects all).
+    fn select(&self, matchers: &[Matcher]) -> Result<Vec<Series>, StorageError>;
+
+    /// For each matching series, its last sample in the range (which may be a staleness marker;
+    /// callers decide what stale means to them). Sorted by labels.
+    fn latest(&self, matchers: &[Matcher]) -> Result<Vec<LatestSample>, StorageError> {
+        Ok(self
+            .select(matchers)?
+            .into_iter()
+            .filter_map(|s| s.samples.last().map(|sample| LatestSample { labels: s.labels, sample }))
+            .collect())
+    }
+
+    /// Sorted, unique label names of the matching series (all series when `matchers` is empty).
+    fn label_names(&self, matchers: &[Matcher]) -> Result<Vec<String>, StorageError>;
+
+    /// Sorted, unique values of `name` across the matching series.
+    fn label_values(&self, name: &str, matchers: &[Matcher]) -> Result<Vec<String>, StorageError>;
+}
+
+/// Something that opens queriers.
+pub trait Queryable: Send + Sync {
+    fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier>, StorageError>;
+}
+
+/// A full storage: writable, readable, with a readiness state.
+pub trait Storage: Appendable + Queryable {
+    /// False while the storage cannot take writes (replaying, disk failing); `/-/ready` reports it.
+    fn ready(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+}
