@@ -3,6 +3,10 @@
 //! Layout (each module depends only on modules above it in this list):
 //! - [`model`]: labels, samples, staleness, matchers, the series-selector syntax.
 //! - [`storage`]: the `Appender` / `Querier` interfaces between producers, storage and readers.
+//! - [`shard`]: which shard scrapes a target: Prometheus-compatible `hashmod` and the `ring`.
+//! - [`relabel`]: Prometheus relabelling rules, their validation and the rule engine.
 
 pub mod model;
+pub mod relabel;
+pub mod shard;
 pub mod storage;
