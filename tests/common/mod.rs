@@ -1,0 +1,275 @@
+//! Helpers for tests that run real processes: free loopback ports, a real Prometheus server in a
+//! temporary directory (waited on until ready, its log shown when something fails), a tiny
+//! HTTP/1.0 GET client, and guards that stop every process a test started, even on panic.
+//!
+//! Each integration test crate includes this module and uses a part of it.
+#![allow(dead_code)]
+
+pub(crate) mod relabel_table;
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
+/// Environment variable naming the Prometheus binary to use instead of the one on `PATH`.
+pub(crate) const PROMETHEUS_BIN_ENV: &str = "PROMETHEUS_BIN";
+/// Environment variable naming the promtool binary to use instead of the one on `PATH`.
+pub(crate) const PROMTOOL_BIN_ENV: &str = "PROMTOOL_BIN";
+
+/// A port on 127.0.0.1 that was free a moment ago. Another process may take it before the
+/// caller binds it; [`Prometheus::start`] retries in that case.
+pub(crate) fn free_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind an ephemeral port on 127.0.0.1");
+    listener.local_addr().expect("local address of a bound listener").port()
+}
+
+/// The Prometheus binary: `$PROMETHEUS_BIN`, else `prometheus` on `PATH`.
+pub(crate) fn prometheus_binary() -> PathBuf {
+    tool_binary("prometheus", PROMETHEUS_BIN_ENV)
+}
+
+/// The promtool binary: `$PROMTOOL_BIN`, else `promtool` on `PATH`.
+pub(crate) fn promtool_binary() -> PathBuf {
+    tool_binary("promtool", PROMTOOL_BIN_ENV)
+}
+
+/// `$env_var` if set, else `name` on `PATH`. Panics with install instructions when there is
+/// none, so a test that needs the tool can never pass silently.
+fn tool_binary(name: &str, env_var: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env_var) {
+        let path = PathBuf::from(path);
+        assert!(path.is_file(), "{env_var}={} does not name a file", path.display());
+        return path;
+    }
+    let on_path = std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|c| c.is_file()));
+    on_path.unwrap_or_else(|| {
+        panic!(
+            "this test needs the real `{name}` from Prometheus, but it is not on PATH: install it \
+             (`apt-get install prometheus`) or set {env_var}=/path/to/{name}"
+        )
+    })
+}
+
+/// A child process that is stopped when the guard drops: SIGTERM, then SIGKILL after a grace
+/// period.
+pub(crate) struct ChildGuard {
+    child: Child,
+    name: String,
+}
+
+impl ChildGuard {
+    pub(crate) fn new(name: impl Into<String>, child: Child) -> ChildGuard {
+        ChildGuard { child, name: name.into() }
+    }
+
+    pub(crate) fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `Some(description)` once the process has exited.
+    pub(crate) fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(status.to_string()),
+            Ok(None) => None,
+            Err(e) => Some(format!("unknown state ({e})")),
+        }
+    }
+
+    /// Stops the process and reaps it; idempotent.
+    pub(crate) fn stop(&mut self) {
+        if self.exited().is_some() {
+            return;
+        }
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.exited().is_some() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("{} (pid {}) ignored SIGTERM for 10s; killing it", self.name, self.child.id());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A real Prometheus server on 127.0.0.1 with its config, TSDB and log in a temporary directory.
+/// Dropping it stops the server, then removes the directory.
+pub(crate) struct Prometheus {
+    // Field order matters: the process stops before its directory is removed.
+    process: ChildGuard,
+    addr: SocketAddr,
+    log_path: PathBuf,
+    dir: TempDir,
+}
+
+impl Prometheus {
+    /// How long a server may take to report ready.
+    pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+    /// Starts Prometheus with `config` (the text of a `prometheus.yml`) and waits until it is
+    /// ready. Panics, showing the server's log, if it exits or does not become ready.
+    pub(crate) fn start(config: &str) -> Prometheus {
+        let binary = prometheus_binary();
+        let mut last_log = String::new();
+        for _attempt in 0..5 {
+            let dir =
+                tempfile::Builder::new().prefix("promtier-prometheus-").tempdir().expect("create a temp dir");
+            let config_path = dir.path().join("prometheus.yml");
+            fs::write(&config_path, config).expect("write prometheus.yml");
+            let log_path = dir.path().join("prometheus.log");
+            let log = File::create(&log_path).expect("create the log file");
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+            let child = Command::new(&binary)
+                .arg(format!("--config.file={}", config_path.display()))
+                .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+                .arg(format!("--web.listen-address={addr}"))
+                .arg("--log.level=info")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("clone the log file handle"))
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+            let mut prom = Prometheus {
+                process: ChildGuard::new(format!("prometheus on {addr}"), child),
+                addr,
+                log_path,
+                dir,
+            };
+            match prom.wait_ready() {
+                Ok(()) => return prom,
+                Err(why) => {
+                    last_log = prom.log();
+                    // Another process took the port between our probe and Prometheus's bind.
+                    if last_log.contains("address already in use") {
+                        continue;
+                    }
+                    panic!("Prometheus did not start: {why}\n--- Prometheus log ---\n{last_log}");
+                }
+            }
+        }
+        panic!("Prometheus found no free port in 5 attempts\n--- last log ---\n{last_log}");
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Self::READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.process.exited() {
+                return Err(format!("it exited ({status})"));
+            }
+            if let Ok((200, _)) = http_get(self.addr, "/-/ready", Duration::from_secs(2)) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not ready after {:?}", Self::READY_TIMEOUT));
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Everything the server has logged so far.
+    pub(crate) fn log(&self) -> String {
+        fs::read_to_string(&self.log_path)
+            .unwrap_or_else(|e| format!("(cannot read {}: {e})", self.log_path.display()))
+    }
+
+    /// Panics with `message` and the server's log.
+    pub(crate) fn fail(&self, message: &str) -> ! {
+        panic!("{message}\n--- Prometheus log ({}) ---\n{}", self.addr, self.log())
+    }
+
+    /// GETs `path` and parses the body as a Prometheus API response, returning its `data`.
+    pub(crate) fn api(&self, path: &str) -> serde_json::Value {
+        let (status, body) = http_get(self.addr, path, Duration::from_secs(10))
+            .unwrap_or_else(|e| self.fail(&format!("GET {path} failed: {e}")));
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| {
+            self.fail(&format!("GET {path}: status {status}, body is not JSON ({e}): {body}"))
+        });
+        if status != 200 || json["status"] != "success" {
+            self.fail(&format!("GET {path}: status {status}: {body}"));
+        }
+        json["data"].clone()
+    }
+
+    /// Calls `probe` every 250 ms until it returns `Some`, or fails after `timeout` showing
+    /// `what` was awaited and the server's log.
+    pub(crate) fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut probe: impl FnMut(&Self) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = probe(self) {
+                return v;
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("timed out after {timeout:?} waiting for {what}"));
+            }
+            thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+/// A minimal HTTP/1.0 GET (so the server neither keeps the connection nor chunks the body).
+/// Returns the status code and the body.
+pub(crate) fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: */*\r\n\r\n")?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidData, format!("no end of headers in {text:?}"))
+    })?;
+    let status =
+        head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("bad status line in {head:?}"))
+        })?;
+    Ok((status, body.to_string()))
+}
+
+/// A loopback listener that accepts nothing: connections to it queue and time out. Point
+/// scrapes at it (`proxy_url`) so a test server never sends traffic anywhere else.
+pub(crate) struct BlackHole {
+    listener: TcpListener,
+}
+
+impl BlackHole {
+    pub(crate) fn new() -> BlackHole {
+        BlackHole { listener: TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a black-hole port") }
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("local address of a bound listener")
+    }
+}
