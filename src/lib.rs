@@ -3,6 +3,8 @@
 //! Layout (each module depends only on modules above it in this list):
 //! - [`model`]: labels, samples, staleness, matchers, the series-selector syntax.
 //! - [`storage`]: the `Appender` / `Querier` interfaces between producers, storage and readers.
+//! - [`exposition`]: the Prometheus text format: zero-copy scrape parser and byte-exact writer.
 
+pub mod exposition;
 pub mod model;
 pub mod storage;
