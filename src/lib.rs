@@ -5,7 +5,9 @@
 //! - [`storage`]: the `Appender` / `Querier` interfaces between producers, storage and readers.
 //! - [`shard`]: which shard scrapes a target: Prometheus-compatible `hashmod` and the `ring`.
 //! - [`relabel`]: Prometheus relabelling rules, their validation and the rule engine.
+//! - [`exposition`]: the Prometheus text format: zero-copy scrape parser and byte-exact writer.
 
+pub mod exposition;
 pub mod model;
 pub mod relabel;
 pub mod shard;
