@@ -13,6 +13,7 @@
 //! whole.
 
 mod appender;
+mod order;
 mod postings;
 mod querier;
 mod series;
@@ -26,6 +27,7 @@ use crate::model::{Labels, Matcher};
 use crate::storage::{Appendable, Appender, Querier, Queryable, SeriesRef, Storage, StorageError};
 
 use self::appender::HeadAppender;
+use self::order::LabelOrder;
 use self::postings::MemPostings;
 use self::querier::HeadQuerier;
 use self::series::{CutPolicy, MemSeries, StripeSeries};
@@ -135,6 +137,8 @@ pub(crate) struct HeadInner {
     policy: CutPolicy,
     series: StripeSeries,
     postings: RwLock<MemPostings>,
+    /// Label order of the series, so that query results sort cheaply.
+    order: LabelOrder,
     /// The next series ref; refs only grow, so a ref is never reused.
     next_ref: AtomicU64,
     /// Samples older than this are out of bounds (raised by truncation).
@@ -168,6 +172,7 @@ impl Head {
                 },
                 series: StripeSeries::new(opts.stripes),
                 postings: RwLock::new(MemPostings::default()),
+                order: LabelOrder::default(),
                 next_ref: AtomicU64::new(1),
                 min_valid_time: AtomicI64::new(i64::MIN),
                 min_time: AtomicI64::new(i64::MAX),
@@ -234,7 +239,8 @@ impl HeadInner {
             dead
         });
         if !removed.is_empty() {
-            self.postings.write().delete(removed.iter().map(|s| (s.r, &s.labels)));
+            self.postings.write().delete(removed.iter().map(|s| (s.r, &*s.labels)));
+            self.order.rebuild();
         }
         let label_bytes: usize = removed.iter().map(|s| s.labels.byte_size()).sum();
         let c = &self.counters;
@@ -255,6 +261,7 @@ impl HeadInner {
         });
         if created {
             self.postings.write().add(s.r, &s.labels);
+            self.order.add(&s);
             let c = &self.counters;
             c.series.fetch_add(1, Ordering::Relaxed);
             c.series_created.fetch_add(1, Ordering::Relaxed);
@@ -300,7 +307,7 @@ mod tests {
 
     fn samples(head: &Head, mint: i64, maxt: i64, ms: &[Matcher]) -> Vec<(Labels, Vec<Sample>)> {
         let q = head.querier(mint, maxt).unwrap();
-        q.select(ms).unwrap().into_iter().map(|s| (s.labels, s.samples.collect())).collect()
+        q.select(ms).unwrap().into_iter().map(|s| ((*s.labels).clone(), s.samples.collect())).collect()
     }
 
     /// Recomputes the gauges from the series themselves.

@@ -100,24 +100,46 @@ impl MemPostings {
         union(lists)
     }
 
+    fn get(&self, name: &str, value: &str) -> &[SeriesRef] {
+        self.by_name.get(name).and_then(|v| v.get(value)).map_or(&[][..], Vec::as_slice)
+    }
+
+    /// Postings of the series whose `name` value the regex `pattern` (anchored) matches, for
+    /// the shapes that need no regex engine; `None` for the others.
+    fn regex_fast(&self, name: &str, pattern: &str) -> Option<Cow<'_, [SeriesRef]>> {
+        match RegexShape::of(pattern)? {
+            RegexShape::Set(alternatives) => {
+                let mut lists: Vec<&[SeriesRef]> = alternatives.iter().map(|v| self.get(name, v)).collect();
+                lists.sort_unstable_by_key(|l| l.as_ptr() as usize);
+                lists.dedup_by_key(|l| l.as_ptr() as usize);
+                Some(union(lists))
+            }
+            RegexShape::Prefix(prefix) => Some(self.union_where(name, |v| v.starts_with(prefix))),
+        }
+    }
+
     /// Postings of the series that have label `m.name` with a value `m` accepts.
     fn matching(&self, m: &Matcher) -> Cow<'_, [SeriesRef]> {
-        if m.op == MatchOp::Equal {
-            return Cow::Borrowed(
-                self.by_name.get(&m.name).and_then(|v| v.get(&m.value)).map_or(&[][..], Vec::as_slice),
-            );
+        match m.op {
+            MatchOp::Equal => Cow::Borrowed(self.get(&m.name, &m.value)),
+            MatchOp::Regex => match self.regex_fast(&m.name, &m.value) {
+                Some(list) => list,
+                None => self.union_where(&m.name, |v| m.matches(v)),
+            },
+            MatchOp::NotEqual | MatchOp::NotRegex => self.union_where(&m.name, |v| m.matches(v)),
         }
-        self.union_where(&m.name, |v| m.matches(v))
     }
 
     /// Postings of the series that have label `m.name` with a value `m` rejects.
     fn rejected(&self, m: &Matcher) -> Cow<'_, [SeriesRef]> {
-        if m.op == MatchOp::NotEqual {
-            return Cow::Borrowed(
-                self.by_name.get(&m.name).and_then(|v| v.get(&m.value)).map_or(&[][..], Vec::as_slice),
-            );
+        match m.op {
+            MatchOp::NotEqual => Cow::Borrowed(self.get(&m.name, &m.value)),
+            MatchOp::NotRegex => match self.regex_fast(&m.name, &m.value) {
+                Some(list) => list,
+                None => self.union_where(&m.name, |v| !m.matches(v)),
+            },
+            MatchOp::Equal | MatchOp::Regex => self.union_where(&m.name, |v| !m.matches(v)),
         }
-        self.union_where(&m.name, |v| !m.matches(v))
     }
 
     /// Sorted refs of the series whose labels satisfy every matcher (a missing label reads as
@@ -162,6 +184,28 @@ impl MemPostings {
             }
         }
         result
+    }
+}
+
+/// Regexes common in dashboards that the index answers without running the regex: literal
+/// alternations (`a|b|c`, looked up directly) and a literal followed by `.*` (a prefix test; the
+/// `.` matches newlines too, as matchers compile with `(?s)`).
+#[derive(Debug, PartialEq)]
+enum RegexShape<'a> {
+    Set(Vec<&'a str>),
+    Prefix(&'a str),
+}
+
+impl<'a> RegexShape<'a> {
+    fn of(pattern: &'a str) -> Option<RegexShape<'a>> {
+        const META: &[char] = &['\\', '.', '+', '*', '?', '(', ')', '|', '[', ']', '{', '}', '^', '$'];
+        if let Some(prefix) = pattern.strip_suffix(".*")
+            && !prefix.contains(META)
+        {
+            return Some(RegexShape::Prefix(prefix));
+        }
+        let alternatives: Vec<&str> = pattern.split('|').collect();
+        alternatives.iter().all(|a| !a.contains(META)).then_some(RegexShape::Set(alternatives))
     }
 }
 
@@ -268,6 +312,43 @@ mod tests {
         assert_eq!(sel(&p, &[(Equal, "nope", "x")]), Vec::<SeriesRef>::new());
         assert_eq!(sel(&p, &[(NotEqual, "nope", "x")]), vec![1, 2, 3]);
         assert_eq!(sel(&p, &[]), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn regex_shapes() {
+        assert_eq!(RegexShape::of("a|b"), Some(RegexShape::Set(vec!["a", "b"])));
+        assert_eq!(RegexShape::of("abc"), Some(RegexShape::Set(vec!["abc"])));
+        assert_eq!(RegexShape::of("a|"), Some(RegexShape::Set(vec!["a", ""])));
+        assert_eq!(RegexShape::of("host-.*"), Some(RegexShape::Prefix("host-")));
+        assert_eq!(RegexShape::of(".*"), Some(RegexShape::Prefix("")));
+        for slow in ["a.b", "a.+", "(a|b)", "a\\|b", "x.*y", "a.*|b", "[ab]", "a?"] {
+            assert_eq!(RegexShape::of(slow), None, "{slow}");
+        }
+    }
+
+    #[test]
+    fn fast_and_slow_regex_paths_agree() {
+        use MatchOp::*;
+        let mut p = index();
+        p.add(4, &Labels::from_pairs(&[("job", "a\nb")]));
+        p.add(5, &Labels::from_pairs(&[("job", "ab")]));
+        for pattern in ["a|b", "a", "a.*", "b|ab|zz", ".*", "a|", "a\\nb|c"] {
+            for op in [Regex, NotRegex] {
+                let m = Matcher::new(op, "job", pattern).unwrap();
+                let slow: Vec<SeriesRef> =
+                    [1, 2, 3, 4, 5].into_iter().filter(|&r| m.matches(job_of(r))).collect();
+                assert_eq!(p.select(std::slice::from_ref(&m)), slow, "{m}");
+            }
+        }
+    }
+
+    fn job_of(r: SeriesRef) -> &'static str {
+        match r {
+            1 | 2 => "a",
+            3 => "b",
+            4 => "a\nb",
+            _ => "ab",
+        }
     }
 
     #[test]

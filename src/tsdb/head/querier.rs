@@ -36,17 +36,16 @@ impl HeadQuerier {
         matchers: &[Matcher],
         mut f: impl FnMut(&super::series::SeriesState) -> Option<T>,
     ) -> Vec<(Arc<MemSeries>, T)> {
-        let mut out: Vec<(Arc<MemSeries>, T)> = self
-            .head
-            .select_series(matchers)
+        // Sort the selection first: moving refs is cheaper than moving per-series results.
+        self.head
+            .order
+            .sort(self.head.select_series(matchers))
             .into_iter()
             .filter_map(|s| {
                 let x = f(&s.state.lock())?;
                 Some((s, x))
             })
-            .collect();
-        out.sort_unstable_by(|a, b| a.0.labels.cmp(&b.0.labels));
-        out
+            .collect()
     }
 }
 
@@ -56,7 +55,7 @@ impl Querier for HeadQuerier {
         Ok(self
             .collect(matchers, |st| st.range(mint, maxt))
             .into_iter()
-            .map(|(s, it)| Series { labels: s.labels.clone(), samples: Box::new(it) })
+            .map(|(s, it)| Series { labels: Arc::clone(&s.labels), samples: Box::new(it) })
             .collect())
     }
 
@@ -65,7 +64,7 @@ impl Querier for HeadQuerier {
         Ok(self
             .collect(matchers, |st| st.latest(mint, maxt))
             .into_iter()
-            .map(|(s, sample): (_, Sample)| LatestSample { labels: s.labels.clone(), sample })
+            .map(|(s, sample): (_, Sample)| LatestSample { labels: Arc::clone(&s.labels), sample })
             .collect())
     }
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -16,7 +16,10 @@ use crate::tsdb::chunkenc::{ChunkError, XorAppender, XorIterator};
 pub(crate) struct MemSeries {
     pub(crate) r: SeriesRef,
     pub(crate) hash: u64,
-    pub(crate) labels: Labels,
+    /// Shared with query results.
+    pub(crate) labels: Arc<Labels>,
+    /// This series' position in label order, stamped by [`super::order::LabelOrder`].
+    pub(crate) rank: AtomicU64,
     /// Set (under the head's log lock) once a commit has written this series' labels to the
     /// write-ahead log, so that later commits log only samples for it.
     pub(crate) logged: AtomicBool,
@@ -31,7 +34,8 @@ impl MemSeries {
         MemSeries {
             r,
             hash,
-            labels,
+            labels: Arc::new(labels),
+            rank: AtomicU64::new(u64::MAX),
             logged: AtomicBool::new(false),
             deleted: AtomicBool::new(false),
             state: Mutex::new(SeriesState { pending, ..SeriesState::default() }),
@@ -214,7 +218,11 @@ impl SeriesState {
         {
             chunks.push(Arc::from(o.app.bytes()));
         }
-        Some(RangeIter { chunks: chunks.into_iter(), cur: None, mint, maxt })
+        // Overlapping chunks may still hold nothing inside the range: decode up to the first
+        // sample so that "no samples" is known now (queries promise only series with samples).
+        let mut it = RangeIter { chunks: chunks.into_iter(), cur: None, mint, maxt, first: None };
+        it.first = Some(it.next()?);
+        Some(it)
     }
 }
 
@@ -228,12 +236,17 @@ pub(crate) struct RangeIter {
     cur: Option<XorIterator<Arc<[u8]>>>,
     mint: i64,
     maxt: i64,
+    /// The first sample, decoded ahead by [`SeriesState::range`].
+    first: Option<Sample>,
 }
 
 impl Iterator for RangeIter {
     type Item = Sample;
 
     fn next(&mut self) -> Option<Sample> {
+        if let Some(s) = self.first.take() {
+            return Some(s);
+        }
         loop {
             let s = match self.cur.as_mut() {
                 Some(it) => it.next(),
@@ -303,8 +316,8 @@ pub(crate) struct HashStripe {
 impl HashStripe {
     fn get(&self, hash: u64, labels: &Labels) -> Option<&Arc<MemSeries>> {
         match self.unique.get(&hash) {
-            Some(s) if s.labels == *labels => Some(s),
-            Some(_) => self.conflicts.get(&hash)?.iter().find(|s| s.labels == *labels),
+            Some(s) if *s.labels == *labels => Some(s),
+            Some(_) => self.conflicts.get(&hash)?.iter().find(|s| *s.labels == *labels),
             None => None,
         }
     }
@@ -472,7 +485,7 @@ mod tests {
         let st = state_with(&[0, 1, 2, 3, 4, 5, 999, 1000, 1001]);
         let r: Vec<i64> = st.range(2, 999).unwrap().map(|s| s.t).collect();
         assert_eq!(r, vec![2, 3, 4, 5, 999]);
-        assert!(st.range(6, 998).is_some_and(|mut it| it.next().is_none()));
+        assert!(st.range(6, 998).is_none(), "overlapping chunk, no sample in range");
         assert!(st.range(2000, 3000).is_none());
         assert_eq!(st.latest(0, 5000).map(|s| s.t), Some(1001));
         assert_eq!(st.latest(0, 1000).map(|s| s.t), Some(1000));
