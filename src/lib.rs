@@ -6,9 +6,11 @@
 //! - [`shard`]: which shard scrapes a target: Prometheus-compatible `hashmod` and the `ring`.
 //! - [`relabel`]: Prometheus relabelling rules, their validation and the rule engine.
 //! - [`exposition`]: the Prometheus text format: zero-copy scrape parser and byte-exact writer.
+//! - [`tsdb`]: our own time-series database: XOR chunks and the in-memory head (WAL, blocks next).
 
 pub mod exposition;
 pub mod model;
 pub mod relabel;
 pub mod shard;
 pub mod storage;
+pub mod tsdb;

@@ -56,8 +56,7 @@ impl Labels {
     }
 
     /// Wraps pairs the caller guarantees are already sorted, unique and non-empty.
-    // For the scrape hot path, which is not wired yet; `allow`, not `expect`, so that its first
-    // user needs no change here.
+    // Kept for decoders of already-sorted label sets.
     #[allow(dead_code)]
     pub(crate) fn from_sorted_unchecked(pairs: Vec<Label>) -> Labels {
         debug_assert!(pairs.windows(2).all(|w| w[0].name < w[1].name));

@@ -3,6 +3,7 @@
 //! dedup). Implementations live elsewhere (`tsdb`); nothing here knows how data is stored.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::model::{Labels, Matcher, Sample};
 
@@ -79,8 +80,12 @@ pub trait Appendable: Send + Sync {
 }
 
 /// One series with the samples of the requested range, in timestamp order.
+///
+/// Labels are shared with the storage (`Arc`): queries such as `/federate` return every series
+/// every few seconds, and copying each label set (one allocation per name and value) would cost
+/// more than finding the samples.
 pub struct Series {
-    pub labels: Labels,
+    pub labels: Arc<Labels>,
     pub samples: Box<dyn Iterator<Item = Sample> + Send>,
 }
 
@@ -93,7 +98,8 @@ impl fmt::Debug for Series {
 /// The latest sample of a series at or before some time, for `/federate` and instant lookups.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LatestSample {
-    pub labels: Labels,
+    /// Shared with the storage, as in [`Series`].
+    pub labels: Arc<Labels>,
     pub sample: Sample,
 }
 
