@@ -169,8 +169,8 @@ impl Appender for HeadAppender<'_> {
         }
         let c = &head.counters;
         c.samples_appended.fetch_add(stats.samples as u64, Ordering::Relaxed);
-        c.chunks.fetch_add(chunks, Ordering::Relaxed);
-        c.chunk_bytes.fetch_add(bytes, Ordering::Relaxed);
+        c.chunks.fetch_add(chunks as i64, Ordering::Relaxed);
+        c.chunk_bytes.fetch_add(bytes as i64, Ordering::Relaxed);
         if stats.samples > 0 {
             head.min_time.fetch_min(min_t, Ordering::AcqRel);
             head.max_time.fetch_max(max_t, Ordering::AcqRel);

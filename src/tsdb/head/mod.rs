@@ -107,18 +107,20 @@ pub struct TruncateStats {
     pub series_removed: u64,
 }
 
+/// Gauges are signed: a truncation may subtract a chunk before the commit that made it has
+/// added it, and a snapshot must not show that as a wrapped-around huge number.
 #[derive(Default)]
 struct Counters {
-    series: AtomicU64,
-    chunks: AtomicU64,
+    series: AtomicI64,
+    chunks: AtomicI64,
     series_created: AtomicU64,
     series_removed: AtomicU64,
     samples_appended: AtomicU64,
     out_of_order: AtomicU64,
     duplicates: AtomicU64,
     out_of_bounds: AtomicU64,
-    chunk_bytes: AtomicU64,
-    label_bytes: AtomicU64,
+    chunk_bytes: AtomicI64,
+    label_bytes: AtomicI64,
 }
 
 /// The in-memory head. Cheap to clone (a shared handle); queriers keep it alive.
@@ -186,17 +188,18 @@ impl Head {
     pub fn stats(&self) -> HeadStats {
         let c = &self.inner.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let gauge = |a: &AtomicI64| a.load(Ordering::Relaxed).max(0) as u64;
         HeadStats {
-            series: get(&c.series),
-            chunks: get(&c.chunks),
+            series: gauge(&c.series),
+            chunks: gauge(&c.chunks),
             series_created: get(&c.series_created),
             series_removed: get(&c.series_removed),
             samples_appended: get(&c.samples_appended),
             out_of_order: get(&c.out_of_order),
             duplicates: get(&c.duplicates),
             out_of_bounds: get(&c.out_of_bounds),
-            chunk_bytes: get(&c.chunk_bytes),
-            label_bytes: get(&c.label_bytes),
+            chunk_bytes: gauge(&c.chunk_bytes),
+            label_bytes: gauge(&c.label_bytes),
         }
     }
 
@@ -244,11 +247,11 @@ impl HeadInner {
         }
         let label_bytes: usize = removed.iter().map(|s| s.labels.byte_size()).sum();
         let c = &self.counters;
-        c.chunks.fetch_sub(chunks, Ordering::Relaxed);
-        c.chunk_bytes.fetch_sub(bytes, Ordering::Relaxed);
-        c.series.fetch_sub(removed.len() as u64, Ordering::Relaxed);
+        c.chunks.fetch_sub(chunks as i64, Ordering::Relaxed);
+        c.chunk_bytes.fetch_sub(bytes as i64, Ordering::Relaxed);
+        c.series.fetch_sub(removed.len() as i64, Ordering::Relaxed);
         c.series_removed.fetch_add(removed.len() as u64, Ordering::Relaxed);
-        c.label_bytes.fetch_sub(label_bytes as u64, Ordering::Relaxed);
+        c.label_bytes.fetch_sub(label_bytes as i64, Ordering::Relaxed);
         TruncateStats { chunks_removed: chunks, series_removed: removed.len() as u64 }
     }
 
@@ -265,7 +268,7 @@ impl HeadInner {
             let c = &self.counters;
             c.series.fetch_add(1, Ordering::Relaxed);
             c.series_created.fetch_add(1, Ordering::Relaxed);
-            c.label_bytes.fetch_add(s.labels.byte_size() as u64, Ordering::Relaxed);
+            c.label_bytes.fetch_add(s.labels.byte_size() as i64, Ordering::Relaxed);
         }
         (s, created)
     }

@@ -25,6 +25,8 @@ impl HeadQuerier {
         HeadQuerier { head, mint, maxt }
     }
 
+    /// Whether the series has a chunk overlapping the range: exact to the chunk, which is what
+    /// label names and values need (a series outside the range by less than a chunk may count).
     fn in_range(&self, s: &MemSeries) -> bool {
         s.state.lock().overlaps(self.mint, self.maxt)
     }
