@@ -5,8 +5,6 @@
 
 use std::borrow::Cow;
 
-use memchr::memchr2;
-
 /// The bit pattern Prometheus stores for every NaN a target exposes ("NormalNaN"), so that a
 /// scraped NaN can never be mistaken for the staleness marker.
 pub(crate) const NORMAL_NAN_BITS: u64 = 0x7ff8_0000_0000_0001;
@@ -100,6 +98,7 @@ pub(crate) enum Escapes {
 pub(crate) enum QuoteError {
     Unterminated(usize),
     BadEscape(usize),
+    InvalidUtf8(usize),
 }
 
 /// A scanned quoted string: `end` is the index just past the closing quote, `escaped` says
@@ -110,18 +109,52 @@ pub(crate) struct Quoted {
     pub(crate) escaped: bool,
 }
 
-/// Scans the quoted string whose opening `"` is at `s[start]`. The caller hands in one line, so
-/// a raw newline inside the quotes shows up as an unterminated string.
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of the lowest byte of `w` equal to `b` is set (higher bytes may be flagged
+/// spuriously, so only the lowest flag is meaningful).
+#[inline]
+fn bytes_equal(w: u64, b: u8) -> u64 {
+    let x = w ^ (ONES * u64::from(b));
+    x.wrapping_sub(ONES) & !x & HIGH_BITS
+}
+
+/// Scans the quoted string whose opening `"` is at `s[start]` and checks that its contents are
+/// UTF-8. The caller hands in one line, so a raw newline inside the quotes shows up as an
+/// unterminated string. Eight bytes are examined at a time: label values are mostly short, where
+/// this beats a `memchr` call, and UTF-8 validation costs nothing for ASCII contents.
 #[inline]
 pub(crate) fn scan_quoted(s: &[u8], start: usize, escapes: Escapes) -> Result<Quoted, QuoteError> {
     let mut i = start + 1;
     let mut escaped = false;
+    // High bits of the bytes looked at (a few past the closing quote may be included, which
+    // only costs a needless validation).
+    let mut high = 0u64;
     loop {
-        let Some(off) = memchr2(b'"', b'\\', s.get(i..).unwrap_or_default()) else {
-            return Err(QuoteError::Unterminated(s.len()));
+        let j = loop {
+            let Some(chunk) = s.get(i..).and_then(<[u8]>::first_chunk::<8>) else {
+                let tail = s.get(i..).unwrap_or_default();
+                high |= tail.iter().fold(0, |h, &b| h | u64::from(b & 0x80));
+                match tail.iter().position(|&b| b == b'"' || b == b'\\') {
+                    Some(k) => break i + k,
+                    None => return Err(QuoteError::Unterminated(s.len())),
+                }
+            };
+            let w = u64::from_le_bytes(*chunk);
+            high |= w & HIGH_BITS;
+            let hits = bytes_equal(w, b'"') | bytes_equal(w, b'\\');
+            if hits != 0 {
+                break i + (hits.trailing_zeros() / 8) as usize;
+            }
+            i += 8;
         };
-        let j = i + off;
         if s[j] == b'"' {
+            if high != 0
+                && let Err(e) = std::str::from_utf8(&s[start + 1..j])
+            {
+                return Err(QuoteError::InvalidUtf8(start + 1 + e.valid_up_to()));
+            }
             return Ok(Quoted { end: j + 1, escaped });
         }
         match s.get(j + 1) {
@@ -430,6 +463,17 @@ mod tests {
         assert_eq!(
             scan_quoted(br#""ab\"#, 0, Escapes::Lenient).map(|q| q.end),
             Err(QuoteError::Unterminated(4))
+        );
+        assert_eq!(
+            scan_quoted(b"\"ab\xffc\"", 0, Escapes::Strict).map(|q| q.end),
+            Err(QuoteError::InvalidUtf8(3))
+        );
+        let long = "\"0123456789abcdéf\\\"0123456789\" x";
+        let q = scan_quoted(long.as_bytes(), 0, Escapes::Strict).map(|q| (q.end, q.escaped));
+        assert_eq!(q, Ok((long.len() - 2, true)));
+        assert_eq!(
+            scan_quoted(b"\"0123456789abcdef", 0, Escapes::Strict).map(|q| q.end),
+            Err(QuoteError::Unterminated(17))
         );
         assert_eq!(unescape(r#"a\"b\\c\nd\z"#, true), "a\"b\\c\nd\\z");
         assert_eq!(unescape(r#"a\"b\\c\nd"#, false), "a\\\"b\\c\nd");

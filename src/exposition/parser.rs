@@ -9,7 +9,7 @@
 //! staleness belong to the scraper.
 //!
 //! Where the text format's two reference parsers disagree we follow `promparse`, with these
-//! deliberate differences, all stricter except the last two:
+//! deliberate differences, all stricter except the last one:
 //! - only `\\`, `\"` and `\n` may be escaped in quoted names and label values (`promparse` keeps
 //!   any other escape verbatim); a raw newline can never be part of a quoted string;
 //! - duplicate label names, an explicit `__name__` label and empty names are parse errors
@@ -125,8 +125,8 @@ pub enum Entry<'a> {
 /// A validated sample line. Everything borrows from the body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesLine<'a> {
-    /// `name{labels}` exactly as written (blanks inside included).
-    raw: &'a str,
+    /// `name{labels}` exactly as written (blanks inside included); valid UTF-8.
+    raw: &'a [u8],
     /// The metric name inside `raw`, without quotes.
     name_start: usize,
     name_end: usize,
@@ -143,20 +143,24 @@ pub struct SeriesLine<'a> {
 impl<'a> SeriesLine<'a> {
     /// The bytes `name{labels}` as written: the key a scrape cache looks series up by.
     pub fn raw(&self) -> &'a [u8] {
-        self.raw.as_bytes()
+        self.raw
     }
 
     /// The metric name, decoded.
     pub fn name(&self) -> Cow<'a, str> {
-        let s = &self.raw[self.name_start..self.name_end];
-        if self.name_escaped { unescape(s, true) } else { Cow::Borrowed(s) }
+        // Validated while parsing, so never empty by failure.
+        let name = std::str::from_utf8(&self.raw[self.name_start..self.name_end]).unwrap_or_default();
+        decode_str(name, self.name_escaped)
     }
 
     /// The label pairs in written order, decoded, without the metric name. As in Prometheus,
     /// `le` after a `# TYPE … histogram` line and `quantile` after `# TYPE … summary` are
     /// rewritten to the canonical float spelling (`le="1"` becomes `le="1.0"`).
     pub fn labels(&self) -> LabelPairs<'a> {
-        LabelPairs { raw: self.raw, pos: self.labels_at, family_type: self.family_type }
+        // One check of the whole slice (validated while parsing, so never empty by failure)
+        // is cheaper than one per name and value.
+        let raw = std::str::from_utf8(self.raw).unwrap_or_default();
+        LabelPairs { raw, pos: self.labels_at.min(raw.len()), family_type: self.family_type }
     }
 
     /// The sample value; any NaN is Prometheus's NormalNaN bit pattern.
@@ -207,7 +211,7 @@ impl<'a> Iterator for LabelPairs<'a> {
                 }
                 Some(b'"') => {
                     let q = scan_quoted(b, i, Escapes::Lenient).ok()?;
-                    (quoted_text(self.raw, i, q.end, q.escaped), true, q.end)
+                    (decode_str(&self.raw[i + 1..q.end - 1], q.escaped), true, q.end)
                 }
                 Some(_) => {
                     let e = label_name_end(b, i);
@@ -223,17 +227,15 @@ impl<'a> Iterator for LabelPairs<'a> {
             let open = skip_blanks(b, i + 1);
             let q = scan_quoted(b, open, Escapes::Lenient).ok()?;
             self.pos = q.end;
-            let value = quoted_text(self.raw, open, q.end, q.escaped);
+            let value = decode_str(&self.raw[open + 1..q.end - 1], q.escaped);
             let value = normalize_float_label(self.family_type, &name, value);
             return Some((name, value));
         }
     }
 }
 
-/// The decoded contents of the quoted string `s[open..end]` (quotes included in the range).
-fn quoted_text(s: &str, open: usize, end: usize, escaped: bool) -> Cow<'_, str> {
-    let inner = &s[open + 1..end - 1];
-    if escaped { unescape(inner, true) } else { Cow::Borrowed(inner) }
+fn decode_str(s: &str, escaped: bool) -> Cow<'_, str> {
+    if escaped { unescape(s, true) } else { Cow::Borrowed(s) }
 }
 
 /// Prometheus rewrites the `le` of classic histograms and the `quantile` of summaries to the
@@ -280,6 +282,9 @@ impl Fail {
     fn quote(line: &[u8], err: QuoteError) -> Fail {
         match err {
             QuoteError::Unterminated(at) => Fail::new(at, ParseErrorKind::UnterminatedString),
+            QuoteError::InvalidUtf8(at) => {
+                Fail::new(at, ParseErrorKind::InvalidUtf8 { what: "a quoted string" })
+            }
             QuoteError::BadEscape(at) => {
                 let end = (at + 2).min(line.len());
                 let sequence = String::from_utf8_lossy(&line[at..end]).into_owned();
@@ -446,11 +451,11 @@ impl<'a> TextParser<'a> {
             }
             _ => {
                 let n = name.as_bytes();
-                let suffix = !text.is_empty()
+                let not_suffix = !text.is_empty()
                     && (n.len() <= text.len()
                         || !n.ends_with(text.as_bytes())
                         || n[n.len() - text.len() - 1] != b'_');
-                if suffix {
+                if not_suffix {
                     let kind =
                         ParseErrorKind::UnitNotSuffix { unit: text.to_string(), name: name.into_owned() };
                     return Err(Fail::new(after + 1, kind));
@@ -487,14 +492,14 @@ impl<'a> TextParser<'a> {
             return Err(Fail::new(start, ParseErrorKind::MissingMetricName));
         };
         let (value, timestamp) = if OM { om_tail(line, raw_end)? } else { prom_tail(line, raw_end)? };
-        let raw = utf8(line, start, raw_end, "the series name or labels")?;
-        self.check_duplicates(raw, start)?;
+        self.check_duplicates(line)?;
         Ok(SeriesLine {
-            raw,
+            // Legacy names are ASCII and quoted strings were checked, so this is UTF-8.
+            raw: &line[start..raw_end],
             name_start: name.start - start,
             name_end: name.end - start,
             name_escaped: name.escaped,
-            labels_at: labels_at.min(raw_end) - start,
+            labels_at: labels_at - start,
             value,
             timestamp,
             family_type: self.family_type,
@@ -575,19 +580,30 @@ impl<'a> TextParser<'a> {
         }
     }
 
-    /// Rejects a label name given twice. `raw` is the validated series text starting at line
-    /// offset `base`.
-    fn check_duplicates(&self, raw: &str, base: usize) -> Result<(), Fail> {
+    /// Rejects a label name given twice among the names recorded for `line`.
+    fn check_duplicates(&self, line: &[u8]) -> Result<(), Fail> {
         let names = &self.names;
         if names.len() < 2 {
             return Ok(());
         }
-        let text = |n: &NameSpan| &raw[n.start - base..n.end - base];
-        // Client libraries write names sorted; a strictly increasing list has no duplicates.
-        if names.iter().all(|n| !n.escaped) && names.windows(2).all(|w| text(&w[0]) < text(&w[1])) {
+        // A 64-bit signature of (first byte, last byte, length) per name: without a collision no
+        // two names can be equal. Names with escapes are compared decoded, since OpenMetrics'
+        // lenient escapes give some texts two spellings (`\z` and `\\z`).
+        let text = |n: &NameSpan| &line[n.start..n.end];
+        // Names were validated as they were scanned.
+        let decoded = |n: &NameSpan| decode_str(std::str::from_utf8(text(n)).unwrap_or_default(), n.escaped);
+        let mut seen = 0u64;
+        let mut collision = false;
+        for n in names {
+            let t = text(n);
+            let bit = (usize::from(t[0]) * 31 + usize::from(t[t.len() - 1]) + t.len()) & 63;
+            collision |= seen & (1 << bit) != 0;
+            seen |= 1 << bit;
+        }
+        let escaped = names.iter().any(|n| n.escaped);
+        if !collision && !escaped {
             return Ok(());
         }
-        let decoded = |n: &NameSpan| if n.escaped { unescape(text(n), true) } else { Cow::Borrowed(text(n)) };
         for (k, a) in names.iter().enumerate() {
             for b in &names[k + 1..] {
                 let same = if a.escaped || b.escaped { decoded(a) == decoded(b) } else { text(a) == text(b) };
@@ -1005,6 +1021,10 @@ mod tests {
         assert_eq!(e.kind, ParseErrorKind::DuplicateLabel { name: "a".into() });
         let e = error(b"m{a=\"1\",\"a\"=\"3\"} 1");
         assert_eq!(e.kind, ParseErrorKind::DuplicateLabel { name: "a".into() });
+        // Same duplicate-check signature, different names.
+        assert_eq!(pairs(&series("m{aa=\"1\",bB=\"2\"} 1")), owned(&[("aa", "1"), ("bB", "2")]));
+        let e = error(b"m{\"a\\nb\"=\"1\",\"a\\nb\"=\"2\"} 1");
+        assert_eq!(e.kind, ParseErrorKind::DuplicateLabel { name: "a\nb".into() });
         let e = error(b"m{__name__=\"m\"} 1");
         assert_eq!(e.kind, ParseErrorKind::DuplicateLabel { name: "__name__".into() });
         assert!(matches!(error(b"m{a=\"\xbd\"} 1").kind, ParseErrorKind::InvalidUtf8 { .. }));
@@ -1064,6 +1084,30 @@ mod tests {
         let long = format!("a_total 1 # {{a=\"{}\"}} 1\n# EOF\n", "x".repeat(128));
         assert_eq!(om_err(&long), Some(ParseErrorKind::ExemplarTooLong));
         assert_eq!(om_err("# EOF"), None);
+    }
+
+    proptest::proptest! {
+        /// Any input either parses or errors, never panics, and every accepted series decodes.
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            body in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(b"{}\"=, \t\n#\\_:aZ09.eE+-InfNa\xff\xc3\xa9".to_vec()),
+                    proptest::prelude::any::<u8>(),
+                ],
+                0..160,
+            ),
+            om in proptest::prelude::any::<bool>(),
+        ) {
+            let format = if om { TextFormat::OpenMetrics } else { TextFormat::Prometheus };
+            for entry in TextParser::with_format(&body, format) {
+                if let Ok(Entry::Series(s)) = entry {
+                    let labels = s.to_labels();
+                    proptest::prop_assert_eq!(labels.len(), 1 + s.labels().filter(|(_, v)| !v.is_empty()).count());
+                    proptest::prop_assert_eq!(labels.metric_name().map(str::to_owned), Some(s.name().into_owned()));
+                }
+            }
+        }
     }
 
     #[test]
