@@ -1,16 +1,34 @@
 //! promtier: a Prometheus-compatible, federation-based hierarchical sharding system.
 //!
 //! Layout (each module depends only on modules above it in this list):
-//! - [`model`]: labels, samples, staleness, matchers, the series-selector syntax.
+//! - [`model`]: labels, samples, staleness, matchers, the series-selector syntax, durations.
 //! - [`storage`]: the `Appender` / `Querier` interfaces between producers, storage and readers.
-//! - [`shard`]: which shard scrapes a target: Prometheus-compatible `hashmod` and the `ring`.
-//! - [`relabel`]: Prometheus relabelling rules, their validation and the rule engine.
-//! - [`exposition`]: the Prometheus text format: zero-copy scrape parser and byte-exact writer.
-//! - [`tsdb`]: our own time-series database: XOR chunks and the in-memory head (WAL, blocks next).
+//! - [`exposition`]: the Prometheus text format — our zero-copy parser and the writer.
+//! - [`relabel`]: relabelling with Prometheus semantics.
+//! - [`shard`]: `hashmod` (Prometheus-compatible) and consistent-hash target sharding.
+//! - [`tsdb`]: promtier's own time-series database (head of compressed chunks).
+//! - [`metrics`]: the node's own `/metrics` registry.
+//! - [`topology`]: the topology file — raw YAML, validation, typed configuration, node naming.
+//! - [`scrape`]: discovery, target ownership, scrape loops, staleness.
+//! - [`federate`]: `/federate` with Prometheus's semantics.
+//! - [`api`]: Prometheus HTTP API endpoints, health, readiness, status page.
+//! - [`promqltest`]: the PromQL test-script language (load/clear/eval), for conformance runs.
+//! - [`plan`]: which node scrapes which target, and what a resize would move.
+//! - [`role`]: processes — leaf, demo exporter, and `up` (a whole topology on one host).
+//! - [`cli`]: the command line.
 
+pub mod api;
+pub mod cli;
 pub mod exposition;
+pub mod federate;
+pub mod metrics;
 pub mod model;
+pub mod plan;
+pub mod promqltest;
 pub mod relabel;
+pub mod role;
+pub mod scrape;
 pub mod shard;
 pub mod storage;
+pub mod topology;
 pub mod tsdb;

@@ -1,15 +1,17 @@
 //! The data model every other module speaks: label sets, samples, staleness, label matchers and
 //! the series-selector syntax. It depends on nothing else in the crate.
 
+mod duration;
 mod labels;
 mod matcher;
 mod sample;
 mod selector;
 
+pub use duration::{DurationError, PromDuration, format_duration, parse_duration};
 pub use labels::{Label, Labels, LabelsBuilder, hash_label_pairs, is_valid_label_name, is_valid_metric_name};
 pub(crate) use matcher::compile_anchored;
 pub use matcher::{MatchOp, Matcher, MatcherError};
-pub use sample::{MetricType, STALE_NAN, STALE_NAN_BITS, Sample, is_stale_nan};
+pub use sample::{MetricType, STALE_NAN, STALE_NAN_BITS, Sample, is_stale_nan, now_ms};
 pub use selector::{SelectorError, parse_selector};
 
 /// The label holding the metric name.

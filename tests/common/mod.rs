@@ -273,3 +273,121 @@ impl BlackHole {
         self.listener.local_addr().expect("local address of a bound listener")
     }
 }
+
+/// The `promtier` binary built for this test run.
+pub(crate) fn promtier_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_promtier"))
+}
+
+/// Starts `promtier ARGS…` with its output in `log`, stopped when the guard drops.
+pub(crate) fn start_promtier(name: &str, args: &[&str], log: &Path) -> ChildGuard {
+    let out = File::create(log).expect("create the promtier log file");
+    let child = Command::new(promtier_binary())
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("clone the log file handle"))
+        .stderr(out)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start promtier {args:?}: {e}"));
+    ChildGuard::new(name, child)
+}
+
+/// Polls `probe` every 200 ms until it returns `Some`, panicking with `what` and `context()`
+/// (e.g. a log) after `timeout`.
+pub(crate) fn wait_until<T>(
+    what: &str,
+    timeout: Duration,
+    context: impl Fn() -> String,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}\n{}", context());
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// GETs a JSON API path and returns its `data` (panics on a non-success answer).
+pub(crate) fn api_data(addr: SocketAddr, path: &str) -> Option<serde_json::Value> {
+    let (status, body) = http_get(addr, path, Duration::from_secs(10)).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+    (status == 200 && json["status"] == "success").then(|| json["data"].clone())
+}
+
+/// Parses a text-format body into (labels without the name sorted, name, value, timestamp) rows,
+/// with a deliberately independent, simple parser (no escapes beyond \" \\ \n).
+/// One sample line of a text-format body: name, sorted labels, value, timestamp.
+pub(crate) type TextRow = (String, Vec<(String, String)>, f64, Option<i64>);
+
+pub(crate) fn parse_text_rows(body: &str) -> Vec<TextRow> {
+    let mut rows = Vec::new();
+    for line in body.lines() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (series, rest) = match line.find('{') {
+            Some(_) => {
+                let end = line.rfind('}').expect("closing brace");
+                (&line[..=end], line[end + 1..].trim())
+            }
+            None => {
+                let sp = line.find(' ').expect("space after name");
+                (&line[..sp], line[sp..].trim())
+            }
+        };
+        let (name, labels) = match series.find('{') {
+            Some(i) => (series[..i].to_string(), parse_label_body(&series[i + 1..series.len() - 1])),
+            None => (series.to_string(), Vec::new()),
+        };
+        let mut parts = rest.split_whitespace();
+        let v = parts.next().expect("value");
+        let v = match v {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            "NaN" => f64::NAN,
+            v => v.parse().unwrap_or_else(|e| panic!("bad value {v:?}: {e}")),
+        };
+        let ts = parts.next().map(|t| t.parse().expect("timestamp"));
+        rows.push((name, labels, v, ts));
+    }
+    rows
+}
+
+fn parse_label_body(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let eq = s[i..].find('=').expect("=") + i;
+        let name = s[i..eq].trim().trim_start_matches(',').trim().to_string();
+        let mut j = eq + 2; // skip ="
+        let mut value = String::new();
+        while b[j] != b'"' {
+            if b[j] == b'\\' {
+                j += 1;
+                value.push(match b[j] {
+                    b'n' => '\n',
+                    c => c as char,
+                });
+            } else {
+                let ch = s[j..].chars().next().expect("char");
+                value.push(ch);
+                j += ch.len_utf8() - 1;
+            }
+            j += 1;
+        }
+        out.push((name, value));
+        i = j + 1;
+        while i < b.len() && (b[i] == b',' || b[i] == b' ') {
+            i += 1;
+        }
+    }
+    out.sort();
+    out
+}

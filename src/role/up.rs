@@ -1,0 +1,155 @@
+//! `promtier up`: runs every node of a topology on this host as child processes, prefixes their
+//! logs with the node name, reports (never silently restarts) a node that exits, and stops them
+//! all on SIGINT/SIGTERM.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::shutdown::SUPERVISOR_ENV;
+use crate::topology::{Node, NodeRole, Topology};
+
+/// How long children get to stop after SIGTERM before they are killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+struct Running {
+    node: Node,
+    child: Child,
+    exited: bool,
+}
+
+/// The arguments that run `node` as its own process.
+pub fn node_args(topology_file: &Path, topology: &Topology, node: &Node) -> Vec<String> {
+    let t = topology_file.to_string_lossy().to_string();
+    match &node.role {
+        NodeRole::Demo { index } => {
+            let series = topology.demo.map(|d| d.series).unwrap_or(200);
+            vec![
+                "demo".into(),
+                "--listen".into(),
+                node.listen.clone(),
+                "--series".into(),
+                series.to_string(),
+                "--seed".into(),
+                index.to_string(),
+            ]
+        }
+        role => vec![role.kind().into(), "--topology".into(), t, "--node".into(), node.name.clone()],
+    }
+}
+
+/// Runs the whole topology until `shutdown`; returns when every child has stopped.
+pub async fn run(
+    topology_file: &Path,
+    topology: &Topology,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find the promtier executable")?;
+    let mut logs = JoinSet::new();
+    let mut running: Vec<Running> = Vec::new();
+    for node in &topology.nodes {
+        let mut cmd = Command::new(&exe);
+        cmd.args(node_args(topology_file, topology, node))
+            .env(SUPERVISOR_ENV, std::process::id().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Own process group: Ctrl-C reaches only us, and we stop the children in order.
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                stop_all(&mut running).await;
+                return Err(e).with_context(|| format!("cannot start node {}", node.name));
+            }
+        };
+        if let Some(out) = child.stdout.take() {
+            logs.spawn(forward(node.name.clone(), out));
+        }
+        if let Some(err) = child.stderr.take() {
+            logs.spawn(forward(node.name.clone(), err));
+        }
+        running.push(Running { node: node.clone(), child, exited: false });
+    }
+    print_summary(topology);
+
+    let mut poll = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = poll.tick() => {}
+        }
+        for r in running.iter_mut().filter(|r| !r.exited) {
+            if let Ok(Some(status)) = r.child.try_wait() {
+                r.exited = true;
+                eprintln!(
+                    "promtier up: node {} ({}) exited with {status}; it is not restarted (Ctrl-C stops the rest)",
+                    r.node.name,
+                    r.node.role.kind()
+                );
+            }
+        }
+        if running.iter().all(|r| r.exited) {
+            eprintln!("promtier up: every node has exited");
+            break;
+        }
+    }
+    eprintln!("promtier up: stopping {} nodes", running.iter().filter(|r| !r.exited).count());
+    stop_all(&mut running).await;
+    // Children are gone, so their pipes are closed and the log forwarders finish.
+    while logs.join_next().await.is_some() {}
+    eprintln!("promtier up: all nodes stopped");
+    Ok(())
+}
+
+/// SIGTERM to every child, then SIGKILL to those still running after the grace period.
+async fn stop_all(running: &mut [Running]) {
+    for r in running.iter().filter(|r| !r.exited) {
+        if let Some(pid) = r.child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+    for r in running.iter_mut() {
+        match tokio::time::timeout(STOP_GRACE, r.child.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                eprintln!("promtier up: node {} did not stop in {STOP_GRACE:?}; killing it", r.node.name);
+                let _ = r.child.kill().await;
+            }
+        }
+        r.exited = true;
+    }
+}
+
+async fn forward(name: String, pipe: impl AsyncRead + Unpin) {
+    let mut lines = BufReader::new(pipe).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        eprintln!("{name:>12} | {line}");
+    }
+}
+
+fn print_summary(t: &Topology) {
+    println!("promtier up: cluster {:?}, {} nodes", t.cluster, t.nodes.len());
+    println!("  {:<16} {:<7} {:<22} url", "node", "role", "listen");
+    for n in &t.nodes {
+        println!("  {:<16} {:<7} {:<22} http://{}/", n.name, n.role.kind(), n.listen, n.advertise);
+    }
+    let first_leaf = t.nodes.iter().find(|n| matches!(n.role, NodeRole::Leaf { .. }));
+    if let Some(l) = first_leaf {
+        println!();
+        println!("  status page:  http://{}/", l.advertise);
+        println!("  targets:      curl -s http://{}/api/v1/targets", l.advertise);
+        println!("  federate:     curl -s 'http://{}/federate?match[]=up'", l.advertise);
+    }
+    println!("  Ctrl-C stops every node.");
+}

@@ -1,0 +1,396 @@
+//! Turning one scrape body into appended samples: the per-target series cache (raw series text →
+//! series ref, so a known series costs a hash lookup and no allocation), Prometheus's label
+//! merging (`honor_labels`, `exported_` prefixes), metric relabelling, limits, and staleness
+//! markers for series that disappeared.
+
+use std::collections::HashMap;
+
+use crate::exposition::{Entry, TextParser};
+use crate::model::{Labels, LabelsBuilder, STALE_NAN};
+use crate::relabel::{RelabelConfig, relabel};
+use crate::storage::{AppendError, Appender, SeriesRef, Storage};
+
+/// Cache entries unseen for this many scrapes are forgotten.
+const CACHE_KEEP_ITERATIONS: u64 = 10;
+
+/// Why a scrape body was not ingested. Nothing of a failed body is kept.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngestError {
+    #[error("parse error: {0}")]
+    Parse(String),
+    #[error("sample limit exceeded (limit {limit})")]
+    SampleLimit { limit: u64 },
+    #[error("label_limit exceeded (metric: {metric:.50}, number of labels: {count}, limit: {limit})")]
+    LabelLimit { metric: String, count: usize, limit: u64 },
+    #[error(
+        "label_name_length_limit exceeded (metric: {metric:.50}, label name: {name:.50}, length: {len}, limit: {limit})"
+    )]
+    LabelNameLength { metric: String, name: String, len: usize, limit: u64 },
+    #[error(
+        "label_value_length_limit exceeded (metric: {metric:.50}, label name: {name:.50}, value: {value:.50}, length: {len}, limit: {limit})"
+    )]
+    LabelValueLength { metric: String, name: String, value: String, len: usize, limit: u64 },
+    #[error("appending to storage failed: {0}")]
+    Storage(String),
+}
+
+/// What the scrape's report series need, and per-sample rejections for `/metrics`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IngestStats {
+    /// Samples in the body (`scrape_samples_scraped`).
+    pub scraped: u64,
+    /// Samples kept after metric relabelling (`scrape_samples_post_metric_relabeling`).
+    pub post_relabel: u64,
+    /// Series not seen in this target's recent scrapes (`scrape_series_added`).
+    pub series_added: u64,
+    pub out_of_order: u64,
+    pub duplicates: u64,
+    pub out_of_bounds: u64,
+    /// Staleness markers written for series that disappeared.
+    pub stale_markers: u64,
+}
+
+/// Label handling for one target's samples.
+#[derive(Debug, Clone)]
+pub struct SampleContext {
+    /// Target labels attached to every sample.
+    pub target_labels: Labels,
+    pub honor_labels: bool,
+    pub honor_timestamps: bool,
+    pub metric_relabel_configs: Vec<RelabelConfig>,
+    pub sample_limit: u64,
+    pub label_limit: u64,
+    pub label_name_length_limit: u64,
+    pub label_value_length_limit: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CacheEntry {
+    /// `None`: metric relabelling drops this series.
+    series: Option<SeriesRef>,
+    /// Iteration that last saw it.
+    last_seen: u64,
+    /// The `last_seen` before the current iteration, restored if the iteration fails.
+    prev_seen: u64,
+    /// Iteration that created the entry (entries of a failed scrape are discarded).
+    created: u64,
+    /// False when the series carries its own timestamps: Prometheus does not mark those stale.
+    tracked: bool,
+}
+
+/// The state a target's scrapes carry from one to the next.
+#[derive(Debug, Default)]
+pub struct IngestState {
+    cache: HashMap<Box<[u8]>, CacheEntry>,
+    iteration: u64,
+    /// The iteration of the last successful scrape whose series are not yet marked stale.
+    live_iteration: Option<u64>,
+    /// Refs of the report series (`up`, …), by name.
+    report_refs: HashMap<&'static str, SeriesRef>,
+}
+
+impl IngestState {
+    /// Number of series the cache knows (for memory accounting and tests).
+    pub fn cached_series(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Ingests one scrape body at timestamp `ts` (ms); all or nothing.
+    pub fn ingest(
+        &mut self,
+        storage: &dyn Storage,
+        ctx: &SampleContext,
+        body: &[u8],
+        ts: i64,
+    ) -> Result<IngestStats, IngestError> {
+        self.iteration += 1;
+        let iter = self.iteration;
+        let mut app = storage.appender();
+        let result = self.append_body(app.as_mut(), ctx, body, ts, iter);
+        match result {
+            Ok(mut stats) => {
+                stats.stale_markers = self.mark_stale(app.as_mut(), ts, |e| e.last_seen != iter);
+                self.live_iteration = Some(iter);
+                match app.commit() {
+                    Ok(_) => {
+                        self.cache.retain(|_, e| e.last_seen + CACHE_KEEP_ITERATIONS >= iter);
+                        Ok(stats)
+                    }
+                    Err(e) => {
+                        self.forget_iteration(iter);
+                        Err(IngestError::Storage(e.to_string()))
+                    }
+                }
+            }
+            Err(e) => {
+                app.rollback();
+                self.forget_iteration(iter);
+                Err(e)
+            }
+        }
+    }
+
+    /// After a failed scrape: every series of the last good scrape goes stale at `ts`, as in
+    /// Prometheus when a target goes down. Also used when a target is removed.
+    pub fn mark_all_stale(&mut self, storage: &dyn Storage, ts: i64) -> Result<u64, IngestError> {
+        let mut app = storage.appender();
+        let n = self.mark_stale(app.as_mut(), ts, |_| true);
+        app.commit().map_err(|e| IngestError::Storage(e.to_string()))?;
+        self.live_iteration = None;
+        Ok(n)
+    }
+
+    /// When a target is removed: its scraped series and its report series go stale.
+    pub fn mark_target_gone(&mut self, storage: &dyn Storage, ts: i64) -> Result<(), IngestError> {
+        let mut app = storage.appender();
+        self.mark_stale(app.as_mut(), ts, |_| true);
+        for r in self.report_refs.values() {
+            let _ = app.append_ref(*r, ts, STALE_NAN);
+        }
+        app.commit().map_err(|e| IngestError::Storage(e.to_string()))?;
+        self.live_iteration = None;
+        Ok(())
+    }
+
+    /// Appends the report series for one scrape (a separate commit, so they are written even
+    /// when the scrape itself failed).
+    pub fn append_report(
+        &mut self,
+        storage: &dyn Storage,
+        target_labels: &Labels,
+        ts: i64,
+        values: &[(&'static str, f64)],
+    ) -> Result<(), IngestError> {
+        let mut app = storage.appender();
+        for &(name, v) in values {
+            let cached = self.report_refs.get(name).copied();
+            let mut r =
+                append_or_relookup(app.as_mut(), cached, || report_labels(target_labels, name), ts, v);
+            if matches!(r, Err(AppendError::UnknownRef(_))) {
+                r = app.append(None, &report_labels(target_labels, name), ts, v);
+            }
+            match r {
+                Ok(series) => {
+                    self.report_refs.insert(name, series);
+                }
+                Err(AppendError::Storage(e)) => {
+                    app.rollback();
+                    return Err(IngestError::Storage(e.to_string()));
+                }
+                Err(_) => {}
+            }
+        }
+        app.commit().map(|_| ()).map_err(|e| IngestError::Storage(e.to_string()))
+    }
+
+    fn append_body(
+        &mut self,
+        app: &mut dyn Appender,
+        ctx: &SampleContext,
+        body: &[u8],
+        ts: i64,
+        iter: u64,
+    ) -> Result<IngestStats, IngestError> {
+        let mut stats = IngestStats::default();
+        for entry in TextParser::new(body) {
+            let series = match entry {
+                Ok(Entry::Series(s)) => s,
+                Ok(_) => continue,
+                Err(e) => return Err(IngestError::Parse(e.to_string())),
+            };
+            stats.scraped += 1;
+            let (t, tracked) = match series.timestamp() {
+                Some(t) if ctx.honor_timestamps => (t, false),
+                _ => (ts, true),
+            };
+            let v = series.value();
+            let raw = series.raw();
+            let cached: Option<SeriesRef> = match self.cache.get_mut(raw) {
+                Some(e) => {
+                    if e.last_seen != iter {
+                        e.prev_seen = e.last_seen;
+                        e.last_seen = iter;
+                    }
+                    match e.series {
+                        None => continue,
+                        Some(r) => match app.append_ref(r, t, v) {
+                            Ok(()) => {
+                                stats.post_relabel += 1;
+                                check_sample_limit(ctx, &stats)?;
+                                continue;
+                            }
+                            Err(AppendError::UnknownRef(_)) => None,
+                            Err(e) => {
+                                count_rejection(&mut stats, e)?;
+                                stats.post_relabel += 1;
+                                continue;
+                            }
+                        },
+                    }
+                }
+                None => None,
+            };
+            debug_assert!(cached.is_none());
+            // Slow path: a series this target has not sent recently (or whose ref went away).
+            let labels = sample_labels(series.to_labels(), ctx);
+            let Some(labels) = labels else {
+                self.cache.insert(
+                    raw.into(),
+                    CacheEntry { series: None, last_seen: iter, prev_seen: 0, created: iter, tracked },
+                );
+                continue;
+            };
+            check_label_limits(&labels, ctx)?;
+            stats.post_relabel += 1;
+            check_sample_limit(ctx, &stats)?;
+            let is_new = !self.cache.contains_key(raw);
+            match app.append(None, &labels, t, v) {
+                Ok(r) => {
+                    if is_new {
+                        stats.series_added += 1;
+                    }
+                    self.cache.insert(
+                        raw.into(),
+                        CacheEntry { series: Some(r), last_seen: iter, prev_seen: 0, created: iter, tracked },
+                    );
+                }
+                Err(e) => count_rejection(&mut stats, e)?,
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Appends staleness markers for the tracked series of the live iteration that `gone` selects.
+    fn mark_stale(&mut self, app: &mut dyn Appender, ts: i64, gone: impl Fn(&CacheEntry) -> bool) -> u64 {
+        let Some(live) = self.live_iteration else { return 0 };
+        let mut n = 0;
+        for e in self.cache.values() {
+            if e.tracked
+                && e.last_seen == live
+                && gone(e)
+                && let Some(r) = e.series
+                && app.append_ref(r, ts, STALE_NAN).is_ok()
+            {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Undoes the cache effects of an iteration whose samples were not committed.
+    fn forget_iteration(&mut self, iter: u64) {
+        self.cache.retain(|_, e| e.created != iter);
+        for e in self.cache.values_mut() {
+            if e.last_seen == iter {
+                e.last_seen = e.prev_seen;
+            }
+        }
+    }
+}
+
+fn append_or_relookup(
+    app: &mut dyn Appender,
+    cached: Option<SeriesRef>,
+    labels: impl FnOnce() -> Labels,
+    t: i64,
+    v: f64,
+) -> Result<SeriesRef, AppendError> {
+    match cached {
+        Some(r) => app.append_ref(r, t, v).map(|()| r),
+        None => app.append(None, &labels(), t, v),
+    }
+}
+
+fn report_labels(target: &Labels, name: &str) -> Labels {
+    let mut b = target.builder();
+    b.set(crate::model::METRIC_NAME, name);
+    b.labels()
+}
+
+fn check_sample_limit(ctx: &SampleContext, stats: &IngestStats) -> Result<(), IngestError> {
+    if ctx.sample_limit > 0 && stats.post_relabel > ctx.sample_limit {
+        return Err(IngestError::SampleLimit { limit: ctx.sample_limit });
+    }
+    Ok(())
+}
+
+/// Per-sample rejections are counted; a storage failure fails the scrape.
+fn count_rejection(stats: &mut IngestStats, e: AppendError) -> Result<(), IngestError> {
+    match e {
+        AppendError::OutOfOrder => stats.out_of_order += 1,
+        AppendError::DuplicateTimestamp => stats.duplicates += 1,
+        AppendError::OutOfBounds => stats.out_of_bounds += 1,
+        other => return Err(IngestError::Storage(other.to_string())),
+    }
+    Ok(())
+}
+
+/// Merges a scraped series' labels with the target's, then applies metric relabelling.
+/// `None` means the series is dropped.
+pub(crate) fn sample_labels(scraped: Labels, ctx: &SampleContext) -> Option<Labels> {
+    let mut lb = LabelsBuilder::new(scraped.clone());
+    if ctx.honor_labels {
+        for l in ctx.target_labels.iter() {
+            if !scraped.has(&l.name) {
+                lb.set(&l.name, &l.value);
+            }
+        }
+    } else {
+        let mut conflicts: Vec<(&str, &str)> = Vec::new();
+        for l in ctx.target_labels.iter() {
+            if let Some(v) = scraped.get(&l.name) {
+                conflicts.push((&l.name, v));
+            }
+            lb.set(&l.name, &l.value);
+        }
+        // Shortest names first, then `exported_` prefixes until the name is free.
+        conflicts.sort_by_key(|(n, _)| n.len());
+        for (name, value) in conflicts {
+            let mut new_name = name.to_string();
+            loop {
+                new_name = format!("exported_{new_name}");
+                if lb.get(&new_name).is_none() {
+                    lb.set(&new_name, value);
+                    break;
+                }
+            }
+        }
+    }
+    if !ctx.metric_relabel_configs.is_empty() && !relabel(&ctx.metric_relabel_configs, &mut lb) {
+        return None;
+    }
+    let labels = lb.labels();
+    if labels.metric_name().is_none() { None } else { Some(labels) }
+}
+
+fn check_label_limits(labels: &Labels, ctx: &SampleContext) -> Result<(), IngestError> {
+    let metric = || labels.metric_name().unwrap_or("").to_string();
+    if ctx.label_limit > 0 && labels.len() as u64 > ctx.label_limit {
+        return Err(IngestError::LabelLimit {
+            metric: metric(),
+            count: labels.len(),
+            limit: ctx.label_limit,
+        });
+    }
+    for l in labels.iter() {
+        if ctx.label_name_length_limit > 0 && l.name.len() as u64 > ctx.label_name_length_limit {
+            return Err(IngestError::LabelNameLength {
+                metric: metric(),
+                name: l.name.clone(),
+                len: l.name.len(),
+                limit: ctx.label_name_length_limit,
+            });
+        }
+        if ctx.label_value_length_limit > 0 && l.value.len() as u64 > ctx.label_value_length_limit {
+            return Err(IngestError::LabelValueLength {
+                metric: metric(),
+                name: l.name.clone(),
+                value: l.value.clone(),
+                len: l.value.len(),
+                limit: ctx.label_value_length_limit,
+            });
+        }
+    }
+    Ok(())
+}

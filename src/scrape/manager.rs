@@ -1,0 +1,225 @@
+//! The scrape manager: keeps one scrape loop running per target this node owns, following
+//! discovery changes (new targets start, removed targets stop and go stale), and reports every
+//! target's state for `/api/v1/targets`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::client::ScrapeClient;
+use super::discovery::JobDiscovery;
+use super::ingest::SampleContext;
+use super::metrics::ScrapeMetrics;
+use super::scrape_loop::{ScrapeLoop, TargetStatus};
+use super::target::{DroppedTarget, Target, TargetFilter, build_targets};
+use crate::metrics::Registry;
+use crate::storage::Storage;
+use crate::topology::ScrapeConfig;
+
+/// How often discovery files are checked for changes.
+const DISCOVERY_POLL: Duration = Duration::from_secs(2);
+
+/// One active target as the targets API shows it.
+#[derive(Debug, Clone)]
+pub struct ActiveTarget {
+    pub job: String,
+    pub target: Target,
+    pub status: TargetStatus,
+}
+
+/// All targets of the node.
+#[derive(Debug, Clone, Default)]
+pub struct TargetsSnapshot {
+    pub active: Vec<ActiveTarget>,
+    pub dropped: Vec<(String, DroppedTarget)>,
+}
+
+struct Running {
+    target: Target,
+    status: Arc<Mutex<TargetStatus>>,
+    removed: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+struct Pool {
+    job: Arc<ScrapeConfig>,
+    discovery: JobDiscovery,
+    client: Option<ScrapeClient>,
+    running: HashMap<u64, Running>,
+    dropped: Vec<DroppedTarget>,
+}
+
+/// Runs the scrape loops of one node.
+pub struct ScrapeManager {
+    storage: Arc<dyn Storage>,
+    filter: Arc<dyn TargetFilter>,
+    metrics: Arc<ScrapeMetrics>,
+    offset_seed: u64,
+    pools: Mutex<Vec<Pool>>,
+}
+
+impl ScrapeManager {
+    /// `offset_seed` spreads this node's scrape times (derive it from the node's identity).
+    pub fn new(
+        jobs: Vec<Arc<ScrapeConfig>>,
+        storage: Arc<dyn Storage>,
+        filter: Arc<dyn TargetFilter>,
+        registry: &Registry,
+        offset_seed: u64,
+    ) -> ScrapeManager {
+        let pools = jobs
+            .into_iter()
+            .map(|job| {
+                let client = match ScrapeClient::new(&job) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        tracing::error!(job = %job.job_name, error = %e, "job disabled: cannot build its HTTP client");
+                        None
+                    }
+                };
+                Pool { discovery: JobDiscovery::new(&job), job, client, running: HashMap::new(), dropped: Vec::new() }
+            })
+            .collect();
+        ScrapeManager {
+            storage,
+            filter,
+            metrics: Arc::new(ScrapeMetrics::new(registry)),
+            offset_seed,
+            pools: Mutex::new(pools),
+        }
+    }
+
+    /// Follows discovery until `shutdown`, then stops every loop (without staleness markers:
+    /// series of a stopped node simply age out, as in Prometheus).
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let loops_shutdown = shutdown.child_token();
+        loop {
+            self.refresh(&loops_shutdown).await;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(DISCOVERY_POLL) => {}
+            }
+        }
+        loops_shutdown.cancel();
+        let handles: Vec<JoinHandle<()>> =
+            self.pools.lock().iter_mut().flat_map(|p| p.running.drain().map(|(_, r)| r.handle)).collect();
+        for h in handles {
+            let _ = h.await;
+        }
+    }
+
+    /// One discovery round: re-read what changed and reconcile the loops.
+    async fn refresh(&self, shutdown: &CancellationToken) {
+        let n = self.pools.lock().len();
+        for i in 0..n {
+            // File reads happen off the async workers.
+            let mut discovery = {
+                let mut pools = self.pools.lock();
+                let fresh = JobDiscovery::new(&pools[i].job);
+                std::mem::replace(&mut pools[i].discovery, fresh)
+            };
+            let (discovery, groups, errors) = match tokio::task::spawn_blocking(move || {
+                let (g, e) = discovery.poll();
+                (discovery, g, e)
+            })
+            .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "discovery task failed");
+                    continue;
+                }
+            };
+            let stopping = {
+                let mut pools = self.pools.lock();
+                let pool = &mut pools[i];
+                pool.discovery = discovery;
+                for e in &errors {
+                    tracing::error!(job = %pool.job.job_name, error = %e, "file_sd: keeping the last good targets");
+                }
+                match groups {
+                    Some(groups) => self.reconcile(pool, &groups, shutdown),
+                    None => Vec::new(),
+                }
+            };
+            // Removed targets write their staleness markers before we forget them.
+            for h in stopping {
+                let _ = h.await;
+            }
+        }
+    }
+
+    fn reconcile(
+        &self,
+        pool: &mut Pool,
+        groups: &[crate::topology::TargetGroup],
+        shutdown: &CancellationToken,
+    ) -> Vec<JoinHandle<()>> {
+        let (active, dropped) = build_targets(&pool.job, groups, self.filter.as_ref());
+        pool.dropped = dropped;
+        let wanted: HashMap<u64, Target> = active.into_iter().map(|t| (t.hash(), t)).collect();
+        let mut stopping = Vec::new();
+        let gone: Vec<u64> = pool.running.keys().filter(|h| !wanted.contains_key(h)).copied().collect();
+        for h in gone {
+            if let Some(r) = pool.running.remove(&h) {
+                tracing::info!(job = %pool.job.job_name, target = %r.target.url, "target removed");
+                r.removed.cancel();
+                stopping.push(r.handle);
+            }
+        }
+        let Some(client) = &pool.client else { return stopping };
+        for (h, target) in wanted {
+            if pool.running.contains_key(&h) {
+                continue;
+            }
+            tracing::info!(job = %pool.job.job_name, target = %target.url, "target added");
+            let status = Arc::new(Mutex::new(TargetStatus::default()));
+            let removed = CancellationToken::new();
+            let ctx = Arc::new(SampleContext {
+                target_labels: target.labels.clone(),
+                honor_labels: pool.job.honor_labels,
+                honor_timestamps: pool.job.honor_timestamps,
+                metric_relabel_configs: pool.job.metric_relabel_configs.clone(),
+                sample_limit: pool.job.sample_limit,
+                label_limit: pool.job.label_limit,
+                label_name_length_limit: pool.job.label_name_length_limit,
+                label_value_length_limit: pool.job.label_value_length_limit,
+            });
+            let sl = ScrapeLoop {
+                target: target.clone(),
+                client: client.clone(),
+                storage: self.storage.clone(),
+                ctx,
+                status: status.clone(),
+                metrics: self.metrics.clone(),
+                job: pool.job.job_name.clone(),
+                offset_seed: self.offset_seed,
+            };
+            let handle = tokio::spawn(sl.run(shutdown.clone(), removed.clone()));
+            pool.running.insert(h, Running { target, status, removed, handle });
+        }
+        stopping
+    }
+
+    /// Every target with its latest state, sorted by job then URL.
+    pub fn targets(&self) -> TargetsSnapshot {
+        let pools = self.pools.lock();
+        let mut snap = TargetsSnapshot::default();
+        for p in pools.iter() {
+            for r in p.running.values() {
+                snap.active.push(ActiveTarget {
+                    job: p.job.job_name.clone(),
+                    target: r.target.clone(),
+                    status: r.status.lock().clone(),
+                });
+            }
+            snap.dropped.extend(p.dropped.iter().map(|d| (p.job.job_name.clone(), d.clone())));
+        }
+        snap.active.sort_by(|a, b| (&a.job, &a.target.url).cmp(&(&b.job, &b.target.url)));
+        snap
+    }
+}

@@ -1,0 +1,183 @@
+//! One target's scrape loop: a stable per-target offset within the interval (so replicas and
+//! targets spread out), scrape → ingest → report series, health for `/api/v1/targets`, and
+//! staleness when the target fails or is removed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::client::ScrapeClient;
+use super::ingest::{IngestState, IngestStats, SampleContext};
+use super::metrics::ScrapeMetrics;
+use super::target::Target;
+use crate::model::now_ms;
+use crate::storage::Storage;
+
+/// Health of a target as `/api/v1/targets` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Health {
+    #[default]
+    Unknown,
+    Up,
+    Down,
+}
+
+impl Health {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Health::Unknown => "unknown",
+            Health::Up => "up",
+            Health::Down => "down",
+        }
+    }
+}
+
+/// The latest scrape outcome of a target.
+#[derive(Debug, Clone, Default)]
+pub struct TargetStatus {
+    pub health: Health,
+    pub last_error: String,
+    pub last_scrape: Option<SystemTime>,
+    pub last_duration: Duration,
+    pub last_samples: u64,
+    pub series: u64,
+}
+
+pub(crate) struct ScrapeLoop {
+    pub(crate) target: Target,
+    pub(crate) client: ScrapeClient,
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) ctx: Arc<SampleContext>,
+    pub(crate) status: Arc<Mutex<TargetStatus>>,
+    pub(crate) metrics: Arc<ScrapeMetrics>,
+    pub(crate) job: String,
+    /// Mixed into the offset so that different nodes scrape the same target at different times.
+    pub(crate) offset_seed: u64,
+}
+
+impl ScrapeLoop {
+    /// Runs until `shutdown` or `removed` fires.
+    pub(crate) async fn run(self, shutdown: CancellationToken, removed: CancellationToken) {
+        let interval = self.target.interval;
+        let first = self.first_delay(interval);
+        let mut state = IngestState::default();
+        let mut this = self;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = removed.cancelled() => { this.on_removed(state).await; return; }
+            _ = tokio::time::sleep(first) => {}
+        }
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = removed.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            let scrape = this.scrape_once(state);
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                (s, next) = scrape => { state = s; this = next; }
+            }
+        }
+        this.on_removed(state).await;
+    }
+
+    /// Delay to this target's slot: a hash of its identity (and the node's seed) modulo the
+    /// interval, measured from the current interval boundary.
+    fn first_delay(&self, interval: Duration) -> Duration {
+        let iv = interval.as_nanos().max(1) as u64;
+        let slot = (self.target.hash() ^ self.offset_seed) % iv;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+        let phase = now % iv;
+        Duration::from_nanos(if slot >= phase { slot - phase } else { iv - phase + slot })
+    }
+
+    async fn scrape_once(self, state: IngestState) -> (IngestState, ScrapeLoop) {
+        let started = Instant::now();
+        let ts = now_ms();
+        let fetched = self.client.scrape(&self.target.url, self.target.timeout).await;
+        let storage = self.storage.clone();
+        let ctx = self.ctx.clone();
+        let target_labels = self.target.labels.clone();
+        // Parsing and appending are CPU work: keep them off the async workers.
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut state = state;
+            let outcome = match fetched {
+                Ok(body) => state.ingest(storage.as_ref(), &ctx, &body, ts).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if outcome.is_err()
+                && let Err(e) = state.mark_all_stale(storage.as_ref(), ts)
+            {
+                tracing::warn!(error = %e, "writing staleness markers failed");
+            }
+            let duration = started.elapsed();
+            let stats = outcome.as_ref().copied().unwrap_or_default();
+            let report = [
+                ("up", if outcome.is_ok() { 1.0 } else { 0.0 }),
+                ("scrape_duration_seconds", duration.as_secs_f64()),
+                ("scrape_samples_scraped", stats.scraped as f64),
+                ("scrape_samples_post_metric_relabeling", stats.post_relabel as f64),
+                ("scrape_series_added", stats.series_added as f64),
+            ];
+            let report_err = state.append_report(storage.as_ref(), &target_labels, ts, &report).err();
+            (state, outcome, duration, report_err)
+        })
+        .await;
+        let (state, outcome, duration, report_err) = match joined {
+            Ok(r) => r,
+            Err(e) => {
+                // The blocking task panicked: start over with a fresh cache rather than stop.
+                tracing::error!(target = %self.target.url, error = %e, "scrape task failed");
+                (IngestState::default(), Err(format!("internal error: {e}")), started.elapsed(), None)
+            }
+        };
+        if let Some(e) = report_err {
+            tracing::warn!(target = %self.target.url, error = %e, "appending report series failed");
+        }
+        self.record(&outcome, duration, state.cached_series() as u64);
+        (state, self)
+    }
+
+    fn record(&self, outcome: &Result<IngestStats, String>, duration: Duration, series: u64) {
+        self.metrics.observe(&self.job, outcome, duration);
+        let mut st = self.status.lock();
+        st.last_scrape = Some(SystemTime::now());
+        st.last_duration = duration;
+        st.series = series;
+        match outcome {
+            Ok(stats) => {
+                if st.health == Health::Down {
+                    tracing::info!(job = %self.job, target = %self.target.url, "target is up again");
+                }
+                st.health = Health::Up;
+                st.last_error.clear();
+                st.last_samples = stats.post_relabel;
+            }
+            Err(e) => {
+                if st.health != Health::Down || st.last_error != *e {
+                    tracing::warn!(job = %self.job, target = %self.target.url, error = %e, "scrape failed");
+                }
+                st.health = Health::Down;
+                st.last_error = e.clone();
+                st.last_samples = 0;
+            }
+        }
+    }
+
+    async fn on_removed(self, state: IngestState) {
+        let storage = self.storage.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            let mut state = state;
+            state.mark_target_gone(storage.as_ref(), now_ms())
+        })
+        .await;
+        if let Ok(Err(e)) = res {
+            tracing::warn!(target = %self.target.url, error = %e, "marking removed target stale failed");
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! The validated topology: typed, defaulted configuration that the runtime components are built
+//! from. Every value here has passed validation; nothing in it needs checking again.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::model::Labels;
+use crate::relabel::RelabelConfig;
+use crate::shard::Sharder;
+
+/// A whole cluster as described by one topology file.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    /// The file it was loaded from; relative paths inside it are resolved against its directory.
+    pub source: PathBuf,
+    pub cluster: String,
+    /// Name of the external label carrying a leaf's shard (`shard` by default).
+    pub shard_label: String,
+    /// Name of the external label carrying a node's replica letter (`replica` by default).
+    pub replica_label: String,
+    pub jobs: Vec<Arc<ScrapeConfig>>,
+    pub leaf_groups: Vec<LeafGroup>,
+    pub globals: Vec<GlobalConfig>,
+    pub push: Option<PushConfig>,
+    pub demo: Option<DemoConfig>,
+    /// Every node of the topology, in a stable order: leaves (group, shard, replica), globals,
+    /// push nodes, demo targets.
+    pub nodes: Vec<Node>,
+}
+
+impl Topology {
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    pub fn job(&self, name: &str) -> Option<&Arc<ScrapeConfig>> {
+        self.jobs.iter().find(|j| j.job_name == name)
+    }
+
+    pub fn leaf_group(&self, name: &str) -> Option<&LeafGroup> {
+        self.leaf_groups.iter().find(|g| g.name == name)
+    }
+
+    pub fn global(&self, name: &str) -> Option<&GlobalConfig> {
+        self.globals.iter().find(|g| g.name == name)
+    }
+
+    /// The nodes of a leaf group or global, in shard/replica order.
+    pub fn members<'a>(&'a self, group: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
+        self.nodes.iter().filter(move |n| match &n.role {
+            NodeRole::Leaf { group: g, .. } | NodeRole::Global { name: g, .. } => g == group,
+            NodeRole::Push { .. } | NodeRole::Demo { .. } => false,
+        })
+    }
+}
+
+/// One process of the topology.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// Deterministic name: `<group>-<shard>-<replica letter>`, `<global>-<letter>`, `push-<i>`,
+    /// `demo-<i>`.
+    pub name: String,
+    pub role: NodeRole,
+    /// `host:port` the node binds.
+    pub listen: String,
+    /// `host:port` other nodes use to reach it (the listen address unless overridden).
+    pub advertise: String,
+    /// This node's own data directory (`<data_dir>/<name>`).
+    pub data_dir: PathBuf,
+    /// Labels the node adds on `/federate` and remote write: cluster, shard, replica, and the
+    /// user's extra labels.
+    pub external_labels: Labels,
+    /// How long raw samples are kept.
+    pub retention: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeRole {
+    Leaf { group: String, shard: u32, replica: u32 },
+    Global { name: String, replica: u32 },
+    Push { index: u32 },
+    Demo { index: u32 },
+}
+
+impl NodeRole {
+    /// The role keyword used by `plan` and the CLI.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            NodeRole::Leaf { .. } => "leaf",
+            NodeRole::Global { .. } => "global",
+            NodeRole::Push { .. } => "push",
+            NodeRole::Demo { .. } => "demo",
+        }
+    }
+}
+
+/// The replica letter for a replica index: 0 → `a`, 25 → `z`, 26 → `aa`.
+pub fn replica_letter(replica: u32) -> String {
+    let mut n = replica as usize;
+    let mut out = Vec::new();
+    loop {
+        out.push(b'a' + (n % 26) as u8);
+        if n < 26 {
+            break;
+        }
+        n = n / 26 - 1;
+    }
+    out.reverse();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A scrape job in Prometheus `scrape_config` terms.
+#[derive(Debug, Clone)]
+pub struct ScrapeConfig {
+    pub job_name: String,
+    pub scrape_interval: Duration,
+    pub scrape_timeout: Duration,
+    pub metrics_path: String,
+    pub scheme: String,
+    /// URL query parameters, each name with one or more values.
+    pub params: Vec<(String, Vec<String>)>,
+    pub honor_labels: bool,
+    pub honor_timestamps: bool,
+    /// Ask for gzip (`Accept-Encoding: gzip`); Prometheus's `enable_compression`.
+    pub enable_compression: bool,
+    /// 0 means no limit.
+    pub sample_limit: u64,
+    pub label_limit: u64,
+    pub label_name_length_limit: u64,
+    pub label_value_length_limit: u64,
+    pub auth: Option<Auth>,
+    pub tls: TlsConfig,
+    pub static_configs: Vec<TargetGroup>,
+    pub file_sd_configs: Vec<FileSdConfig>,
+    pub relabel_configs: Vec<RelabelConfig>,
+    pub metric_relabel_configs: Vec<RelabelConfig>,
+}
+
+/// Credentials sent with each scrape. Files are re-read at every scrape, as Prometheus does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    Basic { username: String, password: Secret },
+    Bearer(Secret),
+}
+
+/// A secret given inline or through a file.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    Inline(String),
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Inline(_) => f.write_str("Secret(<inline>)"),
+            Secret::File(p) => write!(f, "Secret(file {})", p.display()),
+        }
+    }
+}
+
+impl Secret {
+    /// The secret's current value (reads the file each time; trailing newline trimmed).
+    pub fn read(&self) -> std::io::Result<String> {
+        match self {
+            Secret::Inline(s) => Ok(s.clone()),
+            Secret::File(p) => Ok(std::fs::read_to_string(p)?.trim_end_matches(['\n', '\r']).to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub ca_file: Option<PathBuf>,
+    pub insecure_skip_verify: bool,
+}
+
+/// Targets with common labels, from `static_configs` or a file_sd file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetGroup {
+    pub targets: Vec<String>,
+    pub labels: Labels,
+    /// Where the group came from (`static:0`, a file path with index), for `/api/v1/targets`.
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileSdConfig {
+    /// File patterns (globs), resolved against the topology file's directory.
+    pub files: Vec<PathBuf>,
+    pub refresh_interval: Duration,
+}
+
+/// A functional group of leaves.
+#[derive(Debug, Clone)]
+pub struct LeafGroup {
+    pub name: String,
+    pub jobs: Vec<String>,
+    pub sharder: Sharder,
+    pub replicas: u32,
+}
+
+impl LeafGroup {
+    pub fn shards(&self) -> u32 {
+        self.sharder.shards()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DedupMode {
+    Failover,
+    Merge,
+    None,
+}
+
+impl DedupMode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DedupMode::Failover => "failover",
+            DedupMode::Merge => "merge",
+            DedupMode::None => "none",
+        }
+    }
+}
+
+/// A global (aggregation) tier node set.
+#[derive(Debug, Clone)]
+pub struct GlobalConfig {
+    pub name: String,
+    /// Leaf groups and/or other globals this global pulls from.
+    pub from: Vec<String>,
+    pub replicas: u32,
+    pub federate_interval: Duration,
+    pub federate_timeout: Duration,
+    /// `match[]` selectors sent to each source.
+    pub federate_match: Vec<String>,
+    pub honor_labels: bool,
+    pub dedup: DedupMode,
+    pub failover_timeout: Duration,
+    pub downsample: Vec<Downsample>,
+    pub remote_write: Vec<RemoteWriteConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Downsample {
+    pub resolution: Duration,
+    /// `None`: kept as long as raw data.
+    pub retention: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RemoteWriteConfig {
+    pub url: String,
+    pub name: Option<String>,
+    pub remote_timeout: Duration,
+    pub headers: Vec<(String, String)>,
+    pub auth: Option<Auth>,
+    pub write_relabel_configs: Vec<RelabelConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushConfig {
+    pub nodes: u32,
+    pub replication_factor: u32,
+}
+
+/// Built-in demo exporters started by `promtier up`, so a fresh cluster shows real data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DemoConfig {
+    pub targets: u32,
+    /// Series each demo exporter serves.
+    pub series: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replica_letters() {
+        let l: Vec<String> = [0, 1, 25, 26, 27, 51, 52].into_iter().map(replica_letter).collect();
+        assert_eq!(l, ["a", "b", "z", "aa", "ab", "az", "ba"]);
+    }
+}

@@ -1,0 +1,219 @@
+//! The topology file as written: serde structs that mirror the YAML one to one, with every field
+//! that validation may complain about wrapped in `Spanned` so errors can point at it. Unknown keys
+//! are rejected here; meaning is checked in `validate`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::relabel::RawRelabelConfig;
+
+pub(crate) type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTopology {
+    pub(crate) cluster: S<String>,
+    #[serde(default)]
+    pub(crate) defaults: Option<S<RawDefaults>>,
+    #[serde(default)]
+    pub(crate) jobs: Vec<S<RawJob>>,
+    #[serde(default)]
+    pub(crate) leaves: Vec<S<RawLeafGroup>>,
+    #[serde(default)]
+    pub(crate) globals: Vec<S<RawGlobal>>,
+    #[serde(default)]
+    pub(crate) push: Option<S<RawPush>>,
+    #[serde(default)]
+    pub(crate) demo: Option<S<RawDemo>>,
+    #[serde(default)]
+    pub(crate) nodes: HashMap<S<String>, S<RawNodeOverride>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDefaults {
+    pub(crate) scrape_interval: Option<S<String>>,
+    pub(crate) scrape_timeout: Option<S<String>>,
+    pub(crate) retention: Option<S<String>>,
+    pub(crate) data_dir: Option<S<String>>,
+    pub(crate) shard_label: Option<S<String>>,
+    pub(crate) replica_label: Option<S<String>>,
+    #[serde(default)]
+    pub(crate) external_labels: HashMap<S<String>, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawJob {
+    pub(crate) job_name: S<String>,
+    pub(crate) scrape_interval: Option<S<String>>,
+    pub(crate) scrape_timeout: Option<S<String>>,
+    pub(crate) metrics_path: Option<S<String>>,
+    pub(crate) scheme: Option<S<String>>,
+    #[serde(default)]
+    pub(crate) params: BTreeMap<String, Vec<String>>,
+    pub(crate) honor_labels: Option<bool>,
+    pub(crate) honor_timestamps: Option<bool>,
+    pub(crate) enable_compression: Option<bool>,
+    pub(crate) sample_limit: Option<u64>,
+    pub(crate) label_limit: Option<u64>,
+    pub(crate) label_name_length_limit: Option<u64>,
+    pub(crate) label_value_length_limit: Option<u64>,
+    pub(crate) basic_auth: Option<S<RawBasicAuth>>,
+    pub(crate) bearer_token: Option<S<String>>,
+    pub(crate) bearer_token_file: Option<S<String>>,
+    pub(crate) tls_config: Option<S<RawTlsConfig>>,
+    #[serde(default)]
+    pub(crate) static_configs: Vec<S<RawStaticConfig>>,
+    #[serde(default)]
+    pub(crate) file_sd_configs: Vec<S<RawFileSdConfig>>,
+    #[serde(default)]
+    pub(crate) relabel_configs: Vec<S<RawRelabelConfig>>,
+    #[serde(default)]
+    pub(crate) metric_relabel_configs: Vec<S<RawRelabelConfig>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBasicAuth {
+    pub(crate) username: S<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) password_file: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTlsConfig {
+    pub(crate) ca_file: Option<S<String>>,
+    pub(crate) insecure_skip_verify: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStaticConfig {
+    #[serde(default)]
+    pub(crate) targets: Vec<S<String>>,
+    #[serde(default)]
+    pub(crate) labels: HashMap<S<String>, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFileSdConfig {
+    pub(crate) files: Vec<S<String>>,
+    pub(crate) refresh_interval: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLeafGroup {
+    pub(crate) group: S<String>,
+    #[serde(default)]
+    pub(crate) jobs: Vec<S<String>>,
+    pub(crate) shards: Option<S<i64>>,
+    pub(crate) sharding: Option<S<RawSharding>>,
+    pub(crate) shard_by: Option<Vec<S<String>>>,
+    pub(crate) replicas: Option<S<i64>>,
+    pub(crate) listen: Option<S<String>>,
+    pub(crate) retention: Option<S<String>>,
+    #[serde(default)]
+    pub(crate) external_labels: HashMap<S<String>, String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawSharding {
+    Hashmod,
+    Ring,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGlobal {
+    pub(crate) name: S<String>,
+    #[serde(default)]
+    pub(crate) from: Vec<S<String>>,
+    pub(crate) replicas: Option<S<i64>>,
+    pub(crate) listen: Option<S<String>>,
+    pub(crate) federate: Option<S<RawFederate>>,
+    pub(crate) dedup: Option<S<RawDedup>>,
+    pub(crate) retention: Option<S<String>>,
+    #[serde(default)]
+    pub(crate) downsample: Vec<S<RawDownsample>>,
+    #[serde(default)]
+    pub(crate) remote_write: Vec<S<RawRemoteWrite>>,
+    #[serde(default)]
+    pub(crate) external_labels: HashMap<S<String>, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFederate {
+    pub(crate) interval: Option<S<String>>,
+    pub(crate) timeout: Option<S<String>>,
+    #[serde(rename = "match")]
+    pub(crate) matchers: Option<Vec<S<String>>>,
+    pub(crate) honor_labels: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDedup {
+    pub(crate) mode: Option<S<RawDedupMode>>,
+    pub(crate) failover_timeout: Option<S<String>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawDedupMode {
+    Failover,
+    Merge,
+    None,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDownsample {
+    pub(crate) resolution: S<String>,
+    pub(crate) retention: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRemoteWrite {
+    pub(crate) url: S<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) remote_timeout: Option<S<String>>,
+    #[serde(default)]
+    pub(crate) headers: BTreeMap<String, String>,
+    pub(crate) basic_auth: Option<S<RawBasicAuth>>,
+    pub(crate) bearer_token: Option<S<String>>,
+    #[serde(default)]
+    pub(crate) write_relabel_configs: Vec<S<RawRelabelConfig>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPush {
+    pub(crate) nodes: S<i64>,
+    pub(crate) replication_factor: Option<S<i64>>,
+    pub(crate) listen: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDemo {
+    pub(crate) targets: S<i64>,
+    pub(crate) listen: S<String>,
+    pub(crate) series: Option<S<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNodeOverride {
+    pub(crate) listen: Option<S<String>>,
+    pub(crate) advertise: Option<S<String>>,
+    pub(crate) data_dir: Option<S<String>>,
+}

@@ -1,0 +1,999 @@
+//! Turns a [`RawTopology`] into a [`Topology`], reporting every problem with its position and
+//! YAML path instead of stopping at the first.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_saphyr::{Location, Spanned};
+
+use super::config::*;
+use super::error::Problem;
+use super::raw::*;
+use crate::model::{Label, Labels, is_valid_label_name, parse_duration, parse_selector};
+use crate::relabel::{RawRelabelConfig, RelabelConfig};
+use crate::shard::{ShardStrategy, Sharder};
+
+const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(60);
+const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_RETENTION: Duration = Duration::from_secs(15 * 24 * 3600);
+const DEFAULT_FILE_SD_REFRESH: Duration = Duration::from_secs(300);
+const DEFAULT_FEDERATE_INTERVAL: Duration = Duration::from_secs(15);
+const DEFAULT_FEDERATE_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Collects problems while building the typed topology.
+struct Validator {
+    problems: Vec<Problem>,
+    /// Directory of the topology file; relative paths in it are resolved against this.
+    dir: PathBuf,
+}
+
+/// Defaults that every job and node inherits.
+struct Defaults {
+    scrape_interval: Duration,
+    scrape_timeout: Duration,
+    retention: Duration,
+    data_dir: PathBuf,
+    shard_label: String,
+    replica_label: String,
+    external_labels: Vec<Label>,
+}
+
+pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<Problem>> {
+    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut v = Validator { problems: Vec::new(), dir };
+    let cluster = raw.cluster.value.clone();
+    if cluster.is_empty() {
+        v.err(&raw.cluster, "cluster", "cluster must not be empty");
+    }
+    let defaults = v.defaults(raw.defaults.as_ref());
+    let jobs = v.jobs(&raw.jobs, &defaults);
+    let leaf_groups = v.leaf_groups(&raw, &jobs);
+    let globals = v.globals(&raw, &leaf_groups);
+    let push = raw.push.as_ref().and_then(|p| v.push(p));
+    let demo = raw.demo.as_ref().and_then(|d| v.demo(d));
+    let nodes = v.nodes(&raw, &defaults, &cluster, &leaf_groups, &globals, push.as_ref(), demo.as_ref());
+
+    if v.problems.is_empty() {
+        Ok(Topology {
+            source: file.to_path_buf(),
+            cluster,
+            shard_label: defaults.shard_label,
+            replica_label: defaults.replica_label,
+            jobs: jobs.into_iter().map(Arc::new).collect(),
+            leaf_groups,
+            globals,
+            push,
+            demo,
+            nodes,
+        })
+    } else {
+        v.problems.sort_by_key(|p| (p.line, p.column));
+        v.problems.dedup();
+        Err(v.problems)
+    }
+}
+
+impl Validator {
+    fn err<T>(&mut self, at: &Spanned<T>, path: impl Display, message: impl Into<String>) {
+        self.err_at(at.referenced, path, message);
+    }
+
+    fn err_at(&mut self, loc: Location, path: impl Display, message: impl Into<String>) {
+        self.problems.push(Problem {
+            line: loc.line(),
+            column: loc.column(),
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, s: &Spanned<String>, path: impl Display) -> Option<Duration> {
+        match parse_duration(&s.value) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.err(s, path, e.to_string());
+                None
+            }
+        }
+    }
+
+    fn opt_duration(
+        &mut self,
+        s: Option<&Spanned<String>>,
+        path: impl Display,
+        default: Duration,
+    ) -> Duration {
+        s.and_then(|s| self.duration(s, path)).unwrap_or(default)
+    }
+
+    fn positive_duration(
+        &mut self,
+        s: Option<&Spanned<String>>,
+        path: impl Display,
+        default: Duration,
+    ) -> Duration {
+        let path = path.to_string();
+        let d = self.opt_duration(s, &path, default);
+        if let Some(s) = s
+            && d.is_zero()
+        {
+            self.err(s, &path, "duration must be greater than zero");
+            return default;
+        }
+        d
+    }
+
+    fn count(&mut self, n: Option<&Spanned<i64>>, path: impl Display, what: &str) -> u32 {
+        let Some(n) = n else { return 1 };
+        match u32::try_from(n.value) {
+            Ok(c) if c >= 1 => c,
+            _ => {
+                self.err(n, path, format!("{what} must be at least 1, got {}", n.value));
+                1
+            }
+        }
+    }
+
+    fn path(&self, s: &str) -> PathBuf {
+        let p = Path::new(s);
+        if p.is_absolute() { p.to_path_buf() } else { self.dir.join(p) }
+    }
+
+    fn label_map(&mut self, labels: &HashMap<Spanned<String>, String>, path: &str) -> Vec<Label> {
+        let mut out = Vec::new();
+        for (name, value) in labels {
+            if !is_valid_label_name(&name.value) {
+                self.err(
+                    name,
+                    format!("{path}.{}", name.value),
+                    format!("{:?} is not a valid label name", name.value),
+                );
+            } else {
+                out.push(Label::new(name.value.clone(), value.clone()));
+            }
+        }
+        out
+    }
+
+    fn listen(&mut self, s: &Spanned<String>, path: impl Display) -> Option<(String, u16)> {
+        match split_host_port(&s.value) {
+            Some(hp) => Some(hp),
+            None => {
+                self.err(s, path, format!("{:?} is not a valid listen address (want host:port)", s.value));
+                None
+            }
+        }
+    }
+
+    fn defaults(&mut self, raw: Option<&Spanned<RawDefaults>>) -> Defaults {
+        let empty = RawDefaults::default();
+        let d = raw.map(|r| &r.value).unwrap_or(&empty);
+        let scrape_interval = self.positive_duration(
+            d.scrape_interval.as_ref(),
+            "defaults.scrape_interval",
+            DEFAULT_SCRAPE_INTERVAL,
+        );
+        let timeout_default = DEFAULT_SCRAPE_TIMEOUT.min(scrape_interval);
+        let scrape_timeout =
+            self.positive_duration(d.scrape_timeout.as_ref(), "defaults.scrape_timeout", timeout_default);
+        if let Some(t) = &d.scrape_timeout
+            && scrape_timeout > scrape_interval
+        {
+            self.err(
+                t,
+                "defaults.scrape_timeout",
+                format!(
+                    "scrape_timeout ({}) is greater than scrape_interval ({})",
+                    t.value,
+                    fmt_d(scrape_interval)
+                ),
+            );
+        }
+        let retention = self.positive_duration(d.retention.as_ref(), "defaults.retention", DEFAULT_RETENTION);
+        let data_dir = self.path(d.data_dir.as_ref().map(|s| s.value.as_str()).unwrap_or("data"));
+        let mut label_name = |s: Option<&Spanned<String>>, path: &str, default: &str| -> String {
+            match s {
+                Some(s) if !is_valid_label_name(&s.value) => {
+                    self.err(s, path, format!("{:?} is not a valid label name", s.value));
+                    default.to_string()
+                }
+                Some(s) => s.value.clone(),
+                None => default.to_string(),
+            }
+        };
+        let shard_label = label_name(d.shard_label.as_ref(), "defaults.shard_label", "shard");
+        let replica_label = label_name(d.replica_label.as_ref(), "defaults.replica_label", "replica");
+        if shard_label == replica_label
+            && let Some(s) = d.replica_label.as_ref().or(d.shard_label.as_ref())
+        {
+            self.err(s, "defaults.replica_label", "shard_label and replica_label must differ");
+        }
+        let external_labels = self.label_map(&d.external_labels, "defaults.external_labels");
+        Defaults {
+            scrape_interval,
+            scrape_timeout,
+            retention,
+            data_dir,
+            shard_label,
+            replica_label,
+            external_labels,
+        }
+    }
+
+    fn jobs(&mut self, raw: &[Spanned<RawJob>], d: &Defaults) -> Vec<ScrapeConfig> {
+        let mut seen: HashMap<&str, u64> = HashMap::new();
+        let mut out = Vec::new();
+        for (i, j) in raw.iter().enumerate() {
+            let p = format!("jobs[{i}]");
+            let name = &j.value.job_name;
+            if name.value.is_empty() {
+                self.err(name, format!("{p}.job_name"), "job_name must not be empty");
+            }
+            if let Some(first) = seen.insert(&name.value, name.referenced.line()) {
+                self.err(
+                    name,
+                    format!("{p}.job_name"),
+                    format!("duplicate job name {:?} (first defined on line {first})", name.value),
+                );
+                continue;
+            }
+            if let Some(job) = self.job(&j.value, &p, d) {
+                out.push(job);
+            }
+        }
+        out
+    }
+
+    fn job(&mut self, j: &RawJob, p: &str, d: &Defaults) -> Option<ScrapeConfig> {
+        let before = self.problems.len();
+        let scrape_interval = self.positive_duration(
+            j.scrape_interval.as_ref(),
+            format!("{p}.scrape_interval"),
+            d.scrape_interval,
+        );
+        // Like Prometheus: an unset timeout is the default timeout, capped by the job's interval.
+        let timeout_default = if j.scrape_interval.is_some() && j.scrape_timeout.is_none() {
+            d.scrape_timeout.min(scrape_interval)
+        } else {
+            d.scrape_timeout
+        };
+        let scrape_timeout =
+            self.positive_duration(j.scrape_timeout.as_ref(), format!("{p}.scrape_timeout"), timeout_default);
+        if scrape_timeout > scrape_interval {
+            let at = j.scrape_timeout.as_ref().or(j.scrape_interval.as_ref()).unwrap_or(&j.job_name);
+            self.err(
+                at,
+                format!("{p}.scrape_timeout"),
+                format!(
+                    "scrape_timeout ({}) is greater than scrape_interval ({}) for job {:?}",
+                    fmt_d(scrape_timeout),
+                    fmt_d(scrape_interval),
+                    j.job_name.value
+                ),
+            );
+        }
+        let metrics_path = match &j.metrics_path {
+            Some(mp) if !mp.value.starts_with('/') => {
+                self.err(
+                    mp,
+                    format!("{p}.metrics_path"),
+                    format!("metrics_path {:?} must start with '/'", mp.value),
+                );
+                String::new()
+            }
+            Some(mp) => mp.value.clone(),
+            None => "/metrics".to_string(),
+        };
+        let scheme = match &j.scheme {
+            Some(s) if s.value != "http" && s.value != "https" => {
+                self.err(
+                    s,
+                    format!("{p}.scheme"),
+                    format!("scheme must be http or https, got {:?}", s.value),
+                );
+                String::new()
+            }
+            Some(s) => s.value.clone(),
+            None => "http".to_string(),
+        };
+        let auth = self.auth(j.basic_auth.as_ref(), j.bearer_token.as_ref(), j.bearer_token_file.as_ref(), p);
+        let tls = match &j.tls_config {
+            Some(t) => TlsConfig {
+                ca_file: t.value.ca_file.as_ref().map(|f| self.path(&f.value)),
+                insecure_skip_verify: t.value.insecure_skip_verify.unwrap_or(false),
+            },
+            None => TlsConfig::default(),
+        };
+        let mut static_configs = Vec::new();
+        for (k, sc) in j.static_configs.iter().enumerate() {
+            let sp = format!("{p}.static_configs[{k}]");
+            for (t, target) in sc.value.targets.iter().enumerate() {
+                if let Err(msg) = check_target_address(&target.value) {
+                    self.err(target, format!("{sp}.targets[{t}]"), msg);
+                }
+            }
+            let labels = self.label_map(&sc.value.labels, &format!("{sp}.labels"));
+            static_configs.push(TargetGroup {
+                targets: sc.value.targets.iter().map(|t| t.value.clone()).collect(),
+                labels: Labels::new(labels),
+                source: format!("{k}"),
+            });
+        }
+        let mut file_sd_configs = Vec::new();
+        for (k, f) in j.file_sd_configs.iter().enumerate() {
+            let fp = format!("{p}.file_sd_configs[{k}]");
+            if f.value.files.is_empty() {
+                self.err(f, format!("{fp}.files"), "file_sd_configs entry needs at least one file");
+            }
+            for (n, file) in f.value.files.iter().enumerate() {
+                let ok_ext = [".json", ".yml", ".yaml"].iter().any(|e| file.value.ends_with(e));
+                if !ok_ext {
+                    self.err(
+                        file,
+                        format!("{fp}.files[{n}]"),
+                        format!("file_sd file {:?} must end in .json, .yml or .yaml", file.value),
+                    );
+                }
+            }
+            let refresh_interval = self.positive_duration(
+                f.value.refresh_interval.as_ref(),
+                format!("{fp}.refresh_interval"),
+                DEFAULT_FILE_SD_REFRESH,
+            );
+            file_sd_configs.push(FileSdConfig {
+                files: f.value.files.iter().map(|f| self.path(&f.value)).collect(),
+                refresh_interval,
+            });
+        }
+        let relabel_configs = self.relabels(&j.relabel_configs, &format!("{p}.relabel_configs"));
+        let metric_relabel_configs =
+            self.relabels(&j.metric_relabel_configs, &format!("{p}.metric_relabel_configs"));
+        let params = j.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(ScrapeConfig {
+            job_name: j.job_name.value.clone(),
+            scrape_interval,
+            scrape_timeout,
+            metrics_path,
+            scheme,
+            params,
+            honor_labels: j.honor_labels.unwrap_or(false),
+            honor_timestamps: j.honor_timestamps.unwrap_or(true),
+            enable_compression: j.enable_compression.unwrap_or(true),
+            sample_limit: j.sample_limit.unwrap_or(0),
+            label_limit: j.label_limit.unwrap_or(0),
+            label_name_length_limit: j.label_name_length_limit.unwrap_or(0),
+            label_value_length_limit: j.label_value_length_limit.unwrap_or(0),
+            auth,
+            tls,
+            static_configs,
+            file_sd_configs,
+            relabel_configs,
+            metric_relabel_configs,
+        })
+    }
+
+    fn auth(
+        &mut self,
+        basic: Option<&Spanned<RawBasicAuth>>,
+        bearer: Option<&Spanned<String>>,
+        bearer_file: Option<&Spanned<String>>,
+        p: &str,
+    ) -> Option<Auth> {
+        if let (Some(_), Some(f)) = (bearer, bearer_file) {
+            self.err(
+                f,
+                format!("{p}.bearer_token_file"),
+                "at most one of bearer_token and bearer_token_file may be set",
+            );
+        }
+        if let (Some(b), Some(_)) = (basic, bearer.or(bearer_file)) {
+            self.err(b, format!("{p}.basic_auth"), "at most one of basic_auth and bearer_token may be set");
+        }
+        if let Some(b) = basic {
+            let password = match (&b.value.password, &b.value.password_file) {
+                (Some(_), Some(f)) => {
+                    self.err(
+                        f,
+                        format!("{p}.basic_auth.password_file"),
+                        "at most one of password and password_file may be set",
+                    );
+                    Secret::Inline(String::new())
+                }
+                (Some(pw), None) => Secret::Inline(pw.clone()),
+                (None, Some(f)) => Secret::File(self.path(&f.value)),
+                (None, None) => Secret::Inline(String::new()),
+            };
+            return Some(Auth::Basic { username: b.value.username.value.clone(), password });
+        }
+        if let Some(t) = bearer {
+            return Some(Auth::Bearer(Secret::Inline(t.value.clone())));
+        }
+        bearer_file.map(|f| Auth::Bearer(Secret::File(self.path(&f.value))))
+    }
+
+    fn relabels(&mut self, raw: &[Spanned<RawRelabelConfig>], p: &str) -> Vec<RelabelConfig> {
+        let mut out = Vec::new();
+        for (i, r) in raw.iter().enumerate() {
+            match r.value.compile() {
+                Ok(c) => out.push(c),
+                Err(e) => self.err(r, format!("{p}[{i}].{}", e.field()), e.to_string()),
+            }
+        }
+        out
+    }
+
+    fn leaf_groups(&mut self, raw: &RawTopology, jobs: &[ScrapeConfig]) -> Vec<LeafGroup> {
+        let known: HashSet<&str> = raw.jobs.iter().map(|j| j.value.job_name.value.as_str()).collect();
+        let mut job_owner: HashMap<&str, &str> = HashMap::new();
+        let mut names: HashSet<&str> = HashSet::new();
+        let mut out = Vec::new();
+        for (i, g) in raw.leaves.iter().enumerate() {
+            let p = format!("leaves[{i}]");
+            let gv = &g.value;
+            let name = gv.group.value.as_str();
+            if let Err(msg) = check_node_group_name(name) {
+                self.err(&gv.group, format!("{p}.group"), msg);
+            }
+            if !names.insert(name) {
+                self.err(&gv.group, format!("{p}.group"), format!("duplicate leaf group {name:?}"));
+            }
+            if gv.jobs.is_empty() {
+                self.err(&gv.group, format!("{p}.jobs"), format!("leaf group {name:?} has no jobs"));
+            }
+            for (k, job) in gv.jobs.iter().enumerate() {
+                let jp = format!("{p}.jobs[{k}]");
+                if !known.contains(job.value.as_str()) {
+                    self.err(job, jp, format!("unknown job {:?} in leaf group {name:?}", job.value));
+                } else if let Some(other) = job_owner.insert(&job.value, name) {
+                    self.err(
+                        job,
+                        jp,
+                        format!("job {:?} is in two leaf groups ({other:?} and {name:?}); a job belongs to exactly one group", job.value),
+                    );
+                }
+            }
+            let shards = self.count(gv.shards.as_ref(), format!("{p}.shards"), "shards");
+            let replicas = self.count(gv.replicas.as_ref(), format!("{p}.replicas"), "replicas");
+            let strategy = match gv.sharding.as_ref().map(|s| s.value) {
+                Some(RawSharding::Ring) => ShardStrategy::Ring,
+                Some(RawSharding::Hashmod) | None => ShardStrategy::HashMod,
+            };
+            let by = match &gv.shard_by {
+                Some(by) if by.is_empty() => {
+                    self.err(&gv.group, format!("{p}.shard_by"), "shard_by needs at least one label name");
+                    vec![]
+                }
+                Some(by) => {
+                    for (k, l) in by.iter().enumerate() {
+                        if !is_valid_label_name(&l.value) {
+                            self.err(
+                                l,
+                                format!("{p}.shard_by[{k}]"),
+                                format!("{:?} is not a valid label name", l.value),
+                            );
+                        }
+                    }
+                    by.iter().map(|l| l.value.clone()).collect()
+                }
+                None => vec!["__address__".to_string()],
+            };
+            if gv.listen.is_none() {
+                self.err(
+                    g,
+                    format!("{p}.listen"),
+                    format!("leaf group {name:?} needs listen: host:port (the first node's address)"),
+                );
+            }
+            let sharder = match Sharder::new(strategy, shards)
+                .and_then(|s| if by.is_empty() { Ok(s) } else { s.with_by(by) })
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    self.err(&gv.group, format!("{p}.shard_by"), e.to_string());
+                    continue;
+                }
+            };
+            out.push(LeafGroup {
+                name: name.to_string(),
+                jobs: gv.jobs.iter().map(|j| j.value.clone()).collect(),
+                sharder,
+                replicas,
+            });
+        }
+        for (i, j) in raw.jobs.iter().enumerate() {
+            let name = j.value.job_name.value.as_str();
+            if !job_owner.contains_key(name) && jobs.iter().any(|c| c.job_name == name) {
+                self.err(
+                    &j.value.job_name,
+                    format!("jobs[{i}].job_name"),
+                    format!("job {name:?} is in no leaf group, so no node would scrape it"),
+                );
+            }
+        }
+        out
+    }
+
+    fn globals(&mut self, raw: &RawTopology, leaves: &[LeafGroup]) -> Vec<GlobalConfig> {
+        let leaf_names: HashSet<&str> = leaves.iter().map(|g| g.name.as_str()).collect();
+        let global_names: HashSet<&str> = raw.globals.iter().map(|g| g.value.name.value.as_str()).collect();
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut out = Vec::new();
+        for (i, g) in raw.globals.iter().enumerate() {
+            let p = format!("globals[{i}]");
+            let gv = &g.value;
+            let name = gv.name.value.as_str();
+            if let Err(msg) = check_node_group_name(name) {
+                self.err(&gv.name, format!("{p}.name"), msg);
+            }
+            if !seen.insert(name) {
+                self.err(&gv.name, format!("{p}.name"), format!("duplicate global {name:?}"));
+            } else if leaf_names.contains(name) {
+                self.err(
+                    &gv.name,
+                    format!("{p}.name"),
+                    format!("global {name:?} has the same name as a leaf group"),
+                );
+            }
+            if gv.from.is_empty() {
+                self.err(&gv.name, format!("{p}.from"), format!("global {name:?} has nothing in from:"));
+            }
+            for (k, f) in gv.from.iter().enumerate() {
+                let fp = format!("{p}.from[{k}]");
+                if f.value == name {
+                    self.err(f, fp, format!("global {name:?} cannot pull from itself"));
+                } else if !leaf_names.contains(f.value.as_str()) && !global_names.contains(f.value.as_str()) {
+                    self.err(
+                        f,
+                        fp,
+                        format!("unknown group {:?} in from: (not a leaf group or global)", f.value),
+                    );
+                }
+            }
+            let replicas = self.count(gv.replicas.as_ref(), format!("{p}.replicas"), "replicas");
+            if gv.listen.is_none() {
+                self.err(g, format!("{p}.listen"), format!("global {name:?} needs listen: host:port"));
+            }
+            let fed = gv.federate.as_ref().map(|f| &f.value);
+            let federate_interval = self.positive_duration(
+                fed.and_then(|f| f.interval.as_ref()),
+                format!("{p}.federate.interval"),
+                DEFAULT_FEDERATE_INTERVAL,
+            );
+            let federate_timeout = self.positive_duration(
+                fed.and_then(|f| f.timeout.as_ref()),
+                format!("{p}.federate.timeout"),
+                DEFAULT_FEDERATE_TIMEOUT.min(federate_interval),
+            );
+            if federate_timeout > federate_interval
+                && let Some(t) =
+                    fed.and_then(|f| f.timeout.as_ref()).or(fed.and_then(|f| f.interval.as_ref()))
+            {
+                self.err(
+                    t,
+                    format!("{p}.federate.timeout"),
+                    format!(
+                        "federate timeout ({}) is greater than federate interval ({})",
+                        fmt_d(federate_timeout),
+                        fmt_d(federate_interval)
+                    ),
+                );
+            }
+            let federate_match = match fed.and_then(|f| f.matchers.as_ref()) {
+                Some(ms) => {
+                    if ms.is_empty()
+                        && let Some(f) = &gv.federate
+                    {
+                        self.err(
+                            f,
+                            format!("{p}.federate.match"),
+                            "federate match: needs at least one selector",
+                        );
+                    }
+                    for (k, m) in ms.iter().enumerate() {
+                        if let Err(e) = parse_selector(&m.value) {
+                            self.err(
+                                m,
+                                format!("{p}.federate.match[{k}]"),
+                                format!("invalid selector {:?}: {e}", m.value),
+                            );
+                        }
+                    }
+                    ms.iter().map(|m| m.value.clone()).collect()
+                }
+                None => vec![r#"{__name__=~".+"}"#.to_string()],
+            };
+            let dd = gv.dedup.as_ref().map(|d| &d.value);
+            let dedup = match dd.and_then(|d| d.mode.as_ref()).map(|m| m.value) {
+                Some(RawDedupMode::Merge) => DedupMode::Merge,
+                Some(RawDedupMode::None) => DedupMode::None,
+                Some(RawDedupMode::Failover) | None => DedupMode::Failover,
+            };
+            let failover_timeout = self.positive_duration(
+                dd.and_then(|d| d.failover_timeout.as_ref()),
+                format!("{p}.dedup.failover_timeout"),
+                DEFAULT_FAILOVER_TIMEOUT,
+            );
+            let mut downsample = Vec::new();
+            for (k, ds) in gv.downsample.iter().enumerate() {
+                let dp = format!("{p}.downsample[{k}]");
+                let resolution = self.duration(&ds.value.resolution, format!("{dp}.resolution"));
+                let retention =
+                    ds.value.retention.as_ref().and_then(|r| self.duration(r, format!("{dp}.retention")));
+                if let Some(r) = resolution {
+                    if r < Duration::from_secs(60) {
+                        self.err(
+                            &ds.value.resolution,
+                            format!("{dp}.resolution"),
+                            "downsample resolution must be at least 1m",
+                        );
+                    } else if downsample.iter().any(|d: &Downsample| d.resolution >= r) {
+                        self.err(
+                            &ds.value.resolution,
+                            format!("{dp}.resolution"),
+                            "downsample resolutions must be listed from finest to coarsest, each once",
+                        );
+                    }
+                    downsample.push(Downsample { resolution: r, retention });
+                }
+            }
+            let mut remote_write = Vec::new();
+            for (k, rw) in gv.remote_write.iter().enumerate() {
+                let rp = format!("{p}.remote_write[{k}]");
+                let r = &rw.value;
+                match url::Url::parse(&r.url.value) {
+                    Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                    Ok(_) => self.err(&r.url, format!("{rp}.url"), "remote_write url must be http or https"),
+                    Err(e) => self.err(
+                        &r.url,
+                        format!("{rp}.url"),
+                        format!("invalid remote_write url {:?}: {e}", r.url.value),
+                    ),
+                }
+                let remote_timeout = self.positive_duration(
+                    r.remote_timeout.as_ref(),
+                    format!("{rp}.remote_timeout"),
+                    DEFAULT_REMOTE_TIMEOUT,
+                );
+                let auth = self.auth(r.basic_auth.as_ref(), r.bearer_token.as_ref(), None, &rp);
+                let write_relabel_configs =
+                    self.relabels(&r.write_relabel_configs, &format!("{rp}.write_relabel_configs"));
+                remote_write.push(RemoteWriteConfig {
+                    url: r.url.value.clone(),
+                    name: r.name.clone(),
+                    remote_timeout,
+                    headers: r.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    auth,
+                    write_relabel_configs,
+                });
+            }
+            out.push(GlobalConfig {
+                name: name.to_string(),
+                from: gv.from.iter().map(|f| f.value.clone()).collect(),
+                replicas,
+                federate_interval,
+                federate_timeout,
+                federate_match,
+                honor_labels: fed.and_then(|f| f.honor_labels).unwrap_or(true),
+                dedup,
+                failover_timeout,
+                downsample,
+                remote_write,
+            });
+        }
+        self.global_cycles(raw);
+        out
+    }
+
+    /// Reports each cycle of globals pulling from each other once, at the global that closes it.
+    fn global_cycles(&mut self, raw: &RawTopology) {
+        let edges: HashMap<&str, Vec<&str>> = raw
+            .globals
+            .iter()
+            .map(|g| (g.value.name.value.as_str(), g.value.from.iter().map(|f| f.value.as_str()).collect()))
+            .collect();
+        let mut reported: HashSet<Vec<&str>> = HashSet::new();
+        for (i, g) in raw.globals.iter().enumerate() {
+            let start = g.value.name.value.as_str();
+            // Depth-first search for a path back to `start`.
+            let mut stack: Vec<(&str, Vec<&str>)> = vec![(start, vec![start])];
+            let mut visited: HashSet<&str> = HashSet::new();
+            while let Some((node, path)) = stack.pop() {
+                for &next in edges.get(node).map(Vec::as_slice).unwrap_or(&[]) {
+                    if next == start && path.len() > 1 {
+                        let mut key = path.clone();
+                        key.sort();
+                        if reported.insert(key) {
+                            let cycle = path.iter().chain([&start]).copied().collect::<Vec<_>>().join(" -> ");
+                            self.err(
+                                &g.value.name,
+                                format!("globals[{i}].from"),
+                                format!("globals form a cycle: {cycle}"),
+                            );
+                        }
+                    } else if edges.contains_key(next) && next != start && visited.insert(next) {
+                        let mut p = path.clone();
+                        p.push(next);
+                        stack.push((next, p));
+                    }
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, p: &Spanned<RawPush>) -> Option<PushConfig> {
+        let nodes = self.count(Some(&p.value.nodes), "push.nodes", "push nodes");
+        let replication_factor =
+            self.count(p.value.replication_factor.as_ref(), "push.replication_factor", "replication_factor");
+        if replication_factor > nodes
+            && let Some(rf) = &p.value.replication_factor
+        {
+            self.err(
+                rf,
+                "push.replication_factor",
+                format!("replication_factor ({replication_factor}) is greater than the number of push nodes ({nodes})"),
+            );
+        }
+        if p.value.listen.is_none() {
+            self.err(p, "push.listen", "push needs listen: host:port");
+        }
+        Some(PushConfig { nodes, replication_factor })
+    }
+
+    fn demo(&mut self, d: &Spanned<RawDemo>) -> Option<DemoConfig> {
+        let targets = self.count(Some(&d.value.targets), "demo.targets", "demo targets");
+        let series = self.count(d.value.series.as_ref(), "demo.series", "demo series");
+        let series = if d.value.series.is_none() { 200 } else { series };
+        Some(DemoConfig { targets, series })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn nodes(
+        &mut self,
+        raw: &RawTopology,
+        d: &Defaults,
+        cluster: &str,
+        leaves: &[LeafGroup],
+        globals: &[GlobalConfig],
+        push: Option<&PushConfig>,
+        demo: Option<&DemoConfig>,
+    ) -> Vec<Node> {
+        // (node, where its address came from) — for clash errors.
+        let mut nodes: Vec<(Node, Location, String)> = Vec::new();
+        let base_labels = |extra: &[Label]| -> Vec<Label> {
+            let mut l = d.external_labels.clone();
+            l.extend_from_slice(extra);
+            l.push(Label::new("cluster", cluster));
+            l
+        };
+        for (i, (g, rg)) in leaves.iter().zip(&raw.leaves).enumerate() {
+            let Some(listen) = rg.value.listen.as_ref() else { continue };
+            let Some((host, port)) = self.listen(listen, format!("leaves[{i}].listen")) else { continue };
+            let retention = self.positive_duration(
+                rg.value.retention.as_ref(),
+                format!("leaves[{i}].retention"),
+                d.retention,
+            );
+            let extra = self.label_map(&rg.value.external_labels, &format!("leaves[{i}].external_labels"));
+            let mut n = 0u32;
+            for shard in 0..g.shards() {
+                for replica in 0..g.replicas {
+                    let name = format!("{}-{shard}-{}", g.name, replica_letter(replica));
+                    let mut labels = base_labels(&extra);
+                    labels.push(Label::new(&d.shard_label, format!("{}-{shard}", g.name)));
+                    labels.push(Label::new(&d.replica_label, replica_letter(replica)));
+                    let role = NodeRole::Leaf { group: g.name.clone(), shard, replica };
+                    let Some(addr) = self.offset_port(&host, port, n, listen, &format!("leaves[{i}].listen"))
+                    else {
+                        break;
+                    };
+                    nodes.push((
+                        self.node(name, role, addr, d, labels, retention),
+                        listen.referenced,
+                        format!("leaves[{i}].listen"),
+                    ));
+                    n += 1;
+                }
+            }
+        }
+        for (i, (g, rg)) in globals.iter().zip(&raw.globals).enumerate() {
+            let Some(listen) = rg.value.listen.as_ref() else { continue };
+            let Some((host, port)) = self.listen(listen, format!("globals[{i}].listen")) else { continue };
+            let retention = self.positive_duration(
+                rg.value.retention.as_ref(),
+                format!("globals[{i}].retention"),
+                d.retention,
+            );
+            let extra = self.label_map(&rg.value.external_labels, &format!("globals[{i}].external_labels"));
+            for replica in 0..g.replicas {
+                let name = format!("{}-{}", g.name, replica_letter(replica));
+                let mut labels = base_labels(&extra);
+                if g.replicas > 1 {
+                    labels.push(Label::new(&d.replica_label, replica_letter(replica)));
+                }
+                let role = NodeRole::Global { name: g.name.clone(), replica };
+                let Some(addr) =
+                    self.offset_port(&host, port, replica, listen, &format!("globals[{i}].listen"))
+                else {
+                    break;
+                };
+                nodes.push((
+                    self.node(name, role, addr, d, labels, retention),
+                    listen.referenced,
+                    format!("globals[{i}].listen"),
+                ));
+            }
+        }
+        if let (Some(pc), Some(rp)) = (push, raw.push.as_ref())
+            && let Some(listen) = rp.value.listen.as_ref()
+            && let Some((host, port)) = self.listen(listen, "push.listen")
+        {
+            for index in 0..pc.nodes {
+                let Some(addr) = self.offset_port(&host, port, index, listen, "push.listen") else { break };
+                let node = self.node(
+                    format!("push-{index}"),
+                    NodeRole::Push { index },
+                    addr,
+                    d,
+                    base_labels(&[]),
+                    d.retention,
+                );
+                nodes.push((node, listen.referenced, "push.listen".to_string()));
+            }
+        }
+        if let (Some(dc), Some(rd)) = (demo, raw.demo.as_ref())
+            && let Some((host, port)) = self.listen(&rd.value.listen, "demo.listen")
+        {
+            for index in 0..dc.targets {
+                let listen = &rd.value.listen;
+                let Some(addr) = self.offset_port(&host, port, index, listen, "demo.listen") else { break };
+                let node = self.node(
+                    format!("demo-{index}"),
+                    NodeRole::Demo { index },
+                    addr,
+                    d,
+                    Labels::empty().into_vec(),
+                    d.retention,
+                );
+                nodes.push((node, listen.referenced, "demo.listen".to_string()));
+            }
+        }
+        // Per-node overrides, in file order so errors come out sorted.
+        let mut overrides: Vec<_> = raw.nodes.iter().collect();
+        overrides.sort_by_key(|(k, _)| (k.referenced.line(), k.referenced.column()));
+        for (name, o) in overrides {
+            let p = format!("nodes.{}", name.value);
+            let Some((node, loc, src)) = nodes.iter_mut().find(|(n, _, _)| n.name == name.value) else {
+                let known =
+                    nodes.iter().map(|(n, _, _)| n.name.as_str()).take(8).collect::<Vec<_>>().join(", ");
+                self.err(name, p, format!("unknown node {:?} (nodes are named like {known})", name.value));
+                continue;
+            };
+            if let Some(l) = &o.value.listen
+                && let Some((h, port)) = self.listen(l, format!("{p}.listen"))
+            {
+                node.listen = join_host_port(&h, port);
+                node.advertise = node.listen.clone();
+                *loc = l.referenced;
+                *src = format!("{p}.listen");
+            }
+            if let Some(a) = &o.value.advertise
+                && let Some((h, port)) = self.listen(a, format!("{p}.advertise"))
+            {
+                node.advertise = join_host_port(&h, port);
+            }
+            if let Some(dd) = &o.value.data_dir {
+                node.data_dir = self.path(&dd.value);
+            }
+        }
+        // Two nodes on one address cannot both run.
+        let mut by_addr: HashMap<String, usize> = HashMap::new();
+        for (i, (n, loc, src)) in nodes.iter().enumerate() {
+            if let Some(&j) = by_addr.get(&n.listen) {
+                let other = &nodes[j].0.name;
+                self.err_at(
+                    *loc,
+                    src,
+                    format!(
+                        "port clash: node {:?} and node {other:?} would both listen on {}",
+                        n.name, n.listen
+                    ),
+                );
+            } else {
+                by_addr.insert(n.listen.clone(), i);
+            }
+        }
+        nodes.into_iter().map(|(n, _, _)| n).collect()
+    }
+
+    fn offset_port(
+        &mut self,
+        host: &str,
+        port: u16,
+        n: u32,
+        at: &Spanned<String>,
+        path: &str,
+    ) -> Option<String> {
+        match u16::try_from(u32::from(port) + n) {
+            Ok(p) => Some(join_host_port(host, p)),
+            Err(_) => {
+                self.err(at, path, format!("not enough ports after {} for all nodes", at.value));
+                None
+            }
+        }
+    }
+
+    fn node(
+        &self,
+        name: String,
+        role: NodeRole,
+        addr: String,
+        d: &Defaults,
+        labels: Vec<Label>,
+        retention: Duration,
+    ) -> Node {
+        Node {
+            data_dir: d.data_dir.join(&name),
+            name,
+            role,
+            advertise: addr.clone(),
+            listen: addr,
+            external_labels: Labels::new(labels),
+            retention,
+        }
+    }
+}
+
+fn fmt_d(d: Duration) -> String {
+    crate::model::format_duration(d)
+}
+
+/// Splits `host:port` (IPv6 as `[::1]:9090`).
+pub(crate) fn split_host_port(s: &str) -> Option<(String, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    if host.is_empty()
+        || host.contains('/')
+        || (host.contains(':') && !(host.starts_with('[') && host.ends_with(']')))
+    {
+        return None;
+    }
+    Some((host.to_string(), port))
+}
+
+fn join_host_port(host: &str, port: u16) -> String {
+    format!("{host}:{port}")
+}
+
+/// Prometheus rejects scheme prefixes and paths in target addresses.
+fn check_target_address(t: &str) -> Result<(), String> {
+    if t.is_empty() {
+        return Err("empty target address".to_string());
+    }
+    if t.contains("://") {
+        return Err(format!("target {t:?} must be host:port without a scheme (use the job's scheme:)"));
+    }
+    if t.contains('/') {
+        return Err(format!("target {t:?} must be host:port without a path (use the job's metrics_path:)"));
+    }
+    Ok(())
+}
+
+/// Group and global names become parts of node names and label values.
+fn check_node_group_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && name.as_bytes()[0].is_ascii_alphabetic();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{name:?} is not a valid name: use letters, digits, '-' and '_', starting with a letter"))
+    }
+}
