@@ -23,7 +23,7 @@ macro_rules! suite_modules {
     };
 }
 
-suite_modules!(exposition);
+suite_modules!(exposition, federate);
 
 /// One named suite: runs its cases against the peer directory and records the outcomes.
 #[derive(Clone, Copy)]
