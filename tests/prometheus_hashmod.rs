@@ -1,7 +1,8 @@
-//! Checks `Sharder` (hashmod strategy) against a real Prometheus: for several shard counts, one
-//! Prometheus server runs one scrape job per shard with the rules from
-//! `Sharder::equivalent_prometheus_rules`, and the targets it keeps per job must be exactly the
-//! targets `Sharder::shard_of` assigns to that shard.
+//! Checks hashmod sharding against a real Prometheus: for several shard counts, one Prometheus
+//! server runs one scrape job per shard with the rules from `Sharder::equivalent_prometheus_rules`,
+//! and the targets it keeps per job must be exactly the targets that `promtier plan` (run as a
+//! user runs it, on a topology with the same targets) assigns to that shard — and that
+//! `Sharder::shard_of` computes.
 //!
 //! Nothing is scraped for real: every scrape goes through a `proxy_url` that points at a
 //! loopback port which accepts nothing, and the interval is an hour. Prometheus reports which
@@ -122,6 +123,36 @@ fn active_by_job(prom: &Prometheus, jobs: usize, per_job: usize) -> Option<BTree
     Some(by_job)
 }
 
+/// Address -> shard, from `promtier plan --format json` on a one-group topology with `targets`.
+fn plan_shards(shards: u32, by: &[String], targets: &[Target]) -> BTreeMap<String, u32> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("t.yaml");
+    let by = by.iter().map(|b| format!("'{b}'")).collect::<Vec<_>>().join(", ");
+    let topology = format!(
+        "cluster: t\njobs:\n  - job_name: j\n{statics}leaves:\n  - {{group: g, jobs: [j], shards: {shards}, shard_by: [{by}], listen: '127.0.0.1:20000'}}\n",
+        statics = static_configs(targets)
+    );
+    std::fs::write(&file, &topology).expect("write topology");
+    let out = std::process::Command::new(common::promtier_binary())
+        .args(["plan", file.to_str().expect("utf8"), "--format", "json"])
+        .output()
+        .expect("run promtier plan");
+    assert!(
+        out.status.success(),
+        "promtier plan failed: {}\n{topology}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan JSON");
+    plan["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .map(|t| {
+            (t["target"].as_str().expect("target").to_string(), t["shard"].as_u64().expect("shard") as u32)
+        })
+        .collect()
+}
+
 fn check_against_prometheus(shards: u32) {
     let targets = targets();
     let proxy = BlackHole::new();
@@ -136,21 +167,29 @@ fn check_against_prometheus(shards: u32) {
 
     let mut problems = Vec::new();
     for (variant, sharder) in variants(shards) {
+        let planned = plan_shards(shards, sharder.by(), &targets);
+        assert_eq!(planned.len(), targets.len(), "promtier plan lists every target once");
         let mut seen: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
         let mut non_empty = 0;
         for shard in 0..shards {
             let job = job_name(variant, shard);
             let mut got = active.remove(&job).unwrap_or_default();
             got.sort();
-            let mut want: Vec<String> = targets
+            let mut want: Vec<String> =
+                planned.iter().filter(|(_, s)| **s == shard).map(|(a, _)| a.clone()).collect();
+            want.sort();
+            if got != want {
+                problems.push(format!("{job}: Prometheus keeps {got:?}\n    promtier plan assigns {want:?}"));
+            }
+            let mut by_sharder: Vec<String> = targets
                 .iter()
                 .filter(|t| sharder.shard_of(&t.labels()) == shard)
                 .map(|t| t.address.clone())
                 .collect();
-            want.sort();
-            if got != want {
+            by_sharder.sort();
+            if by_sharder != want {
                 problems
-                    .push(format!("{job}: Prometheus keeps {got:?}\n    Sharder::shard_of assigns {want:?}"));
+                    .push(format!("{job}: Sharder::shard_of {by_sharder:?} differs from the plan {want:?}"));
             }
             non_empty += usize::from(!want.is_empty());
             for address in &got {
