@@ -39,16 +39,16 @@ const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE"];
 const CODES: &[&str] = &["200", "201", "304", "404", "500", "503"];
 const HANDLERS: &[&str] =
     &["/api/v1/query_range", "/api/v1/series", "/metrics", "/-/healthy", "/api/v2/orders/{id}"];
-const CPU_MODES: &[&str] = &["idle", "iowait", "irq", "nice", "softirq", "steal", "system", "user"];
+const CONTAINERS: &[&str] = &["app", "istio-proxy", "log-shipper", "migrations"];
 const GRPC_METHODS: &[&str] = &["Authorize", "Capture", "Refund", "GetStatus", "ListTransactions"];
 const BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, f64::INFINITY];
 const FS_TYPES: &[&str] = &["ext4", "xfs", "tmpfs", "overlay"];
 const NAMESPACES: &[&str] = &["default", "kube-system", "monitoring", "payments", "storefront"];
 
-/// Writes families as client libraries do (sorted label names, no timestamps; `job` and
-/// `instance` are added by the scraper, not exposed): HTTP counters, per-CPU counters, classic
-/// histograms, per-container gauges and filesystem gauges with long mount points, until
-/// `SAMPLES` samples are written. About 90 bytes a sample, like real scrapes.
+/// Writes families as client libraries do (sorted label names, 3 to 6 labels, no timestamps;
+/// `job` and `instance` are added by the scraper, not exposed): HTTP counters, per-container
+/// restart counters, classic histograms, cAdvisor-style gauges and filesystem gauges with long
+/// label values, until `SAMPLES` samples are written. About 100 bytes a sample.
 fn scrape_body() -> Vec<u8> {
     let mut out = Vec::with_capacity(10 << 20);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -84,16 +84,18 @@ fn scrape_body() -> Vec<u8> {
                 }
             }
             1 => {
-                let name = format!("node_cpu_seconds_total_{family}");
-                write_help_line(&mut out, &name, "Seconds the CPUs spent in each mode.");
+                let name = format!("kube_pod_restarts_total_{family}");
+                write_help_line(&mut out, &name, "The number of container restarts per container.");
                 write_type_line(&mut out, &name, MetricType::Counter);
-                for cpu in 0..8 {
-                    for mode in CPU_MODES {
-                        let cpu = cpu.to_string();
-                        let labels = [("cpu", cpu.as_str()), ("mode", mode)];
-                        if !sample(&mut out, &name, &labels, rng.below(100_000_000) as f64 / 100.0) {
-                            break 'families;
-                        }
+                for p in 0..64 {
+                    let pod = format!("web-{:x}-{:05x}", rng.below(1 << 28), rng.below(1 << 20));
+                    let labels = [
+                        ("container", CONTAINERS[p % CONTAINERS.len()]),
+                        ("namespace", rng.pick(NAMESPACES)),
+                        ("pod", &pod),
+                    ];
+                    if !sample(&mut out, &name, &labels, rng.below(20) as f64) {
+                        break 'families;
                     }
                 }
             }
@@ -105,10 +107,10 @@ fn scrape_body() -> Vec<u8> {
                     "Histogram of response latency of gRPC handled by the server.",
                 );
                 write_type_line(&mut out, &name, MetricType::Histogram);
-                for method in GRPC_METHODS {
+                for method in &GRPC_METHODS[..3] {
                     let base = [
                         ("grpc_method", *method),
-                        ("grpc_service", "payments.v1.Payments"),
+                        ("grpc_service", "pay.v1.Payments"),
                         ("grpc_type", "unary"),
                     ];
                     let mut count = 0;
@@ -133,13 +135,29 @@ fn scrape_body() -> Vec<u8> {
                 }
             }
             3 => {
+                // cAdvisor style: six labels, two of them long.
                 let name = format!("container_memory_working_set_bytes_{family}");
                 write_help_line(&mut out, &name, "Current working set of the container in bytes.");
                 write_type_line(&mut out, &name, MetricType::Gauge);
-                for c in 0..40 {
+                for c in 0..4 {
                     let pod = format!("checkout-{:x}-{:05x}", rng.below(1 << 28), rng.below(1 << 20));
-                    let labels =
-                        [("container", "app"), ("namespace", rng.pick(NAMESPACES)), ("pod", pod.as_str())];
+                    let id = format!(
+                        "/kubepods/burstable/pod{:016x}/{:016x}{:016x}",
+                        rng.next(),
+                        rng.next(),
+                        rng.next()
+                    );
+                    let container = CONTAINERS[c % CONTAINERS.len()];
+                    let image =
+                        format!("registry.example.com/storefront/{container}:v2.{}.{}", rng.below(40), c);
+                    let labels = [
+                        ("container", container),
+                        ("id", id.as_str()),
+                        ("image", image.as_str()),
+                        ("name", "k8s_app"),
+                        ("namespace", rng.pick(NAMESPACES)),
+                        ("pod", pod.as_str()),
+                    ];
                     if !sample(&mut out, &name, &labels, (rng.below(1 << 30) + c) as f64) {
                         break 'families;
                     }
@@ -149,7 +167,7 @@ fn scrape_body() -> Vec<u8> {
                 let name = format!("node_filesystem_avail_bytes_{family}");
                 write_help_line(&mut out, &name, "Filesystem space available to non-root users in bytes.");
                 write_type_line(&mut out, &name, MetricType::Gauge);
-                for pod in 0..6 {
+                for pod in 0..3 {
                     let device = format!("/dev/nvme{}n1p{}", pod % 4, pod % 3 + 1);
                     let mount = format!(
                         "/var/lib/kubelet/pods/{:016x}-{:04x}/volumes/kubernetes.io~projected/kube-api-access-{pod}",

@@ -211,45 +211,16 @@ pub(crate) fn parse_float(t: &[u8]) -> Option<f64> {
         Some(b'+') => (false, 1),
         _ => (false, 0),
     };
-    let mut mantissa: u64 = 0;
-    let mut digits = 0usize;
-    let mut exact = true;
     let int_start = i;
-    while let Some(&c) = t.get(i) {
-        if !c.is_ascii_digit() {
-            break;
-        }
-        if digits < 19 {
-            mantissa = mantissa * 10 + u64::from(c - b'0');
-        } else {
-            exact = false;
-        }
-        if mantissa != 0 {
-            digits += 1;
-        }
-        i += 1;
-    }
-    let mut seen = i - int_start;
+    let mut m = Mantissa { value: 0, significant: 0, exact: true };
+    let (mut seen, _) = m.take_digits(t, &mut i);
     let mut frac = 0i32;
     if t.get(i) == Some(&b'.') {
         i += 1;
-        let frac_start = i;
-        while let Some(&c) = t.get(i) {
-            if !c.is_ascii_digit() {
-                break;
-            }
-            if digits < 19 {
-                mantissa = mantissa * 10 + u64::from(c - b'0');
-                frac += 1;
-            } else {
-                exact = false;
-            }
-            if mantissa != 0 {
-                digits += 1;
-            }
-            i += 1;
-        }
-        seen += i - frac_start;
+        let (read, folded) = m.take_digits(t, &mut i);
+        seen += read;
+        // Each fraction digit folded into the mantissa scales it down by ten.
+        frac = folded as i32;
     }
     if seen == 0 {
         // Not a number with digits: the only other spellings are NaN and the infinities.
@@ -289,9 +260,9 @@ pub(crate) fn parse_float(t: &[u8]) -> Option<f64> {
         return None;
     }
     let e10 = exp - frac;
-    let v = if exact && mantissa <= (1u64 << 53) && (-22..=22).contains(&e10) {
+    let v = if m.exact && m.value <= (1u64 << 53) && (-22..=22).contains(&e10) {
         // Both operands are exact, so one IEEE multiplication or division rounds correctly.
-        let m = mantissa as f64;
+        let m = m.value as f64;
         if e10 >= 0 { m * POW10[e10 as usize] } else { m / POW10[(-e10) as usize] }
     } else {
         // The syntax is validated above and is a subset of what Rust's parser accepts.
@@ -303,6 +274,40 @@ pub(crate) fn parse_float(t: &[u8]) -> Option<f64> {
         v
     };
     Some(if neg { -v } else { v })
+}
+
+/// Decimal digits folded into an integer: up to 19 significant ones, so it cannot overflow.
+struct Mantissa {
+    value: u64,
+    significant: usize,
+    /// No digit had to be dropped.
+    exact: bool,
+}
+
+impl Mantissa {
+    /// Folds in the digits at `t[*i..]`, advancing `i`; returns how many digits were read and
+    /// how many of them were folded in (leading zeros always are).
+    #[inline]
+    fn take_digits(&mut self, t: &[u8], i: &mut usize) -> (usize, usize) {
+        let start = *i;
+        let mut folded = 0;
+        while let Some(&c) = t.get(*i) {
+            if !c.is_ascii_digit() {
+                break;
+            }
+            if self.significant < 19 {
+                self.value = self.value * 10 + u64::from(c - b'0');
+                folded += 1;
+            } else {
+                self.exact = false;
+            }
+            if self.value != 0 {
+                self.significant += 1;
+            }
+            *i += 1;
+        }
+        (*i - start, folded)
+    }
 }
 
 /// `NaN`, `Inf`, `Infinity` in any letter case; a sign is allowed on the infinities only
@@ -431,6 +436,19 @@ mod tests {
     fn fast_path_agrees_with_std_parser() {
         for s in ["0.1", "0.7", "123.456", "1e22", "9007199254740993", "2.2250738585072014e-308", "5e-22"] {
             assert_eq!(parse_float(s.as_bytes()), s.parse::<f64>().ok(), "{s}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Decimal syntax parses to the correctly rounded value (what Go and Rust both give),
+        /// on the fast path as on the fallback; overflow is an error.
+        #[test]
+        fn decimals_round_correctly(int in "[0-9]{0,24}", frac in "[0-9]{0,24}", exp in -340i32..340, neg: bool) {
+            let text = format!("{}{int}.{frac}e{exp}", if neg { "-" } else { "" });
+            // "." with an exponent has no digits: invalid for both Go and us, "0" for nobody.
+            let digits = !(int.is_empty() && frac.is_empty());
+            let want = text.parse::<f64>().ok().filter(|v| digits && v.is_finite());
+            proptest::prop_assert_eq!(parse_float(text.as_bytes()).map(f64::to_bits), want.map(f64::to_bits), "{}", text);
         }
     }
 
