@@ -43,7 +43,7 @@ struct DroppedJson {
 }
 
 fn map(l: &Labels) -> BTreeMap<String, String> {
-    l.iter().map(|l| (l.name.clone(), l.value.clone())).collect()
+    l.iter().map(|l| (l.name.to_string(), l.value.to_string())).collect()
 }
 
 /// Go's RFC 3339 with nanoseconds (trailing zeros trimmed), or Go's zero time.

@@ -3,7 +3,7 @@
 //! `instance` label on every series, the node's external labels where a series lacks them, text
 //! format 0.0.4, gzip on request.
 
-use std::collections::BTreeMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,10 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::exposition::{write_series_line, write_type_line};
-use crate::model::{
-    Labels, METRIC_NAME, Matcher, MetricType, Sample, SelectorError, is_stale_nan, parse_selector,
-};
-use crate::storage::{Queryable, StorageError};
+use crate::model::{Labels, METRIC_NAME, Matcher, MetricType, SelectorError, is_stale_nan, parse_selector};
+use crate::storage::{LatestSample, Queryable, StorageError};
 
 /// Prometheus's default lookback delta.
 pub const DEFAULT_LOOKBACK: Duration = Duration::from_secs(300);
@@ -109,6 +107,37 @@ async fn handle(
     }
 }
 
+/// The output labels of one series: its own (without the name), the external labels it lacks,
+/// and `instance=""` when it has none — all sorted by name, built by merging sorted lists.
+fn series_pairs<'a>(labels: &'a Labels, externals: &[(&'a str, &'a str)], out: &mut Vec<(&'a str, &'a str)>) {
+    out.clear();
+    let mut ext = externals.iter().copied().peekable();
+    let mut has_instance = false;
+    for l in labels.iter() {
+        if l.name == METRIC_NAME {
+            continue;
+        }
+        while let Some(e) = ext.peek().copied() {
+            if e.0 < l.name {
+                out.push(e);
+                ext.next();
+            } else {
+                if e.0 == l.name {
+                    ext.next(); // the series' own label wins
+                }
+                break;
+            }
+        }
+        has_instance |= l.name == "instance";
+        out.push((l.name, l.value));
+    }
+    out.extend(ext);
+    if !has_instance && !out.iter().any(|(n, _)| *n == "instance") {
+        let at = out.partition_point(|(n, _)| *n < "instance");
+        out.insert(at, ("instance", ""));
+    }
+}
+
 /// Every decoded `match[]` value of a query string or form body.
 fn match_params(query: &str) -> Vec<String> {
     url::form_urlencoded::parse(query.as_bytes())
@@ -132,41 +161,34 @@ pub fn render(
     // Left-open lookback window (now - lookback, now], as in Prometheus 3.
     let mint = now - lookback.as_millis() as i64 + 1;
     let querier = storage.querier(mint, now)?;
-    // Union of all selectors, keyed by (metric name, labels) so families come out grouped.
-    let mut series: BTreeMap<(String, Arc<Labels>), Sample> = BTreeMap::new();
-    for matchers in selectors {
-        for l in querier.latest(matchers)? {
-            if is_stale_nan(l.sample.v) {
-                continue;
-            }
-            let name = l.labels.metric_name().unwrap_or("").to_string();
-            series.entry((name, l.labels)).or_insert(l.sample);
+    let mut rows: Vec<LatestSample> = Vec::new();
+    for (i, matchers) in selectors.iter().enumerate() {
+        let found = querier.latest(matchers)?.into_iter().filter(|l| !is_stale_nan(l.sample.v));
+        if i == 0 {
+            rows.extend(found);
+        } else {
+            // Union: a series matched by several selectors is written once.
+            let seen: HashSet<&Labels> = rows.iter().map(|r| r.labels.as_ref()).collect();
+            let new: Vec<LatestSample> = found.filter(|l| !seen.contains(l.labels.as_ref())).collect();
+            rows.extend(new);
         }
     }
-    let mut current: Option<&str> = None;
+    // Group by metric name in linear time; families come out sorted by name.
+    let mut families: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        families.entry(r.labels.metric_name().unwrap_or("")).or_default().push(i);
+    }
+    let mut names: Vec<&str> = families.keys().copied().collect();
+    names.sort_unstable();
+    let externals: Vec<(&str, &str)> = external.iter().map(|l| (l.name, l.value)).collect();
     let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(16);
-    for ((name, labels), sample) in &series {
-        if current != Some(name.as_str()) {
-            write_type_line(out, name, MetricType::Unknown);
-            current = Some(name.as_str());
+    for name in names {
+        write_type_line(out, name, MetricType::Unknown);
+        for &i in &families[name] {
+            let r = &rows[i];
+            series_pairs(&r.labels, &externals, &mut pairs);
+            write_series_line(out, name, pairs.iter().copied(), r.sample.v, Some(r.sample.t));
         }
-        pairs.clear();
-        pairs.extend(
-            labels.iter().filter(|l| l.name != METRIC_NAME).map(|l| (l.name.as_str(), l.value.as_str())),
-        );
-        let own = pairs.len();
-        for e in external.iter() {
-            if !labels.has(&e.name) {
-                pairs.push((&e.name, &e.value));
-            }
-        }
-        if !pairs.iter().any(|(n, _)| *n == "instance") {
-            pairs.push(("instance", ""));
-        }
-        if pairs.len() > own {
-            pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        }
-        write_series_line(out, name, pairs.iter().copied(), sample.v, Some(sample.t));
     }
     Ok(())
 }

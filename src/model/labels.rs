@@ -11,7 +11,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::METRIC_NAME;
 
-/// One label pair.
+/// One owned label pair (for building label sets; a [`Labels`] hands out [`LabelRef`]s).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Label {
     pub name: String,
@@ -24,14 +24,54 @@ impl Label {
     }
 }
 
+/// A borrowed label pair of a [`Labels`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LabelRef<'a> {
+    pub name: &'a str,
+    pub value: &'a str,
+}
+
+impl LabelRef<'_> {
+    pub fn to_owned_label(&self) -> Label {
+        Label::new(self.name, self.value)
+    }
+}
+
 /// A sorted set of label pairs with unique names and non-empty values.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Labels(Vec<Label>);
+///
+/// Stored packed — every name and value back to back in one string, plus their end offsets —
+/// so a label set is two allocations whatever its size, and reading it touches contiguous memory
+/// (series lookups and `/federate` read millions of label sets).
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Labels {
+    text: Box<str>,
+    /// End offset in `text` of each name and each value, alternating.
+    ends: Box<[u32]>,
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter().map(|l| (l.name, l.value))).finish()
+    }
+}
+
+impl PartialOrd for Labels {
+    fn partial_cmp(&self, other: &Labels) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Lexicographic by (name, value) pairs, as Prometheus orders label sets.
+impl Ord for Labels {
+    fn cmp(&self, other: &Labels) -> std::cmp::Ordering {
+        self.iter().map(|l| (l.name, l.value)).cmp(other.iter().map(|l| (l.name, l.value)))
+    }
+}
 
 impl Labels {
     /// The empty label set.
     pub fn empty() -> Labels {
-        Labels(Vec::new())
+        Labels::default()
     }
 
     /// Builds a label set from arbitrary pairs: sorts them, drops empty values, and keeps the
@@ -47,7 +87,7 @@ impl Labels {
                 _ => out.push(l),
             }
         }
-        Labels(out)
+        Labels::pack(out.iter().map(|l| (l.name.as_str(), l.value.as_str())))
     }
 
     /// Convenience constructor from string pairs (tests, fixtures, synthetic series).
@@ -56,17 +96,47 @@ impl Labels {
     }
 
     /// Wraps pairs the caller guarantees are already sorted, unique and non-empty.
-    // Kept for decoders of already-sorted label sets.
-    #[allow(dead_code)]
     pub(crate) fn from_sorted_unchecked(pairs: Vec<Label>) -> Labels {
         debug_assert!(pairs.windows(2).all(|w| w[0].name < w[1].name));
         debug_assert!(pairs.iter().all(|l| !l.value.is_empty()));
-        Labels(pairs)
+        Labels::pack(pairs.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+    }
+
+    /// Packs pairs that are sorted, unique and non-empty.
+    fn pack<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> Labels {
+        let (len, count) = pairs.clone().fold((0, 0), |(len, n), (a, b)| (len + a.len() + b.len(), n + 1));
+        let mut text = String::with_capacity(len);
+        let mut ends = Vec::with_capacity(2 * count);
+        for (n, v) in pairs {
+            text.push_str(n);
+            ends.push(text.len() as u32);
+            text.push_str(v);
+            ends.push(text.len() as u32);
+        }
+        Labels { text: text.into_boxed_str(), ends: ends.into_boxed_slice() }
+    }
+
+    /// The `i`-th pair.
+    fn at(&self, i: usize) -> LabelRef<'_> {
+        let start = if i == 0 { 0 } else { self.ends[2 * i - 1] as usize };
+        let mid = self.ends[2 * i] as usize;
+        let end = self.ends[2 * i + 1] as usize;
+        LabelRef { name: &self.text[start..mid], value: &self.text[mid..end] }
     }
 
     /// The value of `name`, if the set has it.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.binary_search_by(|l| l.name.as_str().cmp(name)).ok().map(|i| self.0[i].value.as_str())
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let l = self.at(mid);
+            match l.name.cmp(name) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(l.value),
+            }
+        }
+        None
     }
 
     /// The value of `name`, or `""` when absent (PromQL matcher semantics).
@@ -83,57 +153,90 @@ impl Labels {
         self.get(METRIC_NAME)
     }
 
-    pub fn iter(&self) -> std::slice::Iter<'_, Label> {
-        self.0.iter()
+    pub fn iter(&self) -> LabelsIter<'_> {
+        LabelsIter { labels: self, next: 0, end: self.len() }
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.ends.len() / 2
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.ends.is_empty()
     }
 
-    pub fn as_slice(&self) -> &[Label] {
-        &self.0
+    /// The pairs as owned labels.
+    pub fn to_vec(&self) -> Vec<Label> {
+        self.iter().map(|l| l.to_owned_label()).collect()
     }
 
+    /// The pairs as owned labels.
     pub fn into_vec(self) -> Vec<Label> {
-        self.0
+        self.to_vec()
     }
 
     /// A 64-bit hash of the label pairs (xxh3), equal to [`hash_label_pairs`] over the same pairs.
     pub fn hash(&self) -> u64 {
-        hash_label_pairs(self.0.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+        hash_label_pairs(self.iter().map(|l| (l.name, l.value)))
     }
 
     /// A builder starting from this set.
     pub fn builder(&self) -> LabelsBuilder {
-        LabelsBuilder::new(self.clone())
+        LabelsBuilder { pairs: self.to_vec() }
     }
 
     /// A copy without the named labels.
     pub fn without(&self, names: &[&str]) -> Labels {
-        Labels(self.0.iter().filter(|l| !names.contains(&l.name.as_str())).cloned().collect())
+        Labels::pack(self.iter().filter(|l| !names.contains(&l.name)).map(|l| (l.name, l.value)))
     }
 
     /// Bytes the set occupies on the heap and inline, for memory accounting.
     pub fn byte_size(&self) -> usize {
-        std::mem::size_of::<Labels>()
-            + self
-                .0
-                .iter()
-                .map(|l| std::mem::size_of::<Label>() + l.name.len() + l.value.len())
-                .sum::<usize>()
+        std::mem::size_of::<Labels>() + self.text.len() + 4 * self.ends.len()
     }
 }
 
+/// Iterates the pairs of a [`Labels`] in name order.
+#[derive(Clone)]
+pub struct LabelsIter<'a> {
+    labels: &'a Labels,
+    next: usize,
+    end: usize,
+}
+
+impl<'a> Iterator for LabelsIter<'a> {
+    type Item = LabelRef<'a>;
+
+    fn next(&mut self) -> Option<LabelRef<'a>> {
+        if self.next >= self.end {
+            return None;
+        }
+        self.next += 1;
+        Some(self.labels.at(self.next - 1))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.end - self.next, Some(self.end - self.next))
+    }
+}
+
+impl DoubleEndedIterator for LabelsIter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.next >= self.end {
+            return None;
+        }
+        self.end -= 1;
+        Some(self.labels.at(self.end))
+    }
+}
+
+impl ExactSizeIterator for LabelsIter<'_> {}
+
 impl<'a> IntoIterator for &'a Labels {
-    type Item = &'a Label;
-    type IntoIter = std::slice::Iter<'a, Label>;
+    type Item = LabelRef<'a>;
+    type IntoIter = LabelsIter<'a>;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.iter()
     }
 }
 
@@ -141,7 +244,7 @@ impl<'a> IntoIterator for &'a Labels {
 impl fmt::Display for Labels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("{")?;
-        for (i, l) in self.0.iter().enumerate() {
+        for (i, l) in self.iter().enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }
@@ -190,12 +293,12 @@ pub struct LabelsBuilder {
 
 impl LabelsBuilder {
     pub fn new(base: Labels) -> LabelsBuilder {
-        LabelsBuilder { pairs: base.0 }
+        LabelsBuilder { pairs: base.to_vec() }
     }
 
     /// Starts from unsorted pairs (e.g. discovered target labels).
     pub fn from_pairs(pairs: Vec<Label>) -> LabelsBuilder {
-        LabelsBuilder { pairs: Labels::new(pairs).0 }
+        LabelsBuilder { pairs: Labels::new(pairs).to_vec() }
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -240,12 +343,14 @@ impl LabelsBuilder {
     /// Finishes the builder into a valid label set.
     pub fn labels(mut self) -> Labels {
         self.pairs.retain(|l| !l.value.is_empty());
-        Labels(self.pairs)
+        Labels::from_sorted_unchecked(self.pairs)
     }
 
     /// The current state as a label set, leaving the builder usable.
     pub fn to_labels(&self) -> Labels {
-        Labels(self.pairs.iter().filter(|l| !l.value.is_empty()).cloned().collect())
+        Labels::pack(
+            self.pairs.iter().filter(|l| !l.value.is_empty()).map(|l| (l.name.as_str(), l.value.as_str())),
+        )
     }
 
     fn find(&self, name: &str) -> Result<usize, usize> {

@@ -8,7 +8,10 @@ mod sample;
 mod selector;
 
 pub use duration::{DurationError, PromDuration, format_duration, parse_duration};
-pub use labels::{Label, Labels, LabelsBuilder, hash_label_pairs, is_valid_label_name, is_valid_metric_name};
+pub use labels::{
+    Label, LabelRef, Labels, LabelsBuilder, LabelsIter, hash_label_pairs, is_valid_label_name,
+    is_valid_metric_name,
+};
 pub(crate) use matcher::compile_anchored;
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use sample::{MetricType, STALE_NAN, STALE_NAN_BITS, Sample, is_stale_nan, now_ms};

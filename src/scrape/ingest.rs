@@ -332,17 +332,17 @@ pub(crate) fn sample_labels(scraped: Labels, ctx: &SampleContext) -> Option<Labe
     let mut lb = LabelsBuilder::new(scraped.clone());
     if ctx.honor_labels {
         for l in ctx.target_labels.iter() {
-            if !scraped.has(&l.name) {
-                lb.set(&l.name, &l.value);
+            if !scraped.has(l.name) {
+                lb.set(l.name, l.value);
             }
         }
     } else {
         let mut conflicts: Vec<(&str, &str)> = Vec::new();
         for l in ctx.target_labels.iter() {
-            if let Some(v) = scraped.get(&l.name) {
-                conflicts.push((&l.name, v));
+            if let Some(v) = scraped.get(l.name) {
+                conflicts.push((l.name, v));
             }
-            lb.set(&l.name, &l.value);
+            lb.set(l.name, l.value);
         }
         // Shortest names first, then `exported_` prefixes until the name is free.
         conflicts.sort_by_key(|(n, _)| n.len());
@@ -377,7 +377,7 @@ fn check_label_limits(labels: &Labels, ctx: &SampleContext) -> Result<(), Ingest
         if ctx.label_name_length_limit > 0 && l.name.len() as u64 > ctx.label_name_length_limit {
             return Err(IngestError::LabelNameLength {
                 metric: metric(),
-                name: l.name.clone(),
+                name: l.name.to_string(),
                 len: l.name.len(),
                 limit: ctx.label_name_length_limit,
             });
@@ -385,8 +385,8 @@ fn check_label_limits(labels: &Labels, ctx: &SampleContext) -> Result<(), Ingest
         if ctx.label_value_length_limit > 0 && l.value.len() as u64 > ctx.label_value_length_limit {
             return Err(IngestError::LabelValueLength {
                 metric: metric(),
-                name: l.name.clone(),
-                value: l.value.clone(),
+                name: l.name.to_string(),
+                value: l.value.to_string(),
                 len: l.value.len(),
                 limit: ctx.label_value_length_limit,
             });

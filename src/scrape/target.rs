@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::model::{Label, Labels, LabelsBuilder, PromDuration, is_valid_label_name, parse_duration};
+use crate::model::{LabelRef, Labels, LabelsBuilder, PromDuration, is_valid_label_name, parse_duration};
 use crate::relabel::relabel;
 use crate::topology::{ScrapeConfig, TargetGroup};
 
@@ -186,7 +186,8 @@ pub fn finish_target(
         }
     }
     let full = lb.labels();
-    let labels = Labels::new(full.iter().filter(|l| !l.name.starts_with("__")).cloned().collect());
+    let labels =
+        Labels::new(full.iter().filter(|l| !l.name.starts_with("__")).map(|l| l.to_owned_label()).collect());
     let url = scrape_url(job, &full, &address);
     Ok(Target { discovered, full, labels, url, interval, timeout, source: group.source.clone() })
 }
@@ -211,12 +212,12 @@ fn scrape_url(job: &ScrapeConfig, labels: &Labels, address: &str) -> String {
     let scheme = labels.get(SCHEME_LABEL).unwrap_or("http");
     let path = labels.get(METRICS_PATH_LABEL).unwrap_or("/metrics");
     let mut params: Vec<(String, Vec<String>)> = job.params.clone();
-    for Label { name, value } in labels.iter() {
+    for LabelRef { name, value } in labels.iter() {
         if let Some(key) = name.strip_prefix(PARAM_PREFIX) {
             match params.iter_mut().find(|(k, _)| k == key) {
-                Some((_, vals)) if !vals.is_empty() => vals[0] = value.clone(),
-                Some((_, vals)) => vals.push(value.clone()),
-                None => params.push((key.to_string(), vec![value.clone()])),
+                Some((_, vals)) if !vals.is_empty() => vals[0] = value.to_string(),
+                Some((_, vals)) => vals.push(value.to_string()),
+                None => params.push((key.to_string(), vec![value.to_string()])),
             }
         }
     }

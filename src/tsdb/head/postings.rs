@@ -36,13 +36,13 @@ fn insert_sorted(list: &mut Vec<SeriesRef>, r: SeriesRef) {
 impl MemPostings {
     pub(crate) fn add(&mut self, r: SeriesRef, labels: &Labels) {
         for l in labels {
-            let values = match self.by_name.get_mut(l.name.as_str()) {
+            let values = match self.by_name.get_mut(l.name) {
                 Some(v) => v,
-                None => self.by_name.entry(l.name.clone()).or_default(),
+                None => self.by_name.entry(l.name.to_string()).or_default(),
             };
-            let list = match values.get_mut(l.value.as_str()) {
+            let list = match values.get_mut(l.value) {
                 Some(list) => list,
-                None => values.entry(l.value.clone()).or_default(),
+                None => values.entry(l.value.to_string()).or_default(),
             };
             insert_sorted(list, r);
         }
@@ -56,7 +56,7 @@ impl MemPostings {
         for (r, labels) in dead {
             refs.insert(r);
             for l in labels {
-                touched.insert((l.name.as_str(), l.value.as_str()));
+                touched.insert((l.name, l.value));
             }
         }
         if refs.is_empty() {

@@ -86,8 +86,7 @@ impl Querier for HeadQuerier {
         } else {
             let series: Vec<Arc<MemSeries>> =
                 self.head.select_series(matchers).into_iter().filter(|s| self.in_range(s)).collect();
-            let set: HashSet<&str> =
-                series.iter().flat_map(|s| s.labels.iter().map(|l| l.name.as_str())).collect();
+            let set: HashSet<&str> = series.iter().flat_map(|s| s.labels.iter().map(|l| l.name)).collect();
             set.into_iter().map(str::to_string).collect()
         };
         names.sort_unstable();
