@@ -4,6 +4,7 @@
 //! markers for series that disappeared.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 
 use crate::exposition::{Entry, TextParser};
 use crate::model::{Labels, LabelsBuilder, STALE_NAN};
@@ -79,10 +80,38 @@ struct CacheEntry {
     tracked: bool,
 }
 
+/// Hashes cache keys (raw series text) with xxh3 in one shot per `write`, seeded per process so
+/// that a target cannot choose colliding series names. About twice as fast as SipHash here.
+#[derive(Debug, Clone, Copy)]
+struct SeriesKeyHasher(u64);
+
+impl Default for SeriesKeyHasher {
+    fn default() -> SeriesKeyHasher {
+        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        SeriesKeyHasher(*SEED.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0u64)))
+    }
+}
+
+impl BuildHasher for SeriesKeyHasher {
+    type Hasher = SeriesKeyHasher;
+    fn build_hasher(&self) -> SeriesKeyHasher {
+        *self
+    }
+}
+
+impl Hasher for SeriesKeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// The state a target's scrapes carry from one to the next.
 #[derive(Debug, Default)]
 pub struct IngestState {
-    cache: HashMap<Box<[u8]>, CacheEntry>,
+    cache: HashMap<Box<[u8]>, CacheEntry, SeriesKeyHasher>,
     iteration: u64,
     /// The iteration of the last successful scrape whose series are not yet marked stale.
     live_iteration: Option<u64>,
@@ -393,4 +422,125 @@ fn check_label_limits(labels: &Labels, ctx: &SampleContext) -> Result<(), Ingest
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Matcher, is_stale_nan};
+    use crate::storage::Queryable;
+    use crate::tsdb::{Head, HeadOptions};
+
+    fn ctx() -> SampleContext {
+        SampleContext {
+            target_labels: Labels::from_pairs(&[("instance", "h:1"), ("job", "j")]),
+            honor_labels: false,
+            honor_timestamps: true,
+            metric_relabel_configs: Vec::new(),
+            sample_limit: 0,
+            label_limit: 0,
+            label_name_length_limit: 0,
+            label_value_length_limit: 0,
+        }
+    }
+
+    /// Every sample of the series with metric name `name`, as (labels, samples).
+    fn samples(head: &Head, name: &str) -> Vec<(Labels, Vec<(i64, f64)>)> {
+        let q = head.querier(i64::MIN, i64::MAX).expect("querier");
+        q.select(&[Matcher::equal("__name__", name)])
+            .expect("select")
+            .into_iter()
+            .map(|s| ((*s.labels).clone(), s.samples.map(|x| (x.t, x.v)).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn appends_with_target_labels_and_reuses_the_cache() -> Result<(), IngestError> {
+        let head = Head::new(HeadOptions::default()).expect("head");
+        let mut st = IngestState::default();
+        let body = b"# TYPE a counter\na{x=\"1\"} 1\na{x=\"2\"} 2\nb 3\n";
+        let s1 = st.ingest(&head, &ctx(), body, 1000)?;
+        assert_eq!((s1.scraped, s1.post_relabel, s1.series_added), (3, 3, 3));
+        let s2 = st.ingest(&head, &ctx(), b"a{x=\"1\"} 5\na{x=\"2\"} 6\nb 7\n", 2000)?;
+        assert_eq!((s2.scraped, s2.post_relabel, s2.series_added), (3, 3, 0));
+        let a = samples(&head, "a");
+        assert_eq!(
+            a[0].0,
+            Labels::from_pairs(&[("__name__", "a"), ("instance", "h:1"), ("job", "j"), ("x", "1")])
+        );
+        assert_eq!(a[0].1, [(1000, 1.0), (2000, 5.0)]);
+        Ok(())
+    }
+
+    #[test]
+    fn disappeared_series_and_failed_scrapes_go_stale() -> Result<(), IngestError> {
+        let head = Head::new(HeadOptions::default()).expect("head");
+        let mut st = IngestState::default();
+        st.ingest(&head, &ctx(), b"a 1\nb 1\nc 1 500\n", 1000)?;
+        let s = st.ingest(&head, &ctx(), b"a 2\n", 2000)?;
+        // b went away: stale at the scrape time. c carried its own timestamp: not tracked.
+        assert_eq!(s.stale_markers, 1);
+        let b = samples(&head, "b");
+        assert!(b[0].1[1].0 == 2000 && is_stale_nan(b[0].1[1].1), "{b:?}");
+        assert_eq!(samples(&head, "c")[0].1.len(), 1);
+        // A broken body fails as a whole; then the loop marks the live series stale.
+        let err = st.ingest(&head, &ctx(), b"a 3\nbad line here\n", 3000);
+        assert!(matches!(err, Err(IngestError::Parse(_))), "{err:?}");
+        assert_eq!(st.mark_all_stale(&head, 3000)?, 1);
+        let a = samples(&head, "a");
+        assert_eq!(a[0].1.len(), 3, "{a:?}");
+        assert!(is_stale_nan(a[0].1[2].1), "{a:?}");
+        // Coming back: a fresh sample, no second marker.
+        st.ingest(&head, &ctx(), b"a 4\n", 4000)?;
+        assert_eq!(samples(&head, "a")[0].1.last(), Some(&(4000, 4.0)));
+        Ok(())
+    }
+
+    #[test]
+    fn honor_labels_decides_conflicts() -> Result<(), IngestError> {
+        let head = Head::new(HeadOptions::default()).expect("head");
+        let body = b"m{job=\"scraped\",exported_job=\"e\"} 1\n";
+        IngestState::default().ingest(&head, &ctx(), body, 1000)?;
+        let got = &samples(&head, "m")[0].0;
+        assert_eq!(got.get("job"), Some("j"));
+        assert_eq!(got.get("exported_job"), Some("e"));
+        assert_eq!(got.get("exported_exported_job"), Some("scraped"));
+
+        let head = Head::new(HeadOptions::default()).expect("head");
+        let honor = SampleContext { honor_labels: true, ..ctx() };
+        IngestState::default().ingest(&head, &honor, b"m{job=\"scraped\"} 1\n", 1000)?;
+        let got = &samples(&head, "m")[0].0;
+        assert_eq!(got.get("job"), Some("scraped"));
+        assert_eq!(got.get("instance"), Some("h:1"));
+        Ok(())
+    }
+
+    #[test]
+    fn limits_fail_the_whole_scrape() {
+        let head = Head::new(HeadOptions::default()).expect("head");
+        let limited = SampleContext { sample_limit: 2, ..ctx() };
+        let r = IngestState::default().ingest(&head, &limited, b"a 1\nb 1\nc 1\n", 1000);
+        assert!(matches!(r, Err(IngestError::SampleLimit { limit: 2 })), "{r:?}");
+        assert!(samples(&head, "a").is_empty(), "nothing of a failed scrape is kept");
+        let labels = SampleContext { label_limit: 3, ..ctx() };
+        let r = IngestState::default().ingest(&head, &labels, b"a{x=\"1\",y=\"2\"} 1\n", 1000);
+        assert!(matches!(r, Err(IngestError::LabelLimit { count: 5, .. })), "{r:?}");
+    }
+
+    #[test]
+    fn metric_relabelling_drops_series() -> Result<(), IngestError> {
+        let head = Head::new(HeadOptions::default()).expect("head");
+        let rule: crate::relabel::RawRelabelConfig =
+            serde_saphyr::from_str("{source_labels: [__name__], regex: 'go_.*', action: drop}")
+                .expect("rule");
+        let c = SampleContext { metric_relabel_configs: vec![rule.compile().expect("compile")], ..ctx() };
+        let mut st = IngestState::default();
+        let s = st.ingest(&head, &c, b"go_goroutines 5\nup_time 1\n", 1000)?;
+        assert_eq!((s.scraped, s.post_relabel), (2, 1));
+        assert!(samples(&head, "go_goroutines").is_empty());
+        // Cached as dropped: the second scrape does not re-run the rules but still drops it.
+        let s = st.ingest(&head, &c, b"go_goroutines 6\nup_time 2\n", 2000)?;
+        assert_eq!((s.scraped, s.post_relabel, s.series_added), (2, 1, 0));
+        Ok(())
+    }
 }
