@@ -262,7 +262,14 @@ impl IngestState {
             };
             debug_assert!(cached.is_none());
             // Slow path: a series this target has not sent recently (or whose ref went away).
-            let labels = sample_labels(series.to_labels(), ctx);
+            // With honor_labels, a label the body sets to "" still counts as set (so `/federate`'s
+            // `instance=""` keeps the federating node's instance off), as in Prometheus.
+            let explicitly_empty: Vec<String> = if ctx.honor_labels {
+                series.labels().filter(|(_, v)| v.is_empty()).map(|(n, _)| n.into_owned()).collect()
+            } else {
+                Vec::new()
+            };
+            let labels = sample_labels(series.to_labels(), &explicitly_empty, ctx);
             let Some(labels) = labels else {
                 self.cache.insert(
                     raw.into(),
@@ -357,11 +364,16 @@ fn count_rejection(stats: &mut IngestStats, e: AppendError) -> Result<(), Ingest
 
 /// Merges a scraped series' labels with the target's, then applies metric relabelling.
 /// `None` means the series is dropped.
-pub(crate) fn sample_labels(scraped: Labels, ctx: &SampleContext) -> Option<Labels> {
+/// `empty_in_body` names labels the body set to `""` (they count as present for honor_labels).
+pub(crate) fn sample_labels(
+    scraped: Labels,
+    empty_in_body: &[String],
+    ctx: &SampleContext,
+) -> Option<Labels> {
     let mut lb = LabelsBuilder::new(scraped.clone());
     if ctx.honor_labels {
         for l in ctx.target_labels.iter() {
-            if !scraped.has(l.name) {
+            if !scraped.has(l.name) && !empty_in_body.iter().any(|n| n == l.name) {
                 lb.set(l.name, l.value);
             }
         }
@@ -512,6 +524,9 @@ mod tests {
         let got = &samples(&head, "m")[0].0;
         assert_eq!(got.get("job"), Some("scraped"));
         assert_eq!(got.get("instance"), Some("h:1"));
+        // instance="" (as /federate writes it) keeps the target's instance off.
+        IngestState::default().ingest(&head, &honor, b"n{instance=\"\"} 1\n", 1000)?;
+        assert_eq!(samples(&head, "n")[0].0, Labels::from_pairs(&[("__name__", "n"), ("job", "j")]));
         Ok(())
     }
 
