@@ -22,6 +22,8 @@ pub struct Topology {
     pub jobs: Vec<Arc<ScrapeConfig>>,
     pub leaf_groups: Vec<LeafGroup>,
     pub globals: Vec<GlobalConfig>,
+    /// Prometheus servers listed as leaves (pulled by globals, not run by promtier).
+    pub external_groups: Vec<ExternalGroup>,
     pub push: Option<PushConfig>,
     pub demo: Option<DemoConfig>,
     /// Every node of the topology, in a stable order: leaves (group, shard, replica), globals,
@@ -46,6 +48,46 @@ impl Topology {
         self.globals.iter().find(|g| g.name == name)
     }
 
+    /// Every endpoint `global` pulls, with the replica set (shard) each belongs to: each replica
+    /// of each shard of its leaf groups, each replica of each global it stacks on (a global's
+    /// replicas form one replica set), and each external server.
+    pub fn sources(&self, global: &GlobalConfig) -> Vec<Source> {
+        let mut out = Vec::new();
+        for from in &global.from {
+            if let Some(ext) = self.external_groups.iter().find(|g| &g.name == from) {
+                for (shard, replicas) in ext.shards.iter().enumerate() {
+                    for (r, addr) in replicas.iter().enumerate() {
+                        out.push(Source {
+                            group: from.clone(),
+                            shard: format!("{from}-{shard}"),
+                            replica: replica_letter(r as u32),
+                            node: format!("{from}-{shard}-{}", replica_letter(r as u32)),
+                            address: addr.clone(),
+                            kind: SourceKind::Prometheus,
+                        });
+                    }
+                }
+                continue;
+            }
+            for n in self.members(from) {
+                let (shard, replica) = match &n.role {
+                    NodeRole::Leaf { group, shard, replica } => (format!("{group}-{shard}"), *replica),
+                    NodeRole::Global { name, replica } => (name.clone(), *replica),
+                    NodeRole::Push { .. } | NodeRole::Demo { .. } => continue,
+                };
+                out.push(Source {
+                    group: from.clone(),
+                    shard,
+                    replica: replica_letter(replica),
+                    node: n.name.clone(),
+                    address: n.advertise.clone(),
+                    kind: SourceKind::Promtier,
+                });
+            }
+        }
+        out
+    }
+
     /// The nodes of a leaf group or global, in shard/replica order.
     pub fn members<'a>(&'a self, group: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
         self.nodes.iter().filter(move |n| match &n.role {
@@ -53,6 +95,38 @@ impl Topology {
             NodeRole::Push { .. } | NodeRole::Demo { .. } => false,
         })
     }
+}
+
+/// One endpoint a global pulls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// The `from:` entry it comes from.
+    pub group: String,
+    /// Its replica set: `<group>-<shard>` for leaves, the global's name for a stacked global.
+    pub shard: String,
+    /// Replica letter within the set.
+    pub replica: String,
+    /// Node name (for external servers, a name in the same scheme).
+    pub node: String,
+    /// `host:port` to pull from.
+    pub address: String,
+    pub kind: SourceKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A promtier node: the streamed fast link is available.
+    Promtier,
+    /// A Prometheus server (or anything serving `/federate`): text federation only.
+    Prometheus,
+}
+
+/// Prometheus servers listed as leaves of the topology.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalGroup {
+    pub name: String,
+    /// Replica addresses per shard.
+    pub shards: Vec<Vec<String>>,
 }
 
 /// One process of the topology.
@@ -236,6 +310,8 @@ pub struct GlobalConfig {
     /// `match[]` selectors sent to each source.
     pub federate_match: Vec<String>,
     pub honor_labels: bool,
+    /// Pull promtier sources over the streamed fast link (default) rather than text `/federate`.
+    pub fast_link: bool,
     pub dedup: DedupMode,
     pub failover_timeout: Duration,
     pub downsample: Vec<Downsample>,

@@ -24,6 +24,8 @@ pub(crate) struct RawTopology {
     #[serde(default)]
     pub(crate) globals: Vec<S<RawGlobal>>,
     #[serde(default)]
+    pub(crate) external_leaves: Vec<S<RawExternalGroup>>,
+    #[serde(default)]
     pub(crate) push: Option<S<RawPush>>,
     #[serde(default)]
     pub(crate) demo: Option<S<RawDemo>>,
@@ -148,6 +150,15 @@ pub(crate) struct RawGlobal {
     pub(crate) external_labels: HashMap<S<String>, String>,
 }
 
+/// Prometheus servers (or other `/federate` endpoints) that a global pulls like leaves.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawExternalGroup {
+    pub(crate) group: S<String>,
+    /// One list of replica addresses per shard.
+    pub(crate) shards: Vec<S<Vec<S<String>>>>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawFederate {
@@ -156,6 +167,8 @@ pub(crate) struct RawFederate {
     #[serde(rename = "match")]
     pub(crate) matchers: Option<Vec<S<String>>>,
     pub(crate) honor_labels: Option<bool>,
+    /// Pull promtier sources over the streamed link (all samples since a cursor) instead of text.
+    pub(crate) fast_link: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -53,7 +53,8 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<Pr
     let defaults = v.defaults(raw.defaults.as_ref());
     let jobs = v.jobs(&raw.jobs, &defaults);
     let leaf_groups = v.leaf_groups(&raw, &jobs);
-    let globals = v.globals(&raw, &leaf_groups);
+    let external_groups = v.external_groups(&raw, &leaf_groups);
+    let globals = v.globals(&raw, &leaf_groups, &external_groups);
     let push = raw.push.as_ref().and_then(|p| v.push(p));
     let demo = raw.demo.as_ref().and_then(|d| v.demo(d));
     let nodes = v.nodes(&raw, &defaults, &cluster, &leaf_groups, &globals, push.as_ref(), demo.as_ref());
@@ -67,6 +68,7 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<Pr
             jobs: jobs.into_iter().map(Arc::new).collect(),
             leaf_groups,
             globals,
+            external_groups,
             push,
             demo,
             nodes,
@@ -164,7 +166,7 @@ impl Validator {
         match split_host_port(&s.value) {
             Some(hp) => Some(hp),
             None => {
-                self.err(s, path, format!("{:?} is not a valid listen address (want host:port)", s.value));
+                self.err(s, path, format!("{:?} is not a valid address (want host:port)", s.value));
                 None
             }
         }
@@ -521,8 +523,39 @@ impl Validator {
         out
     }
 
-    fn globals(&mut self, raw: &RawTopology, leaves: &[LeafGroup]) -> Vec<GlobalConfig> {
-        let leaf_names: HashSet<&str> = leaves.iter().map(|g| g.name.as_str()).collect();
+    fn external_groups(&mut self, raw: &RawTopology, leaves: &[LeafGroup]) -> Vec<ExternalGroup> {
+        let mut seen: HashSet<&str> = leaves.iter().map(|g| g.name.as_str()).collect();
+        let mut out = Vec::new();
+        for (i, g) in raw.external_leaves.iter().enumerate() {
+            let p = format!("external_leaves[{i}]");
+            let name = g.value.group.value.as_str();
+            if let Err(msg) = check_node_group_name(name) {
+                self.err(&g.value.group, format!("{p}.group"), msg);
+            }
+            if !seen.insert(name) {
+                self.err(&g.value.group, format!("{p}.group"), format!("duplicate group name {name:?}"));
+            }
+            if g.value.shards.is_empty() {
+                self.err(&g.value.group, format!("{p}.shards"), "external group needs at least one shard of addresses");
+            }
+            let mut shards = Vec::new();
+            for (s, replicas) in g.value.shards.iter().enumerate() {
+                if replicas.value.is_empty() {
+                    self.err(replicas, format!("{p}.shards[{s}]"), "a shard needs at least one replica address");
+                }
+                for (r, addr) in replicas.value.iter().enumerate() {
+                    self.listen(addr, format!("{p}.shards[{s}][{r}]"));
+                }
+                shards.push(replicas.value.iter().map(|a| a.value.clone()).collect());
+            }
+            out.push(ExternalGroup { name: name.to_string(), shards });
+        }
+        out
+    }
+
+    fn globals(&mut self, raw: &RawTopology, leaves: &[LeafGroup], external: &[ExternalGroup]) -> Vec<GlobalConfig> {
+        let leaf_names: HashSet<&str> =
+            leaves.iter().map(|g| g.name.as_str()).chain(external.iter().map(|g| g.name.as_str())).collect();
         let global_names: HashSet<&str> = raw.globals.iter().map(|g| g.value.name.value.as_str()).collect();
         let mut seen: HashSet<&str> = HashSet::new();
         let mut out = Vec::new();
@@ -553,7 +586,7 @@ impl Validator {
                     self.err(
                         f,
                         fp,
-                        format!("unknown group {:?} in from: (not a leaf group or global)", f.value),
+                        format!("unknown group {:?} in from: (not a leaf group, external group or global)", f.value),
                     );
                 }
             }
@@ -682,6 +715,7 @@ impl Validator {
                 federate_timeout,
                 federate_match,
                 honor_labels: fed.and_then(|f| f.honor_labels).unwrap_or(true),
+                fast_link: fed.and_then(|f| f.fast_link).unwrap_or(true),
                 dedup,
                 failover_timeout,
                 downsample,
