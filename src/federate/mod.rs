@@ -33,6 +33,8 @@ pub enum FederateError {
     Storage(#[from] StorageError),
 }
 
+pub mod stream;
+
 /// Everything `/federate` needs.
 #[derive(Clone)]
 pub struct FederateState {
@@ -44,11 +46,17 @@ pub struct FederateState {
     pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
     /// Whether storage can serve reads (`503` otherwise).
     pub ready: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// How long after its timestamp a sample may still be committed here (scrape timeout for a
+    /// leaf, federation interval + timeout for a global): the fast link's cursor lags by this.
+    pub ingest_lag: Duration,
 }
 
 /// Routes `/federate` (GET and POST).
 pub fn router(state: FederateState) -> Router {
-    Router::new().route("/federate", get(handle).post(handle)).with_state(state)
+    Router::new()
+        .route("/federate", get(handle).post(handle))
+        .route("/federate/stream", get(handle_stream))
+        .with_state(state)
 }
 
 async fn handle(
@@ -70,19 +78,13 @@ async fn handle(
     if !(st.ready)() {
         return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n").into_response();
     }
-    let gzip = headers
-        .get(header::ACCEPT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|e| e.trim().split(';').next() == Some("gzip")));
+    let gzip = accepts_gzip(&headers);
     let now = (st.clock)();
     let rendered = tokio::task::spawn_blocking(move || {
         let mut out = Vec::with_capacity(64 * 1024);
         render(st.storage.as_ref(), &parsed, &st.external_labels, now, st.lookback, &mut out)?;
         if gzip {
-            let mut enc =
-                flate2::write::GzEncoder::new(Vec::with_capacity(out.len() / 8), flate2::Compression::fast());
-            enc.write_all(&out).map_err(StorageError::Io)?;
-            out = enc.finish().map_err(StorageError::Io)?;
+            out = gzip_fast(&out).map_err(StorageError::Io)?;
         }
         Ok::<_, FederateError>(out)
     })
@@ -136,6 +138,76 @@ fn series_pairs<'a>(labels: &'a Labels, externals: &[(&'a str, &'a str)], out: &
         let at = out.partition_point(|(n, _)| *n < "instance");
         out.insert(at, ("instance", ""));
     }
+}
+
+/// `GET /federate/stream?match[]=…&since=<ms>[&probe=1]`: the fast link (see [`stream`]).
+async fn handle_stream(State(st): State<FederateState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let query = query.unwrap_or_default();
+    let mut since = None;
+    let mut probe = false;
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        match k.as_ref() {
+            "since" => since = v.parse::<i64>().ok(),
+            "probe" => probe = v == "1" || v == "true",
+            _ => {}
+        }
+    }
+    let Some(since) = since else {
+        return (StatusCode::BAD_REQUEST, "since=<milliseconds> is required\n").into_response();
+    };
+    let mut parsed = Vec::new();
+    for s in match_params(&query) {
+        match parse_selector(&s) {
+            Ok(m) => parsed.push(m),
+            Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+        }
+    }
+    if !(st.ready)() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n").into_response();
+    }
+    let gzip = accepts_gzip(&headers);
+    let now = (st.clock)();
+    let next_cursor = now - st.ingest_lag.as_millis() as i64;
+    let rendered = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::with_capacity(64 * 1024);
+        stream::encode(st.storage.as_ref(), &parsed, since, now, next_cursor, probe, &mut out)?;
+        if gzip {
+            out = gzip_fast(&out).map_err(|e| stream::StreamError::Storage(StorageError::Io(e)))?;
+        }
+        Ok::<_, stream::StreamError>(out)
+    })
+    .await;
+    match rendered {
+        Ok(Ok(body)) => {
+            let mut resp = Response::new(Body::from(body));
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(stream::STREAM_CONTENT_TYPE));
+            if gzip {
+                resp.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            resp
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "federation stream failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("federation stream failed: {e}\n")).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "federation stream task failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+        }
+    }
+}
+
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().split(';').next() == Some("gzip")))
+}
+
+fn gzip_fast(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 8), flate2::Compression::fast());
+    enc.write_all(body)?;
+    enc.finish()
 }
 
 /// Every decoded `match[]` value of a query string or form body.

@@ -61,6 +61,7 @@ pub async fn run(topology: &Topology, node: &Node, shutdown: CancellationToken) 
         lookback: DEFAULT_LOOKBACK,
         clock: Arc::new(crate::model::now_ms),
         ready: Arc::new(move || ready_storage.ready().is_ok()),
+        ingest_lag: jobs_max_timeout(topology, &group_cfg.jobs) + Duration::from_secs(1),
     });
     let ready_storage = storage.clone();
     let targets_manager = manager.clone();
@@ -85,6 +86,11 @@ pub async fn run(topology: &Topology, node: &Node, shutdown: CancellationToken) 
     );
     tracing::info!(node = %node.name, "leaf stopped");
     served
+}
+
+/// The longest scrape timeout among `jobs`: how late a sample may be committed after its timestamp.
+fn jobs_max_timeout(topology: &Topology, jobs: &[String]) -> Duration {
+    topology.jobs.iter().filter(|j| jobs.contains(&j.job_name)).map(|j| j.scrape_timeout).max().unwrap_or_default()
 }
 
 /// Drops data older than the retention period, once a minute.

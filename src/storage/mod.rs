@@ -129,6 +129,11 @@ pub trait Querier: Send + Sync {
 /// Something that opens queriers.
 pub trait Queryable: Send + Sync {
     fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier>, StorageError>;
+
+    /// The newest sample timestamp held, if known cheaply (liveness probes use it).
+    fn max_time(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// A full storage: writable, readable, with a readiness state.

@@ -294,6 +294,10 @@ impl Queryable for Head {
     fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier>, StorageError> {
         Ok(Box::new(HeadQuerier::new(Arc::clone(&self.inner), mint, maxt)))
     }
+
+    fn max_time(&self) -> Option<i64> {
+        Head::max_time(self)
+    }
 }
 
 impl Storage for Head {}
