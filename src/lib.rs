@@ -19,6 +19,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod dedup;
 pub mod exposition;
 pub mod federate;
 pub mod metrics;

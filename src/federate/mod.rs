@@ -141,7 +141,11 @@ fn series_pairs<'a>(labels: &'a Labels, externals: &[(&'a str, &'a str)], out: &
 }
 
 /// `GET /federate/stream?match[]=…&since=<ms>[&probe=1]`: the fast link (see [`stream`]).
-async fn handle_stream(State(st): State<FederateState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+async fn handle_stream(
+    State(st): State<FederateState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     let query = query.unwrap_or_default();
     let mut since = None;
     let mut probe = false;
@@ -180,7 +184,8 @@ async fn handle_stream(State(st): State<FederateState>, headers: HeaderMap, RawQ
     match rendered {
         Ok(Ok(body)) => {
             let mut resp = Response::new(Body::from(body));
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(stream::STREAM_CONTENT_TYPE));
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(stream::STREAM_CONTENT_TYPE));
             if gzip {
                 resp.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             }
@@ -205,7 +210,8 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
 }
 
 fn gzip_fast(body: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 8), flate2::Compression::fast());
+    let mut enc =
+        flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 8), flate2::Compression::fast());
     enc.write_all(body)?;
     enc.finish()
 }

@@ -18,7 +18,6 @@ use crate::model::{Label, Labels, Matcher};
 use crate::storage::{Queryable, StorageError};
 use crate::tsdb::chunkenc::{XorAppender, XorChunk, XorIterator};
 
-
 /// Media type of the stream.
 pub const STREAM_CONTENT_TYPE: &str = "application/x-promtier-stream; version=1";
 const MAGIC: &[u8; 4] = b"PTS1";
@@ -182,7 +181,11 @@ impl<'a> StreamFrame<'a> {
 impl<'a> StreamReader<'a> {
     pub fn new(buf: &'a [u8]) -> Result<StreamReader<'a>, StreamError> {
         if buf.len() < 20 {
-            return Err(if buf.starts_with(MAGIC) || buf.len() < 4 { StreamError::Truncated(buf.len()) } else { StreamError::BadMagic });
+            return Err(if buf.starts_with(MAGIC) || buf.len() < 4 {
+                StreamError::Truncated(buf.len())
+            } else {
+                StreamError::BadMagic
+            });
         }
         if &buf[..4] != MAGIC {
             return Err(StreamError::BadMagic);
@@ -204,7 +207,9 @@ impl<'a> StreamReader<'a> {
         let at = self.pos;
         let Some(len) = self.buf.get(at..at + 4) else { return Some(Err(StreamError::Truncated(at))) };
         let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
-        let Some(body) = self.buf.get(at + 4..at + 4 + len) else { return Some(Err(StreamError::Truncated(at))) };
+        let Some(body) = self.buf.get(at + 4..at + 4 + len) else {
+            return Some(Err(StreamError::Truncated(at)));
+        };
         self.pos = at + 4 + len;
         // Walk the label block to find where it ends.
         let mut p = 0;
@@ -256,11 +261,13 @@ mod tests {
             got.push((f.labels()?, f.samples()?.collect()));
         }
         // `a` is long: cut into several frames, together every sample after the cursor.
-        let a_samples: Vec<Sample> = got.iter().filter(|(l, _)| *l == a).flat_map(|(_, s)| s.clone()).collect();
+        let a_samples: Vec<Sample> =
+            got.iter().filter(|(l, _)| *l == a).flat_map(|(_, s)| s.clone()).collect();
         assert_eq!(a_samples.len(), 10_000 - 5);
         assert_eq!(a_samples[0], Sample { t: 5000, v: 5.0 });
         assert!(got.iter().filter(|(l, _)| *l == a).count() > 1);
-        let b_samples: Vec<Sample> = got.iter().filter(|(l, _)| *l == b).flat_map(|(_, s)| s.clone()).collect();
+        let b_samples: Vec<Sample> =
+            got.iter().filter(|(l, _)| *l == b).flat_map(|(_, s)| s.clone()).collect();
         assert_eq!(b_samples.len(), 2);
         assert!(crate::model::is_stale_nan(b_samples[1].v));
         // A probe carries only the header.

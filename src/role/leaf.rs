@@ -90,7 +90,13 @@ pub async fn run(topology: &Topology, node: &Node, shutdown: CancellationToken) 
 
 /// The longest scrape timeout among `jobs`: how late a sample may be committed after its timestamp.
 fn jobs_max_timeout(topology: &Topology, jobs: &[String]) -> Duration {
-    topology.jobs.iter().filter(|j| jobs.contains(&j.job_name)).map(|j| j.scrape_timeout).max().unwrap_or_default()
+    topology
+        .jobs
+        .iter()
+        .filter(|j| jobs.contains(&j.job_name))
+        .map(|j| j.scrape_timeout)
+        .max()
+        .unwrap_or_default()
 }
 
 /// Drops data older than the retention period, once a minute.

@@ -103,11 +103,36 @@ pub struct LatestSample {
     pub sample: Sample,
 }
 
+/// What a select is for, so that storage layers can adapt (counter-aware replica merging,
+/// choosing downsampled data). Every field is advisory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SelectHints {
+    /// The PromQL function the samples feed, e.g. `rate` (`None` for a plain selector).
+    pub func: Option<String>,
+    /// Evaluation step of a range query in ms (0 for instant queries).
+    pub step: i64,
+    /// The range of a range selector in ms (0 for instant selectors).
+    pub range: i64,
+}
+
+impl SelectHints {
+    /// Whether the function treats its input as a counter (a decrease is a reset).
+    pub fn wants_counter(&self) -> bool {
+        matches!(self.func.as_deref(), Some("rate" | "increase" | "irate" | "resets"))
+    }
+}
+
 /// Reads a fixed time range `[mint, maxt]` (milliseconds, inclusive) of one storage.
 pub trait Querier: Send + Sync {
     /// Series whose labels satisfy every matcher and that have samples in the range, sorted by
     /// labels. At least one matcher should select something (an all-empty set selects all).
     fn select(&self, matchers: &[Matcher]) -> Result<Vec<Series>, StorageError>;
+
+    /// [`Querier::select`] with hints about the use of the samples (see [`SelectHints`]).
+    fn select_hinted(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<Series>, StorageError> {
+        let _ = hints;
+        self.select(matchers)
+    }
 
     /// For each matching series, its last sample in the range (which may be a staleness marker;
     /// callers decide what stale means to them). Sorted by labels.

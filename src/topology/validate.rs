@@ -536,12 +536,20 @@ impl Validator {
                 self.err(&g.value.group, format!("{p}.group"), format!("duplicate group name {name:?}"));
             }
             if g.value.shards.is_empty() {
-                self.err(&g.value.group, format!("{p}.shards"), "external group needs at least one shard of addresses");
+                self.err(
+                    &g.value.group,
+                    format!("{p}.shards"),
+                    "external group needs at least one shard of addresses",
+                );
             }
             let mut shards = Vec::new();
             for (s, replicas) in g.value.shards.iter().enumerate() {
                 if replicas.value.is_empty() {
-                    self.err(replicas, format!("{p}.shards[{s}]"), "a shard needs at least one replica address");
+                    self.err(
+                        replicas,
+                        format!("{p}.shards[{s}]"),
+                        "a shard needs at least one replica address",
+                    );
                 }
                 for (r, addr) in replicas.value.iter().enumerate() {
                     self.listen(addr, format!("{p}.shards[{s}][{r}]"));
@@ -553,7 +561,12 @@ impl Validator {
         out
     }
 
-    fn globals(&mut self, raw: &RawTopology, leaves: &[LeafGroup], external: &[ExternalGroup]) -> Vec<GlobalConfig> {
+    fn globals(
+        &mut self,
+        raw: &RawTopology,
+        leaves: &[LeafGroup],
+        external: &[ExternalGroup],
+    ) -> Vec<GlobalConfig> {
         let leaf_names: HashSet<&str> =
             leaves.iter().map(|g| g.name.as_str()).chain(external.iter().map(|g| g.name.as_str())).collect();
         let global_names: HashSet<&str> = raw.globals.iter().map(|g| g.value.name.value.as_str()).collect();
@@ -586,7 +599,10 @@ impl Validator {
                     self.err(
                         f,
                         fp,
-                        format!("unknown group {:?} in from: (not a leaf group, external group or global)", f.value),
+                        format!(
+                            "unknown group {:?} in from: (not a leaf group, external group or global)",
+                            f.value
+                        ),
                     );
                 }
             }
