@@ -22,6 +22,7 @@ pub mod cli;
 pub mod dedup;
 pub mod exposition;
 pub mod federate;
+pub mod global;
 pub mod metrics;
 pub mod model;
 pub mod plan;

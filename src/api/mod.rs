@@ -2,6 +2,7 @@
 //! (`/api/v1/targets` today), health and readiness, `/metrics`, and the HTML status page. Errors
 //! use Prometheus's JSON shape.
 
+pub mod dedup;
 mod page;
 mod targets;
 

@@ -65,6 +65,13 @@ enum Command {
         #[arg(long)]
         node: String,
     },
+    /// Run one global node of a topology.
+    Global {
+        #[arg(long)]
+        topology: PathBuf,
+        #[arg(long)]
+        node: String,
+    },
     /// Run a demo exporter (synthetic, moving metrics) for trying promtier out.
     Demo {
         #[arg(long, default_value = "127.0.0.1:9400")]
@@ -87,6 +94,7 @@ pub fn main() -> ExitCode {
         Command::Plan { topology, format, resize } => plan::run(&topology, format == Format::Json, &resize),
         Command::Up { topology } => run::up(topology),
         Command::Leaf { topology, node } => run::leaf(&topology, &node),
+        Command::Global { topology, node } => run::global(&topology, &node),
         Command::Demo { listen, series, seed } => run::demo(&listen, series, seed),
     };
     match result {

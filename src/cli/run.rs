@@ -49,13 +49,23 @@ pub(super) fn up(file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     with_shutdown(|token| async move { role::up::run(&file, &t, token).await })
 }
 
-pub(super) fn leaf(file: &Path, node: &str) -> anyhow::Result<ExitCode> {
+fn node(file: &Path, node: &str) -> anyhow::Result<(topology::Topology, topology::Node)> {
     let t = topology::load(file)?;
     let n = t.node(node).cloned().with_context(|| {
         let names: Vec<&str> = t.nodes.iter().map(|n| n.name.as_str()).collect();
         format!("no node {node:?} in {} (nodes: {})", file.display(), names.join(", "))
     })?;
+    Ok((t, n))
+}
+
+pub(super) fn leaf(file: &Path, name: &str) -> anyhow::Result<ExitCode> {
+    let (t, n) = node(file, name)?;
     with_shutdown(|token| async move { role::leaf::run(&t, &n, token).await })
+}
+
+pub(super) fn global(file: &Path, name: &str) -> anyhow::Result<ExitCode> {
+    let (t, n) = node(file, name)?;
+    with_shutdown(|token| async move { role::global::run(&t, &n, token).await })
 }
 
 pub(super) fn demo(listen: &str, series: u32, seed: u64) -> anyhow::Result<ExitCode> {

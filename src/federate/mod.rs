@@ -112,16 +112,40 @@ async fn handle(
 /// The output labels of one series: its own (without the name), the external labels it lacks,
 /// and `instance=""` when it has none — all sorted by name, built by merging sorted lists.
 fn series_pairs<'a>(labels: &'a Labels, externals: &[(&'a str, &'a str)], out: &mut Vec<(&'a str, &'a str)>) {
+    with_external_labels(labels, externals, false, out);
+    if !out.iter().any(|(n, _)| *n == "instance") {
+        let at = out.partition_point(|(n, _)| *n < "instance");
+        out.insert(at, ("instance", ""));
+    }
+}
+
+/// A series' label pairs plus the external labels it lacks, sorted by name (a merge of two
+/// sorted lists; the series' own value wins). Without the metric name unless `keep_name`.
+pub(crate) fn with_external_labels<'a>(
+    labels: &'a Labels,
+    externals: &[(&'a str, &'a str)],
+    keep_name: bool,
+    out: &mut Vec<(&'a str, &'a str)>,
+) {
     out.clear();
+    for_each_with_external(labels, externals, keep_name, |n, v| out.push((n, v)));
+}
+
+/// Calls `f` for each pair of [`with_external_labels`], in order, without collecting them.
+pub(crate) fn for_each_with_external<'a>(
+    labels: &'a Labels,
+    externals: &[(&'a str, &'a str)],
+    keep_name: bool,
+    mut f: impl FnMut(&'a str, &'a str),
+) {
     let mut ext = externals.iter().copied().peekable();
-    let mut has_instance = false;
     for l in labels.iter() {
-        if l.name == METRIC_NAME {
+        if l.name == METRIC_NAME && !keep_name {
             continue;
         }
         while let Some(e) = ext.peek().copied() {
             if e.0 < l.name {
-                out.push(e);
+                f(e.0, e.1);
                 ext.next();
             } else {
                 if e.0 == l.name {
@@ -130,13 +154,10 @@ fn series_pairs<'a>(labels: &'a Labels, externals: &[(&'a str, &'a str)], out: &
                 break;
             }
         }
-        has_instance |= l.name == "instance";
-        out.push((l.name, l.value));
+        f(l.name, l.value);
     }
-    out.extend(ext);
-    if !has_instance && !out.iter().any(|(n, _)| *n == "instance") {
-        let at = out.partition_point(|(n, _)| *n < "instance");
-        out.insert(at, ("instance", ""));
+    for (n, v) in ext {
+        f(n, v);
     }
 }
 
@@ -174,7 +195,8 @@ async fn handle_stream(
     let next_cursor = now - st.ingest_lag.as_millis() as i64;
     let rendered = tokio::task::spawn_blocking(move || {
         let mut out = Vec::with_capacity(64 * 1024);
-        stream::encode(st.storage.as_ref(), &parsed, since, now, next_cursor, probe, &mut out)?;
+        let external = &st.external_labels;
+        stream::encode(st.storage.as_ref(), &parsed, external, since, now, next_cursor, probe, &mut out)?;
         if gzip {
             out = gzip_fast(&out).map_err(|e| stream::StreamError::Storage(StorageError::Io(e)))?;
         }

@@ -50,9 +50,12 @@ pub struct StreamHeader {
 
 /// Encodes every sample newer than `since` (and at most `now`) of the series matching any of
 /// `selectors`. With `probe`, only the header is written.
+/// External labels are added to series that lack them, as `/federate` does.
+#[allow(clippy::too_many_arguments)]
 pub fn encode(
     storage: &dyn Queryable,
     selectors: &[Vec<Matcher>],
+    external: &Labels,
     since: i64,
     now: i64,
     next_cursor: i64,
@@ -68,6 +71,7 @@ pub fn encode(
     let querier = storage.querier(since.saturating_add(1), now)?;
     // With several selectors, a series they share is sent once.
     let union = selectors.len() > 1;
+    let externals: Vec<(&str, &str)> = external.iter().map(|l| (l.name, l.value)).collect();
     let mut seen: HashSet<Arc<Labels>> = HashSet::new();
     for matchers in selectors {
         for series in querier.select(matchers)? {
@@ -77,34 +81,36 @@ pub fn encode(
             let mut app = XorAppender::new();
             for s in series.samples {
                 if app.num_samples() >= MAX_SAMPLES_PER_FRAME {
-                    write_frame(out, &series.labels, std::mem::take(&mut app).finish());
+                    write_frame(out, &series.labels, &externals, std::mem::take(&mut app).finish());
                 }
                 // Samples come in time order, so an append never fails here; a chunk that is
                 // full anyway is cut above.
                 if app.append(s.t, s.v).is_err() {
-                    write_frame(out, &series.labels, std::mem::take(&mut app).finish());
+                    write_frame(out, &series.labels, &externals, std::mem::take(&mut app).finish());
                     let _ = app.append(s.t, s.v);
                 }
             }
             if app.num_samples() > 0 {
-                write_frame(out, &series.labels, app.finish());
+                write_frame(out, &series.labels, &externals, app.finish());
             }
         }
     }
     Ok(())
 }
 
-fn write_frame(out: &mut Vec<u8>, labels: &Labels, chunk: XorChunk) {
+fn write_frame(out: &mut Vec<u8>, labels: &Labels, externals: &[(&str, &str)], chunk: XorChunk) {
     let len_at = out.len();
     out.extend_from_slice(&[0; 4]);
     let start = out.len();
-    put_uvarint(out, labels.len() as u64);
-    for l in labels.iter() {
-        put_uvarint(out, l.name.len() as u64);
-        out.extend_from_slice(l.name.as_bytes());
-        put_uvarint(out, l.value.len() as u64);
-        out.extend_from_slice(l.value.as_bytes());
-    }
+    let mut n = 0;
+    super::for_each_with_external(labels, externals, true, |_, _| n += 1);
+    put_uvarint(out, n);
+    super::for_each_with_external(labels, externals, true, |name, value| {
+        put_uvarint(out, name.len() as u64);
+        out.extend_from_slice(name.as_bytes());
+        put_uvarint(out, value.len() as u64);
+        out.extend_from_slice(value.as_bytes());
+    });
     out.push(0); // metric type: unknown (reserved for metadata)
     out.extend_from_slice(chunk.bytes());
     let len = (out.len() - start) as u32;
@@ -251,14 +257,27 @@ mod tests {
         app.commit()?;
         let all = vec![parse_selector("{job=\"x\"}")?];
         let mut out = Vec::new();
-        encode(&head, &all, 4000, 20_000_000, 123, false, &mut out)?;
+        encode(
+            &head,
+            &all,
+            &Labels::from_pairs(&[("job", "ignored"), ("zone", "z")]),
+            4000,
+            20_000_000,
+            123,
+            false,
+            &mut out,
+        )?;
         let mut r = StreamReader::new(&out)?;
         assert_eq!(r.header.next_cursor, 123);
         assert_eq!(r.header.max_time, 9_999_000);
         let mut got: Vec<(Labels, Vec<Sample>)> = Vec::new();
         while let Some(f) = r.next_frame() {
             let f = f?;
-            got.push((f.labels()?, f.samples()?.collect()));
+            // External labels are added where missing; the series' own job wins.
+            let l = f.labels()?;
+            assert_eq!(l.get("zone"), Some("z"));
+            assert_eq!(l.get("job"), Some("x"));
+            got.push((l.without(&["zone"]), f.samples()?.collect()));
         }
         // `a` is long: cut into several frames, together every sample after the cursor.
         let a_samples: Vec<Sample> =
@@ -272,7 +291,7 @@ mod tests {
         assert!(crate::model::is_stale_nan(b_samples[1].v));
         // A probe carries only the header.
         let mut probe = Vec::new();
-        encode(&head, &all, 0, 20_000_000, 7, true, &mut probe)?;
+        encode(&head, &all, &Labels::empty(), 0, 20_000_000, 7, true, &mut probe)?;
         assert_eq!(probe.len(), 20);
         assert!(StreamReader::new(&probe)?.next_frame().is_none());
         Ok(())

@@ -2,12 +2,14 @@
 //! the series-selector syntax. It depends on nothing else in the crate.
 
 mod duration;
+mod hashing;
 mod labels;
 mod matcher;
 mod sample;
 mod selector;
 
 pub use duration::{DurationError, PromDuration, format_duration, parse_duration};
+pub use hashing::SeriesKeyHasher;
 pub use labels::{
     Label, LabelRef, Labels, LabelsBuilder, LabelsIter, hash_label_pairs, is_valid_label_name,
     is_valid_metric_name,

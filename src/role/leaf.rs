@@ -100,7 +100,7 @@ fn jobs_max_timeout(topology: &Topology, jobs: &[String]) -> Duration {
 }
 
 /// Drops data older than the retention period, once a minute.
-async fn retention_loop(head: Arc<Head>, retention: Duration, shutdown: CancellationToken) {
+pub(crate) async fn retention_loop(head: Arc<Head>, retention: Duration, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {

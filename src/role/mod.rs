@@ -3,6 +3,7 @@
 //! host). This is the only layer besides `cli` that uses `anyhow`.
 
 pub mod demo;
+pub mod global;
 pub mod leaf;
 mod server;
 pub mod shutdown;

@@ -54,6 +54,10 @@ pub async fn run(
     let mut logs = JoinSet::new();
     let mut running: Vec<Running> = Vec::new();
     for node in &topology.nodes {
+        if matches!(node.role, NodeRole::Push { .. }) {
+            eprintln!("promtier up: not starting {}: the push role is not part of this build yet", node.name);
+            continue;
+        }
         let mut cmd = Command::new(&exe);
         cmd.args(node_args(topology_file, topology, node))
             .env(SUPERVISOR_ENV, std::process::id().to_string())

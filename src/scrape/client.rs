@@ -52,6 +52,18 @@ impl ScrapeClient {
         Ok(ScrapeClient { http, auth: job.auth.clone() })
     }
 
+    /// A client without credentials, for federation between nodes.
+    pub fn plain(gzip: bool) -> Result<ScrapeClient, ScrapeHttpError> {
+        let mut b = reqwest::Client::builder()
+            .user_agent(concat!("promtier/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(2);
+        if !gzip {
+            b = b.no_gzip();
+        }
+        let http = b.build().map_err(|e| ScrapeHttpError::Client(e.to_string()))?;
+        Ok(ScrapeClient { http, auth: None })
+    }
+
     /// GETs `url` within `timeout` and returns the (decompressed) body.
     pub async fn scrape(&self, url: &str, timeout: Duration) -> Result<Bytes, ScrapeHttpError> {
         let mut req = self

@@ -4,10 +4,9 @@
 //! markers for series that disappeared.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 
 use crate::exposition::{Entry, TextParser};
-use crate::model::{Labels, LabelsBuilder, STALE_NAN};
+use crate::model::{Labels, LabelsBuilder, STALE_NAN, SeriesKeyHasher};
 use crate::relabel::{RelabelConfig, relabel};
 use crate::storage::{AppendError, Appender, SeriesRef, Storage};
 
@@ -78,34 +77,6 @@ struct CacheEntry {
     created: u64,
     /// False when the series carries its own timestamps: Prometheus does not mark those stale.
     tracked: bool,
-}
-
-/// Hashes cache keys (raw series text) with xxh3 in one shot per `write`, seeded per process so
-/// that a target cannot choose colliding series names. About twice as fast as SipHash here.
-#[derive(Debug, Clone, Copy)]
-struct SeriesKeyHasher(u64);
-
-impl Default for SeriesKeyHasher {
-    fn default() -> SeriesKeyHasher {
-        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-        SeriesKeyHasher(*SEED.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0u64)))
-    }
-}
-
-impl BuildHasher for SeriesKeyHasher {
-    type Hasher = SeriesKeyHasher;
-    fn build_hasher(&self) -> SeriesKeyHasher {
-        *self
-    }
-}
-
-impl Hasher for SeriesKeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 /// The state a target's scrapes carry from one to the next.

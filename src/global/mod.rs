@@ -1,0 +1,307 @@
+//! The global tier's ingest: one puller per source (every replica of every shard of the leaf
+//! groups it pulls, stacked globals, external Prometheus servers), deduplicated as configured —
+//! `failover` stores the elected replica only (replica label removed) and fills the window after
+//! a switch, `merge` and `none` store every replica as it comes. Promtier sources are pulled over
+//! the fast link (every sample since a cursor); Prometheus sources over text `/federate`.
+
+mod puller;
+mod stream_ingest;
+mod strip;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+
+pub use puller::SourceStatus;
+
+use crate::dedup::Elector;
+use crate::metrics::{Counter, DURATION_BUCKETS, Family, Gauge, Histogram, MetricsWriter, Registry};
+use crate::model::{Labels, MetricType, now_ms};
+use crate::scrape::{ActiveTarget, Health, ScrapeClient, Target, TargetStatus, TargetsSnapshot};
+use crate::storage::Storage;
+use crate::topology::{DedupMode, GlobalConfig, Source, Topology};
+
+/// How far back a global with no data of its own starts pulling.
+const INITIAL_BACKFILL: Duration = Duration::from_secs(300);
+
+/// Settings every puller of one global shares.
+pub(crate) struct PullSettings {
+    pub(crate) interval: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) selectors: Vec<String>,
+    pub(crate) fast_link: bool,
+    pub(crate) dedup: DedupMode,
+    pub(crate) replica_label: String,
+}
+
+/// The global's federation metrics.
+pub(crate) struct GlobalMetrics {
+    pub(crate) up: Arc<Family<Gauge>>,
+    pub(crate) pulls: Arc<Family<Counter>>,
+    pub(crate) failures: Arc<Family<Counter>>,
+    pub(crate) samples: Arc<Family<Counter>>,
+    pub(crate) overlap: Arc<Family<Counter>>,
+    pub(crate) guarded: Arc<Family<Counter>>,
+    pub(crate) duration: Arc<Family<Histogram>>,
+    pub(crate) lag: Arc<Family<Gauge>>,
+    pub(crate) last_success: Arc<Family<Gauge>>,
+}
+
+impl GlobalMetrics {
+    fn new(registry: &Registry) -> GlobalMetrics {
+        const L: &[&str] = &["source", "shard", "replica"];
+        let g = |n, h| Arc::new(Family::new(n, h, L, Gauge::default));
+        let c = |n, h| Arc::new(Family::new(n, h, L, Counter::default));
+        let m = GlobalMetrics {
+            up: g("promtier_federation_up", "1 if the last pull of the source succeeded."),
+            pulls: c("promtier_federation_pulls_total", "Pulls attempted (data and liveness probes)."),
+            failures: c("promtier_federation_pull_failures_total", "Pulls that failed."),
+            samples: c("promtier_federation_samples_total", "Samples stored from the source."),
+            overlap: c(
+                "promtier_federation_overlap_samples_total",
+                "Samples received again (cursor overlap, other replicas) and skipped.",
+            ),
+            guarded: c(
+                "promtier_dedup_guarded_samples_total",
+                "Samples dropped at a replica switch because they would have looked like a counter reset.",
+            ),
+            duration: Arc::new(Family::new(
+                "promtier_federation_pull_duration_seconds",
+                "Pull duration including storing.",
+                L,
+                || Histogram::new(DURATION_BUCKETS),
+            )),
+            lag: g(
+                "promtier_federation_lag_seconds",
+                "Age of the newest sample received from the source, at the end of the last pull.",
+            ),
+            last_success: g(
+                "promtier_federation_last_success_timestamp_seconds",
+                "When the last successful pull ended.",
+            ),
+        };
+        for f in [&m.up, &m.lag, &m.last_success] {
+            registry.register(f.clone());
+        }
+        for f in [&m.pulls, &m.failures, &m.samples, &m.overlap, &m.guarded] {
+            registry.register(f.clone());
+        }
+        registry.register(m.duration.clone());
+        m
+    }
+}
+
+/// Everything a global pulls, and how.
+pub struct GlobalIngest {
+    sources: Vec<(Source, Arc<Mutex<SourceStatus>>)>,
+    settings: Arc<PullSettings>,
+    elector: Option<Arc<Elector>>,
+    storage: Arc<dyn Storage>,
+    metrics: Arc<GlobalMetrics>,
+    group_of: Vec<String>,
+}
+
+impl GlobalIngest {
+    pub fn new(
+        topology: &Topology,
+        global: &GlobalConfig,
+        storage: Arc<dyn Storage>,
+        registry: &Registry,
+    ) -> GlobalIngest {
+        let sources = topology.sources(global);
+        let settings = Arc::new(PullSettings {
+            interval: global.federate_interval,
+            timeout: global.federate_timeout,
+            selectors: global.federate_match.clone(),
+            fast_link: global.fast_link,
+            dedup: global.dedup,
+            replica_label: topology.replica_label.clone(),
+        });
+        let elector = (global.dedup == DedupMode::Failover).then(|| {
+            let mut sets: Vec<(String, Vec<String>)> = Vec::new();
+            for s in &sources {
+                match sets.iter_mut().find(|(shard, _)| *shard == s.shard) {
+                    Some((_, replicas)) => replicas.push(s.replica.clone()),
+                    None => sets.push((s.shard.clone(), vec![s.replica.clone()])),
+                }
+            }
+            let e = Elector::new(&sets, global.failover_timeout, Instant::now());
+            // After a restart with data on disk, fill from what is already stored.
+            if let Some(t) = storage.max_time() {
+                for (shard, _) in &sets {
+                    e.set_watermark(shard, t - 2 * global.federate_interval.as_millis() as i64);
+                }
+            }
+            Arc::new(e)
+        });
+        let metrics = Arc::new(GlobalMetrics::new(registry));
+        if let Some(e) = &elector {
+            let e = e.clone();
+            registry.register(Arc::new(move |w: &mut MetricsWriter| {
+                let view = e.view(Instant::now());
+                w.family(
+                    "promtier_dedup_elected",
+                    "1 for the replica currently elected in each replica set.",
+                    MetricType::Gauge,
+                );
+                for v in &view {
+                    for (r, _) in &v.replicas {
+                        let elected = if v.elected.as_deref() == Some(r.as_str()) { 1.0 } else { 0.0 };
+                        w.sample("promtier_dedup_elected", &[("shard", &v.shard), ("replica", r)], elected);
+                    }
+                }
+                w.family(
+                    "promtier_dedup_replica_healthy",
+                    "1 if the replica delivered new data within failover_timeout.",
+                    MetricType::Gauge,
+                );
+                for v in &view {
+                    for (r, h) in &v.replicas {
+                        w.sample(
+                            "promtier_dedup_replica_healthy",
+                            &[("shard", &v.shard), ("replica", r)],
+                            if *h { 1.0 } else { 0.0 },
+                        );
+                    }
+                }
+                w.family(
+                    "promtier_dedup_failovers_total",
+                    "Elections that moved to another replica.",
+                    MetricType::Counter,
+                );
+                for v in &view {
+                    w.sample("promtier_dedup_failovers_total", &[("shard", &v.shard)], v.failovers as f64);
+                }
+            }));
+        }
+        let group_of = sources.iter().map(|s| s.group.clone()).collect();
+        let sources =
+            sources.into_iter().map(|s| (s, Arc::new(Mutex::new(SourceStatus::default())))).collect();
+        GlobalIngest { sources, settings, elector, storage, metrics, group_of }
+    }
+
+    /// The elector (failover mode only), for the dedup API.
+    pub fn elector(&self) -> Option<&Arc<Elector>> {
+        self.elector.as_ref()
+    }
+
+    /// Pulls every source until `shutdown`.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let client = match ScrapeClient::plain(false) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the federation HTTP client");
+                return;
+            }
+        };
+        let text_client = ScrapeClient::plain(true).unwrap_or_else(|_| client.clone());
+        let start = self.storage.max_time().map(|t| t - 2 * self.settings.interval.as_millis() as i64);
+        let initial_cursor = start.unwrap_or(now_ms() - INITIAL_BACKFILL.as_millis() as i64);
+        let mut tasks = tokio::task::JoinSet::new();
+        for (source, status) in &self.sources {
+            let p = puller::Puller {
+                source: source.clone(),
+                settings: self.settings.clone(),
+                client: client.clone(),
+                text_client: text_client.clone(),
+                storage: self.storage.clone(),
+                elector: self.elector.clone(),
+                status: status.clone(),
+                metrics: self.metrics.clone(),
+                initial_cursor,
+            };
+            tasks.spawn(p.run(shutdown.clone()));
+        }
+        if let Some(e) = self.elector.clone() {
+            let token = shutdown.clone();
+            tasks.spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        _ = token.cancelled() => return,
+                        _ = tick.tick() => {}
+                    }
+                    for el in e.tick(Instant::now()) {
+                        puller::log_election(&el);
+                    }
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Sources as targets, for `/api/v1/targets` and the status page.
+    pub fn targets(&self) -> TargetsSnapshot {
+        let mut snap = TargetsSnapshot::default();
+        for ((source, status), group) in self.sources.iter().zip(&self.group_of) {
+            let st = status.lock().clone();
+            let labels = Labels::from_pairs(&[
+                ("instance", source.address.as_str()),
+                ("job", &format!("federate/{group}")),
+                ("shard", source.shard.as_str()),
+                ("replica", source.replica.as_str()),
+                ("node", source.node.as_str()),
+            ]);
+            let role = self.elector.as_ref().map(|e| e.role(&source.shard, &source.replica));
+            let url =
+                format!("http://{}/federate{}", source.address, if st.fast_link { "/stream" } else { "" });
+            snap.active.push(ActiveTarget {
+                job: format!("federate/{group}"),
+                target: Target {
+                    discovered: labels.clone(),
+                    full: labels.clone(),
+                    labels,
+                    url,
+                    interval: self.settings.interval,
+                    timeout: self.settings.timeout,
+                    source: match role {
+                        Some(crate::dedup::Role::Elected { .. }) => "elected".into(),
+                        Some(crate::dedup::Role::Standby) => "standby".into(),
+                        None => String::new(),
+                    },
+                },
+                status: TargetStatus {
+                    health: st.health,
+                    last_error: st.last_error.clone(),
+                    last_scrape: st.last_pull,
+                    last_duration: st.last_duration,
+                    last_samples: st.last_samples,
+                    series: st.series,
+                },
+            });
+        }
+        snap
+    }
+
+    /// Partial-response warnings: replica sets with no healthy replica (failover), or sources
+    /// that are down (other modes).
+    pub fn warnings(&self) -> Vec<String> {
+        if let Some(e) = &self.elector {
+            return e
+                .view(Instant::now())
+                .into_iter()
+                .filter(|v| !v.healthy)
+                .map(|v| {
+                    format!("replica set {:?} has no healthy replica; its data may be incomplete", v.shard)
+                })
+                .collect();
+        }
+        let mut down: Vec<String> = Vec::new();
+        for (source, status) in &self.sources {
+            if status.lock().health == Health::Down {
+                down.push(format!(
+                    "source {} ({}) is down; its data may be incomplete",
+                    source.node, source.address
+                ));
+            }
+        }
+        down
+    }
+
+    /// When the newest data of any source arrived (for freshness checks).
+    pub fn last_pull(&self) -> Option<SystemTime> {
+        self.sources.iter().filter_map(|(_, s)| s.lock().last_pull).max()
+    }
+}

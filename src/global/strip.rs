@@ -1,0 +1,69 @@
+//! A storage view that removes the replica label from everything appended through it (what
+//! failover dedup stores), and otherwise passes through.
+
+use std::sync::Arc;
+
+use crate::model::Labels;
+use crate::storage::{
+    AppendError, Appendable, Appender, CommitStats, Querier, Queryable, SeriesRef, Storage, StorageError,
+};
+
+pub(crate) struct StripLabel {
+    pub(crate) inner: Arc<dyn Storage>,
+    pub(crate) label: String,
+}
+
+struct StripAppender<'a> {
+    inner: Box<dyn Appender + 'a>,
+    label: &'a str,
+}
+
+impl Appender for StripAppender<'_> {
+    fn append(
+        &mut self,
+        cached: Option<SeriesRef>,
+        labels: &Labels,
+        t: i64,
+        v: f64,
+    ) -> Result<SeriesRef, AppendError> {
+        if labels.has(self.label) {
+            self.inner.append(cached, &labels.without(&[self.label]), t, v)
+        } else {
+            self.inner.append(cached, labels, t, v)
+        }
+    }
+
+    fn append_ref(&mut self, series: SeriesRef, t: i64, v: f64) -> Result<(), AppendError> {
+        self.inner.append_ref(series, t, v)
+    }
+
+    fn commit(self: Box<Self>) -> Result<CommitStats, StorageError> {
+        self.inner.commit()
+    }
+
+    fn rollback(self: Box<Self>) {
+        self.inner.rollback()
+    }
+}
+
+impl Appendable for StripLabel {
+    fn appender(&self) -> Box<dyn Appender + '_> {
+        Box::new(StripAppender { inner: self.inner.appender(), label: &self.label })
+    }
+}
+
+impl Queryable for StripLabel {
+    fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier>, StorageError> {
+        self.inner.querier(mint, maxt)
+    }
+
+    fn max_time(&self) -> Option<i64> {
+        self.inner.max_time()
+    }
+}
+
+impl Storage for StripLabel {
+    fn ready(&self) -> Result<(), StorageError> {
+        self.inner.ready()
+    }
+}

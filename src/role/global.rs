@@ -1,0 +1,78 @@
+//! The global role: pulls every source of its `from:` groups (dedup as configured), stores the
+//! result, and serves `/federate` and the fast link (so globals stack), the targets API with the
+//! sources' health, the dedup API, `/metrics` and the status page.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, bail};
+use tokio_util::sync::CancellationToken;
+
+use super::server;
+use crate::api::{self, ApiState, NodeInfo};
+use crate::dedup::MergeQueryable;
+use crate::federate::{self, DEFAULT_LOOKBACK, FederateState};
+use crate::global::GlobalIngest;
+use crate::metrics::Registry;
+use crate::storage::{Queryable, Storage};
+use crate::topology::{DedupMode, Node, NodeRole, Topology};
+use crate::tsdb::{Head, HeadOptions};
+
+/// Runs the global `node` of `topology` until `shutdown`.
+pub async fn run(topology: &Topology, node: &Node, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let NodeRole::Global { name, .. } = &node.role else {
+        bail!("node {:?} is a {} node, not a global", node.name, node.role.kind());
+    };
+    let cfg = topology.global(name).with_context(|| format!("global {name:?} not in topology"))?;
+    let head = Arc::new(Head::new(HeadOptions::default())?);
+    let storage: Arc<dyn Storage> = head.clone();
+    let registry = Arc::new(Registry::new());
+    crate::metrics::register_process_metrics(&registry, &node.name);
+    super::telemetry::register_head_metrics(&registry, head.clone());
+    let ingest = Arc::new(GlobalIngest::new(topology, cfg, storage.clone(), &registry));
+
+    // What readers see: in merge mode one series per replica set; otherwise what is stored.
+    let view: Arc<dyn Queryable> = match cfg.dedup {
+        DedupMode::Merge => {
+            Arc::new(MergeQueryable { inner: storage.clone(), replica_label: topology.replica_label.clone() })
+        }
+        DedupMode::Failover | DedupMode::None => storage.clone(),
+    };
+    let listener = server::bind(&node.listen).await?;
+    tracing::info!(node = %node.name, listen = %node.listen, dedup = cfg.dedup.as_str(), sources = ingest.targets().active.len(), "global started");
+    let ready_storage = storage.clone();
+    let mut app = federate::router(FederateState {
+        storage: view.clone(),
+        external_labels: node.external_labels.clone(),
+        lookback: DEFAULT_LOOKBACK,
+        clock: Arc::new(crate::model::now_ms),
+        ready: Arc::new(move || ready_storage.ready().is_ok()),
+        // A sample is stored here up to one pull after its timestamp (plus the source's own lag).
+        ingest_lag: cfg.federate_interval + cfg.federate_timeout + Duration::from_secs(1),
+    });
+    let ready_storage = storage.clone();
+    let targets_ingest = ingest.clone();
+    app = app.merge(api::router(ApiState {
+        node: Arc::new(NodeInfo {
+            name: node.name.clone(),
+            role: format!("global ({} dedup)", cfg.dedup.as_str()),
+            cluster: topology.cluster.clone(),
+            external_labels: node.external_labels.clone(),
+            started: SystemTime::now(),
+        }),
+        registry: registry.clone(),
+        targets: Arc::new(move || targets_ingest.targets()),
+        ready: Arc::new(move || ready_storage.ready().map_err(|e| e.to_string())),
+    }));
+    if let Some(e) = ingest.elector() {
+        app = app.merge(api::dedup::router(e.clone()));
+    }
+    let retention = node.retention;
+    let (_, served, _) = tokio::join!(
+        ingest.run(shutdown.clone()),
+        server::serve(listener, app, shutdown.clone()),
+        super::leaf::retention_loop(head.clone(), retention, shutdown.clone()),
+    );
+    tracing::info!(node = %node.name, "global stopped");
+    served
+}
