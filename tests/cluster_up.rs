@@ -165,18 +165,3 @@ fn up_cluster_shards_targets_and_marks_killed_target_stale() {
     assert!(find_process(&["leaf", "--topology", t]).is_none(), "a leaf outlived `up`:\n{}", up_log());
     assert!(up_log().contains("all nodes stopped"), "{}", up_log());
 }
-
-/// The first of `n` consecutive free ports on 127.0.0.1.
-fn free_port_block(n: u16) -> u16 {
-    for _ in 0..50 {
-        let base = free_port();
-        if base.checked_add(n).is_none() {
-            continue;
-        }
-        let ok = (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
-        if ok {
-            return base;
-        }
-    }
-    panic!("no block of {n} free ports");
-}

@@ -17,6 +17,11 @@ pub(crate) struct SwitchGuard {
     pub(crate) window_ms: i64,
 }
 
+/// Counters by Prometheus's naming conventions (the stream carries no metric types yet).
+fn looks_like_counter(name: &str) -> bool {
+    ["_total", "_count", "_sum", "_bucket"].iter().any(|s| name.ends_with(s))
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 struct Entry {
     series: Option<SeriesRef>,
@@ -79,8 +84,10 @@ impl StreamState {
                     Some(g) => {
                         let l = decoded()?;
                         let last = g.last.get(&l).copied();
+                        // Only counters can fake a reset; a gauge may simply have gone down.
+                        let counter = l.metric_name().is_some_and(looks_like_counter);
                         labels = Some(l);
-                        last.map(|(t, v)| (t, v, g.window_ms))
+                        last.map(|(t, v)| (t, if counter { v } else { f64::NEG_INFINITY }, g.window_ms))
                     }
                     None => None,
                 };

@@ -391,3 +391,18 @@ fn parse_label_body(s: &str) -> Vec<(String, String)> {
     out.sort();
     out
 }
+
+/// The first of `n` consecutive free ports on 127.0.0.1.
+pub(crate) fn free_port_block(n: u16) -> u16 {
+    for _ in 0..50 {
+        let base = free_port();
+        if base.checked_add(n).is_none() {
+            continue;
+        }
+        let ok = (0..n).all(|i| TcpListener::bind((Ipv4Addr::LOCALHOST, base + i)).is_ok());
+        if ok {
+            return base;
+        }
+    }
+    panic!("no block of {n} free ports");
+}
