@@ -8,27 +8,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::cluster::find_process;
 use common::*;
 
 const TARGETS: u16 = 6;
 
 fn leaf_addr(base: u16, i: u16) -> SocketAddr {
     ([127, 0, 0, 1], base + i).into()
-}
-
-/// Pid of the process whose command line contains every one of `needles`.
-fn find_process(needles: &[&str]) -> Option<i32> {
-    for entry in std::fs::read_dir("/proc").ok()? {
-        let entry = entry.ok()?;
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else { continue };
-        let args: Vec<String> =
-            cmd.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-        if needles.iter().all(|n| args.iter().any(|a| a == n)) {
-            return Some(pid);
-        }
-    }
-    None
 }
 
 #[test]

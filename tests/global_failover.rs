@@ -7,63 +7,19 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::cluster::*;
 use common::*;
-use promtier::federate::stream::StreamReader;
 use promtier::model::{Labels, is_stale_nan, now_ms};
 
 const INTERVAL_MS: i64 = 1000;
 
-fn find_process(needles: &[&str]) -> Option<i32> {
-    for entry in std::fs::read_dir("/proc").ok()? {
-        let entry = entry.ok()?;
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else { continue };
-        let args: Vec<String> =
-            cmd.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-        if needles.iter().all(|n| args.iter().any(|a| a == n)) {
-            return Some(pid);
-        }
-    }
-    None
-}
-
-fn elected(global: SocketAddr, shard: &str) -> Option<String> {
-    let data = api_data(global, "/api/v1/dedup")?;
-    data.as_array()?.iter().find(|s| s["shard"] == shard)?["elected"].as_str().map(str::to_string)
-}
-
-/// Every sample the global stored for series of `shard` newer than `since`, via the fast link.
-fn stored(global: SocketAddr, shard: &str, since: i64) -> BTreeMap<Labels, Vec<(i64, f64)>> {
-    let path = format!("/federate/stream?since={since}&match[]=%7Bshard%3D%22{shard}%22%7D");
-    let body = raw_get(global, &path);
-    let mut r = StreamReader::new(&body).expect("stream header");
-    let mut out: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
-    while let Some(f) = r.next_frame() {
-        let f = f.expect("frame");
-        let l = f.labels().expect("labels");
-        out.entry(l).or_default().extend(f.samples().expect("samples").map(|s| (s.t, s.v)));
-    }
-    out
-}
-
-fn raw_get(addr: SocketAddr, path: &str) -> Vec<u8> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").expect("write");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read");
-    let at = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("headers") + 4;
-    raw[at..].to_vec()
-}
-
 /// Checks the stored series of the shard around a kill at `kill_ms`.
 fn check_no_gap(global: SocketAddr, shard: &str, kill_ms: i64, until_ms: i64, context: &dyn Fn() -> String) {
     let from = kill_ms - 8_000;
-    let series = stored(global, shard, from);
+    let series = stored(global, &format!("%7Bshard%3D%22{shard}%22%7D"), from);
     let demo: Vec<(&Labels, &Vec<(i64, f64)>)> =
         series.iter().filter(|(l, _)| l.metric_name().is_some_and(|n| n.starts_with("demo_"))).collect();
     assert!(demo.len() >= 20, "too few demo series of {shard} in the global: {}\n{}", demo.len(), context());

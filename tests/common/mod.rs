@@ -5,6 +5,7 @@
 //! Each integration test crate includes this module and uses a part of it.
 #![allow(dead_code)]
 
+pub(crate) mod cluster;
 pub(crate) mod relabel_table;
 
 use std::fs::{self, File};

@@ -1,0 +1,62 @@
+//! Helpers for tests that run whole promtier clusters: finding a node's process, reading what a
+//! node stored through its fast link, and the dedup API.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+
+use promtier::federate::stream::StreamReader;
+use promtier::model::Labels;
+
+/// Pid of the process whose command line contains every one of `needles` as an argument.
+pub(crate) fn find_process(needles: &[&str]) -> Option<i32> {
+    for entry in std::fs::read_dir("/proc").ok()? {
+        let entry = entry.ok()?;
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let args: Vec<String> =
+            cmd.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        if needles.iter().all(|n| args.iter().any(|a| a == n)) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// SIGKILLs the process of `node` started with topology file `topology`.
+pub(crate) fn kill_node(topology: &str, node: &str) {
+    let pid = find_process(&["--topology", topology, "--node", node])
+        .unwrap_or_else(|| panic!("no process for {node}"));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).expect("kill");
+}
+
+/// The replica a global currently elects for `shard` (failover mode).
+pub(crate) fn elected(global: SocketAddr, shard: &str) -> Option<String> {
+    let data = super::api_data(global, "/api/v1/dedup")?;
+    data.as_array()?.iter().find(|s| s["shard"] == shard)?["elected"].as_str().map(str::to_string)
+}
+
+/// GET returning the raw body (HTTP/1.0, no decoding).
+pub(crate) fn raw_get(addr: SocketAddr, path: &str) -> Option<Vec<u8>> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let at = raw.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    Some(raw[at..].to_vec())
+}
+
+/// Every sample a node stored newer than `since` for the series matching `selector` (URL
+/// encoded), read through the fast link: labels → (t, v) in time order.
+pub(crate) fn stored(node: SocketAddr, selector: &str, since: i64) -> BTreeMap<Labels, Vec<(i64, f64)>> {
+    let body = raw_get(node, &format!("/federate/stream?since={since}&match[]={selector}")).expect("stream");
+    let mut r = StreamReader::new(&body).expect("stream header");
+    let mut out: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+    while let Some(f) = r.next_frame() {
+        let f = f.expect("frame");
+        out.entry(f.labels().expect("labels"))
+            .or_default()
+            .extend(f.samples().expect("samples").map(|s| (s.t, s.v)));
+    }
+    out
+}
