@@ -18,7 +18,11 @@ fn promtier_global_dedups_a_prometheus_ha_pair_next_to_promtier_leaves() {
     let (demo, leaf, global) = (base, base + 2, base + 4);
     let demo_log = dir.path().join("demo.log");
     // The Prometheus pair scrapes its own demo exporter.
-    let _legacy_target = start_promtier("demo", &["demo", "--listen", &format!("127.0.0.1:{}", demo + 1), "--series", "40", "--seed", "9"], &demo_log);
+    let _legacy_target = start_promtier(
+        "demo",
+        &["demo", "--listen", &format!("127.0.0.1:{}", demo + 1), "--series", "40", "--seed", "9"],
+        &demo_log,
+    );
     let prom_config = |replica: &str| {
         format!(
             "global: {{scrape_interval: 1s, scrape_timeout: 900ms, external_labels: {{cluster: mixed, shard: legacy-0, replica: {replica}}}}}\n\

@@ -47,6 +47,8 @@ pub(crate) struct GlobalMetrics {
     pub(crate) duration: Arc<Family<Histogram>>,
     pub(crate) lag: Arc<Family<Gauge>>,
     pub(crate) last_success: Arc<Family<Gauge>>,
+    /// Text federation cannot fetch what it missed: the holes are counted instead.
+    pub(crate) missed: Arc<Family<Counter>>,
 }
 
 impl GlobalMetrics {
@@ -81,11 +83,15 @@ impl GlobalMetrics {
                 "promtier_federation_last_success_timestamp_seconds",
                 "When the last successful pull ended.",
             ),
+            missed: c(
+                "promtier_federation_missed_seconds_total",
+                "Seconds of data a text-federated source could not deliver (failed pulls; text /federate cannot catch up).",
+            ),
         };
         for f in [&m.up, &m.lag, &m.last_success] {
             registry.register(f.clone());
         }
-        for f in [&m.pulls, &m.failures, &m.samples, &m.overlap, &m.guarded] {
+        for f in [&m.pulls, &m.failures, &m.samples, &m.overlap, &m.guarded, &m.missed] {
             registry.register(f.clone());
         }
         registry.register(m.duration.clone());

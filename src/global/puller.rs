@@ -99,6 +99,7 @@ impl Puller {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut cursor: Option<i64> = None;
         let mut text_state = Some(IngestState::default());
+        let mut last_success: Option<Instant> = None;
         let mut stream_state = Some(StreamState::default());
         loop {
             tokio::select! {
@@ -138,6 +139,19 @@ impl Puller {
                     e.report(&self.source.shard, &self.source.replica, &outcome.report, Instant::now())
             {
                 log_election(&el);
+            }
+            if outcome.report.ok {
+                // A text source's data between two successful pulls more than an interval apart
+                // is lost for good (the fast link fetches it instead).
+                if !self.fast()
+                    && let Some(prev) = last_success
+                {
+                    let missed = prev.elapsed().saturating_sub(interval + interval / 2);
+                    if !missed.is_zero() {
+                        self.metrics.missed.with(&labels).inc_by(missed.as_secs_f64());
+                    }
+                }
+                last_success = Some(Instant::now());
             }
             self.record(&labels, &outcome, duration);
         }
