@@ -38,6 +38,9 @@ pub type Point = Option<f64>;
 pub struct SeriesData {
     pub labels: Labels,
     pub points: Vec<Point>,
+    /// The series has native-histogram samples (`{{…}}`), which our float storage cannot hold:
+    /// it is not loaded, and `points` is empty.
+    pub histogram: bool,
 }
 
 /// A parsed command.
@@ -47,6 +50,11 @@ pub enum Command {
         line: usize,
         step: Duration,
         series: Vec<SeriesData>,
+        /// `load_with_nhcb`: classic histograms are also to be stored as native histograms with
+        /// custom buckets (which we cannot hold; the float series are loaded as usual).
+        nhcb: bool,
+        /// The block has start-timestamp (`@st`) lines, which are not loaded.
+        start_timestamps: bool,
     },
     Clear {
         line: usize,
@@ -79,20 +87,19 @@ pub fn parse_script(text: &str) -> Result<Vec<Command>, ScriptError> {
         }
         let mut words = head.split_whitespace();
         match words.next() {
-            Some("load") => {
+            Some(cmd @ ("load" | "load_with_nhcb")) => {
                 let step_s = words.next().ok_or_else(|| syntax(line_no, "load needs a step"))?;
                 let step = parse_duration(step_s).map_err(|e| syntax(line_no, &e.to_string()))?;
                 let mut series = Vec::new();
+                let mut start_timestamps = false;
                 for (n, l) in body {
+                    if is_start_timestamp_line(l) {
+                        start_timestamps = true;
+                        continue;
+                    }
                     series.push(parse_series_line(l).map_err(|m| syntax(n, &m))?);
                 }
-                out.push(Command::Load { line: line_no, step, series });
-            }
-            Some("load_with_nhcb") => {
-                return Err(ScriptError::Unsupported {
-                    line: line_no,
-                    message: "load_with_nhcb (native histograms)".into(),
-                });
+                out.push(Command::Load { line: line_no, step, series, nhcb: cmd == "load_with_nhcb", start_timestamps });
             }
             Some("clear") => out.push(Command::Clear { line: line_no }),
             Some(w) if w.starts_with("eval") => out.push(Command::Eval {
@@ -111,13 +118,21 @@ fn syntax(line: usize, message: &str) -> ScriptError {
     ScriptError::Syntax { line, message: message.to_string() }
 }
 
+/// Whether a load line gives start timestamps (`name{labels}@st offsets…`).
+fn is_start_timestamp_line(line: &str) -> bool {
+    selector_end(line).is_some_and(|end| line[end..].trim_start().starts_with("@st"))
+}
+
 /// Parses `name{labels} values…`.
 pub fn parse_series_line(line: &str) -> Result<SeriesData, String> {
     let split = selector_end(line).ok_or("missing values after the series")?;
     let (sel, values) = line.split_at(split);
     let labels = selector_labels(sel.trim())?;
+    if values.contains("{{") {
+        return Ok(SeriesData { labels, points: Vec::new(), histogram: true });
+    }
     let points = parse_values(values)?;
-    Ok(SeriesData { labels, points })
+    Ok(SeriesData { labels, points, histogram: false })
 }
 
 /// Where the series selector ends: after the closing brace, or at the first blank.
@@ -238,7 +253,7 @@ pub fn parse_number(s: &str) -> Result<f64, String> {
 pub fn load(storage: &dyn Appendable, step: Duration, series: &[SeriesData]) -> Result<(), ScriptError> {
     let step_ms = step.as_millis() as i64;
     let mut app = storage.appender();
-    for s in series {
+    for s in series.iter().filter(|s| !s.histogram) {
         let mut cached = None;
         for (i, p) in s.points.iter().enumerate() {
             if let Some(v) = p {
@@ -276,6 +291,7 @@ mod tests {
     fn parses_load_blocks() -> Result<(), ScriptError> {
         let cmds = parse_script("# c\nload 1m\n  m{a=\"b c\"} 1+1x2\n  {__name__=\"x\"} _ 1\n\nclear\n")?;
         let Command::Load { step, series, .. } = &cmds[0] else { panic!("{cmds:?}") };
+        assert!(!series[0].histogram);
         assert_eq!(*step, Duration::from_secs(60));
         assert_eq!(series[0].labels, Labels::from_pairs(&[("__name__", "m"), ("a", "b c")]));
         assert_eq!(series[1].points, [None, Some(1.0)]);
