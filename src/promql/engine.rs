@@ -122,7 +122,6 @@ impl Engine {
             query_end: end,
             query_step: step,
             default_subquery_step: ms(self.opts.default_subquery_step).max(1),
-            instant: start == end,
         }
     }
 

@@ -81,7 +81,8 @@ pub fn parse_script(text: &str) -> Result<Vec<Command>, ScriptError> {
             continue;
         }
         let mut body = Vec::new();
-        while i < lines.len() && !lines[i].is_empty() {
+        // `clear` takes no body: a command may follow on the very next line.
+        while head != "clear" && i < lines.len() && !lines[i].is_empty() {
             body.push((i + 1, lines[i]));
             i += 1;
         }
@@ -197,9 +198,8 @@ pub fn parse_values(s: &str) -> Result<Vec<Point>, String> {
                     out.push(Some(parse_number(item)?));
                     continue;
                 };
-                // "0x1f" is a hex number, not an expansion.
-                if base.is_empty() || count.is_empty() || item.starts_with("0x") && !base.contains(['+', '-'])
-                {
+                // As in Prometheus's series descriptions, "0x10" repeats 0 (it is not hex).
+                if base.is_empty() || count.is_empty() {
                     out.push(Some(parse_number(item)?));
                     continue;
                 }
@@ -249,11 +249,13 @@ pub fn parse_number(s: &str) -> Result<f64, String> {
     Ok(if neg { -v } else { v })
 }
 
-/// Appends a `load` block's samples (timestamps in ms from the epoch).
+/// Appends a `load` block's samples (timestamps in ms from the epoch). A series described twice
+/// in one block takes its last description, as in Prometheus's harness.
 pub fn load(storage: &dyn Appendable, step: Duration, series: &[SeriesData]) -> Result<(), ScriptError> {
     let step_ms = step.as_millis() as i64;
     let mut app = storage.appender();
-    for s in series.iter().filter(|s| !s.histogram) {
+    let last_of = |i: usize| series.iter().rposition(|s| s.labels == series[i].labels) == Some(i);
+    for s in series.iter().enumerate().filter(|(i, s)| !s.histogram && last_of(*i)).map(|(_, s)| s) {
         let mut cached = None;
         for (i, p) in s.points.iter().enumerate() {
             if let Some(v) = p {
@@ -282,7 +284,7 @@ mod tests {
         assert_eq!(vals("5-1x2 _ 7"), [Some(5.0), Some(4.0), Some(3.0), None, Some(7.0)]);
         assert_eq!(vals("3x2 _x2"), [Some(3.0), Some(3.0), Some(3.0), None, None]);
         assert_eq!(vals("-2+1e1x1"), [Some(-2.0), Some(8.0)]);
-        assert_eq!(vals("1e3 0x10"), [Some(1000.0), Some(16.0)]);
+        assert_eq!(vals("1e3 0x1"), [Some(1000.0), Some(0.0), Some(0.0)]);
         let s = vals("1 stale");
         assert!(s[1].is_some_and(crate::model::is_stale_nan));
     }

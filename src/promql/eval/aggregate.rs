@@ -201,7 +201,7 @@ impl Evaluator<'_, '_> {
         } else {
             Vec::new()
         };
-        let mut out = Assembler::new(self.ctx.instant);
+        let mut out = Assembler::new(self.start == self.end);
         let mut slots: Vec<Option<usize>> = vec![None; input.len()];
         let mut heaps: Vec<Vec<Elem>> = vec![Vec::new(); groups];
         let mut seen = vec![false; groups];
@@ -315,7 +315,7 @@ impl Evaluator<'_, '_> {
             grouping.sort();
         }
         let input = self.eval_vector(&a.expr)?;
-        let mut out = Assembler::new(self.ctx.instant);
+        let mut out = Assembler::new(self.start == self.end);
         let mut cursors = vec![0usize; input.len()];
         for k in 0..self.steps() {
             let ts = self.ts(k);

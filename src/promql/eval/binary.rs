@@ -111,7 +111,7 @@ impl Evaluator<'_, '_> {
     /// `and`, `or`, `unless`: per step, by matching signature.
     fn set_op(&self, op: BinOp, m: &VectorMatching, lhs: Vec<Series>, rhs: Vec<Series>) -> Result<Vec<Series>, QueryError> {
         let (ls, rs) = (self.sigs(&lhs, m), self.sigs(&rhs, m));
-        let mut out = Assembler::new(self.ctx.instant);
+        let mut out = Assembler::new(self.start == self.end);
         let mut lslot: Vec<Option<usize>> = vec![None; lhs.len()];
         let mut rslot: Vec<Option<usize>> = vec![None; rhs.len()];
         let (mut lc, mut rc) = (vec![0usize; lhs.len()], vec![0usize; rhs.len()]);
@@ -176,7 +176,7 @@ impl Evaluator<'_, '_> {
         // For one-to-many the right side is the "many" side: swap, and swap values back below.
         let swapped = m.card == Cardinality::OneToMany;
         let (many, one, msig, osig) = if swapped { (&rhs, &lhs, &rs, &ls) } else { (&lhs, &rhs, &ls, &rs) };
-        let mut out = Assembler::new(self.ctx.instant);
+        let mut out = Assembler::new(self.start == self.end);
         // Result labels and output slot per (many, one) pair; `usize::MAX` stands for a fill value.
         let mut result_labels: HashMap<(usize, usize), Arc<Labels>> = HashMap::new();
         let mut slots: HashMap<(usize, usize), usize> = HashMap::new();

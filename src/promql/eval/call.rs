@@ -211,45 +211,50 @@ impl Evaluator<'_, '_> {
             let mut it = samples.peekable();
             let mut buf: Vec<Sample> = Vec::new();
             let mut head = 0usize;
-            let mut points = Vec::new();
+            let mut points: Vec<Point> = Vec::new();
             let mut held = 0usize;
-            let steps: Box<dyn Iterator<Item = usize>> = if at.is_some() { Box::new(0..1) } else { Box::new(0..n) };
-            for k in steps {
+            // Under `@` the window is fixed; it is evaluated once unless the function also
+            // depends on the step (scalar arguments, predict_linear's prediction time).
+            let per_step = at.is_none() || !args.is_empty() || c.func == Func::PredictLinear;
+            for k in 0..n {
                 let ts = at.unwrap_or_else(|| self.ts(k));
-                let r = ts - offset;
-                while let Some(p) = it.next_if(|p| p.t <= r) {
-                    if !is_stale_nan(p.v) {
-                        buf.push(p);
+                if at.is_none() || k == 0 {
+                    let r = ts - offset;
+                    while let Some(p) = it.next_if(|p| p.t <= r) {
+                        if !is_stale_nan(p.v) {
+                            buf.push(p);
+                        }
                     }
+                    while head < buf.len() && buf[head].t <= r - range {
+                        head += 1;
+                    }
+                    if head > 1024 && head * 2 > buf.len() {
+                        buf.drain(..head);
+                        head = 0;
+                    }
+                    let len = buf.len() - head;
+                    if len > held {
+                        self.ctx.add_samples(len - held)?;
+                    } else {
+                        self.ctx.sub_samples(held - len);
+                    }
+                    held = len;
                 }
-                while head < buf.len() && buf[head].t <= r - range {
-                    head += 1;
+                if !per_step && k > 0 {
+                    if let Some(first) = points.first().copied() {
+                        points.push(Point { t: self.ts(k), v: first.v });
+                    }
+                    continue;
                 }
-                if head > 1024 && head * 2 > buf.len() {
-                    buf.drain(..head);
-                    head = 0;
-                }
-                let window = &buf[head..];
-                if window.len() > held {
-                    self.ctx.add_samples(window.len() - held)?;
-                } else {
-                    self.ctx.sub_samples(held - window.len());
-                }
-                held = window.len();
                 for (a, v) in args.iter().zip(step_args.iter_mut()) {
                     *v = a[k];
                 }
-                let w = Window { samples: window, ts, range, offset };
+                let w = Window { samples: &buf[head..], ts, eval_ts: self.ts(k), range, offset };
                 if let Some(v) = range::eval(c.func, &w, &step_args, &mut notes).map_err(QueryError::Execution)? {
                     points.push(Point { t: self.ts(k), v });
                 }
             }
             self.ctx.sub_samples(held);
-            if at.is_some() {
-                if let Some(p) = points.first().copied() {
-                    points = (0..n).map(|k| Point { t: self.ts(k), v: p.v }).collect();
-                }
-            }
             if !points.is_empty() {
                 if matches!(c.func, Func::Rate | Func::Increase) {
                     if let Some(name) = labels.metric_name() {

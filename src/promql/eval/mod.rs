@@ -42,8 +42,6 @@ pub(crate) struct Ctx<'q> {
     pub(crate) query_step: i64,
     /// The step of subqueries written without one (`[5m:]`).
     pub(crate) default_subquery_step: i64,
-    /// Set when `query_start == query_end`, as Prometheus's instant queries keep result order.
-    pub(crate) instant: bool,
 }
 
 impl Ctx<'_> {

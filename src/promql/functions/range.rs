@@ -8,8 +8,11 @@ use crate::model::Sample;
 /// One evaluation of a range function.
 pub(crate) struct Window<'a> {
     pub(crate) samples: &'a [Sample],
-    /// The evaluation time (the `@` time when pinned), before the offset.
+    /// The time the window ends at before the offset: the evaluation time, or the `@` time.
     pub(crate) ts: i64,
+    /// The evaluation step's time (differs from `ts` under `@`); `predict_linear` predicts from
+    /// here.
+    pub(crate) eval_ts: i64,
     pub(crate) range: i64,
     pub(crate) offset: i64,
 }
@@ -46,7 +49,7 @@ pub(crate) fn eval(func: Func, w: &Window<'_>, args: &[f64], notes: &mut Vec<Ran
                 return Ok(None);
             }
             let pts: Vec<(i64, f64)> = s.iter().map(|p| (p.t, p.v)).collect();
-            let (slope, intercept) = linear_regression(&pts, w.ts);
+            let (slope, intercept) = linear_regression(&pts, w.eval_ts);
             Some(slope * arg(0) + intercept)
         }
         Func::AvgOverTime => Some(avg(s)),
@@ -255,7 +258,7 @@ mod tests {
     fn rate_extrapolates_to_window_edges() {
         // 0..=10 every 30s over a 5m window ending at 300s: evenly sampled, no extrapolation cap.
         let s = window(&(0..=10).map(|i| (i * 30_000, i as f64)).collect::<Vec<_>>(), 300_000, 300_000);
-        let w = Window { samples: &s, ts: 300_000, range: 300_000, offset: 0 };
+        let w = Window { samples: &s, ts: 300_000, eval_ts: 300_000, range: 300_000, offset: 0 };
         let mut notes = Vec::new();
         let v = eval(Func::Increase, &w, &[], &mut notes);
         // The first sample sits on the (exclusive) window start; the zero point caps extrapolation.
@@ -267,7 +270,7 @@ mod tests {
     #[test]
     fn irate_handles_resets() {
         let s = window(&[(0, 10.0), (10_000, 2.0)], 10_000, 60_000);
-        let w = Window { samples: &s, ts: 10_000, range: 60_000, offset: 0 };
+        let w = Window { samples: &s, ts: 10_000, eval_ts: 10_000, range: 60_000, offset: 0 };
         assert_eq!(eval(Func::Irate, &w, &[], &mut Vec::new()), Ok(Some(0.2)));
         assert_eq!(eval(Func::Idelta, &w, &[], &mut Vec::new()), Ok(Some(-8.0)));
     }
