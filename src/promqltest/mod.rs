@@ -121,7 +121,7 @@ fn syntax(line: usize, message: &str) -> ScriptError {
 
 /// Whether a load line gives start timestamps (`name{labels}@st offsets…`).
 fn is_start_timestamp_line(line: &str) -> bool {
-    selector_end(line).is_some_and(|end| line[end..].trim_start().starts_with("@st"))
+    selector_end(line).is_some_and(|end| line[..end].ends_with("@st") || line[end..].trim_start().starts_with("@st"))
 }
 
 /// Parses `name{labels} values…`.

@@ -156,18 +156,42 @@ fn skip_reason(e: &Eval, histogram_series: &[Labels], start_timestamps: bool) ->
             return Some((*reason).to_string());
         }
     }
+    if e.query.contains("</") || e.query.contains(">/") {
+        return Some("native histograms: bucket trimming operators".into());
+    }
+    if parse(&e.query).is_err() && uses_duration_expression(&e.query) {
+        return Some("experimental duration expressions (arithmetic in ranges and offsets), which promql-parser 0.11 does not parse".into());
+    }
     None
+}
+
+/// Whether a range, subquery step or offset is an expression rather than a plain duration.
+fn uses_duration_expression(q: &str) -> bool {
+    let plain = Regex::new(r"^-?[0-9]+(ms|[smhdwy])?([0-9]+(ms|[smhdwy]))*$").ok();
+    let is_plain = |s: &str| plain.as_ref().is_some_and(|re| re.is_match(s.trim()));
+    let bytes = q.as_bytes();
+    let mut i = 0;
+    while let Some(off) = q[i..].find('[') {
+        let start = i + off + 1;
+        let Some(len) = q[start..].find(']') else { break };
+        let inside = &q[start..start + len];
+        if inside.split(':').any(|part| !part.trim().is_empty() && !is_plain(part)) {
+            return true;
+        }
+        i = start + len;
+    }
+    let _ = bytes;
+    q.split(" offset ").skip(1).any(|rest| {
+        let word = rest.trim_start().split(|c: char| c.is_whitespace() || c == ')').next().unwrap_or("");
+        !is_plain(word)
+    })
 }
 
 /// Experimental features we do not implement; evals using them are skipped with the reason.
 const UNSUPPORTED: &[(&str, &str)] = &[
     ("info(", "experimental function info()"),
-    ("histogram_quantiles(", "experimental function histogram_quantiles()"),
     (" anchored", "experimental anchored range selectors"),
     (" smoothed", "experimental smoothed selectors"),
-    ("fill(", "experimental fill modifiers"),
-    ("fill_left(", "experimental fill modifiers"),
-    ("fill_right(", "experimental fill modifiers"),
     ("start_timestamp(", "experimental function start_timestamp()"),
 ];
 

@@ -196,7 +196,9 @@ impl Evaluator<'_, '_> {
             };
             let mv: Vec<(usize, f64)> = (0..many.len()).filter_map(|i| take(many, &mut mc, i).map(|v| (i, v))).collect();
             let ov: Vec<(usize, f64)> = (0..one.len()).filter_map(|i| take(one, &mut oc, i).map(|v| (i, v))).collect();
-            let (fill_many, fill_one) = if swapped { (m.fill_rhs, m.fill_lhs) } else { (m.fill_lhs, m.fill_rhs) };
+            // As in Prometheus, the fills keep their sides' names after the one-to-many swap:
+            // `fill_right` stands in for a missing "one" element, `fill_left` for a missing "many".
+            let (fill_many, fill_one) = (m.fill_lhs, m.fill_rhs);
             if (mv.is_empty() && ov.is_empty()) || ((mv.is_empty() || ov.is_empty()) && m.fill_lhs.is_none() && m.fill_rhs.is_none()) {
                 continue;
             }

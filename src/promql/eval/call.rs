@@ -104,7 +104,8 @@ impl Evaluator<'_, '_> {
                 self.eval_vector(&c.args[0])?;
                 return Ok(Val::Vector(Vec::new()));
             }
-            Func::Info | Func::HistogramQuantiles => {
+            Func::HistogramQuantiles => return self.histogram_quantiles(c),
+            Func::Info => {
                 return Err(QueryError::Execution(format!("function {} is not supported", c.func.name())));
             }
             Func::Clamp | Func::ClampMin | Func::ClampMax => return self.clamp(c),
@@ -533,6 +534,72 @@ impl Evaluator<'_, '_> {
         ))
     }
 
+    /// `histogram_quantiles(v, "label", q1, q2, …)`: one series per group and quantile, the
+    /// quantile in `label` (OpenMetrics float format).
+    fn histogram_quantiles(&self, c: &Call) -> Result<Val, QueryError> {
+        let input = self.eval_vector(&c.args[0])?;
+        let (label, _, _) = string_arg(&c.args[1])?;
+        let arg_span = c.args[0].span();
+        let mut qs = Vec::new();
+        for a in &c.args[2..] {
+            let q = self.eval_scalar(a)?;
+            for &qv in &q {
+                if qv.is_nan() || !(0.0..=1.0).contains(&qv) {
+                    self.ctx.annotations.borrow_mut().warn(invalid_quantile(qv), a.span());
+                }
+            }
+            qs.push(q);
+        }
+        let (per_series, groups) = self.bucket_groups(&input, arg_span);
+        let mut buckets: Vec<Vec<Bucket>> = vec![Vec::new(); groups.len()];
+        let mut cursors = vec![0usize; input.len()];
+        let mut out = super::Assembler::new(self.start == self.end);
+        let mut labels_cache: HashMap<(usize, u64), Arc<Labels>> = HashMap::new();
+        let mut mono: Option<Monotonicity> = None;
+        for k in 0..self.steps() {
+            let ts = self.ts(k);
+            for b in &mut buckets {
+                b.clear();
+            }
+            for (i, s) in input.iter().enumerate() {
+                if let Some(p) = s.points.get(cursors[i]).filter(|p| p.t == ts) {
+                    cursors[i] += 1;
+                    if let Some((g, upper)) = per_series[i] {
+                        buckets[g].push(Bucket { upper, count: p.v });
+                    }
+                }
+            }
+            for q in &qs {
+                let q = q[k];
+                for (g, b) in buckets.iter().enumerate() {
+                    if b.is_empty() {
+                        continue;
+                    }
+                    let mut b = b.clone();
+                    let (v, fix) = bucket_quantile(q, &mut b);
+                    if let Some(fix) = fix {
+                        let name = groups[g].metric_name().unwrap_or("").to_string();
+                        mono.get_or_insert_with(|| Monotonicity::new(name, ts)).add(ts, fix);
+                    }
+                    let labels = labels_cache
+                        .entry((g, q.to_bits()))
+                        .or_insert_with(|| {
+                            let mut lb = groups[g].builder();
+                            lb.set(&label, &format_openmetrics_float(q));
+                            Arc::new(lb.labels())
+                        })
+                        .clone();
+                    let slot = out.slot(&labels, true);
+                    out.push(slot, ts, v)?;
+                }
+            }
+        }
+        if let Some(m) = mono {
+            self.ctx.annotations.borrow_mut().info(m.message(), arg_span);
+        }
+        Ok(Val::Vector(out.finish()))
+    }
+
     fn histogram_fraction(&self, c: &Call) -> Result<Val, QueryError> {
         let lower = self.eval_scalar(&c.args[0])?;
         let upper = self.eval_scalar(&c.args[1])?;
@@ -637,6 +704,35 @@ fn rfc3339_secs(secs: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// A float as OpenMetrics writes it: Go's shortest `%g`, with `.0` added to integers.
+fn format_openmetrics_float(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+    }
+    let s = go_format_g(v);
+    if s.contains(['.', 'e']) { s } else { format!("{s}.0") }
+}
+
+/// Go's `strconv.FormatFloat(v, 'g', -1, 64)` for finite values.
+pub(crate) fn go_format_g(v: f64) -> String {
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0".into() } else { "0".into() };
+    }
+    // Shortest round-trip digits and decimal exponent, via Rust's `{:e}`.
+    let e = format!("{v:e}");
+    let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if exp < -4 || exp >= 21 {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
+    } else {
+        format!("{v}")
+    }
+}
+
 /// The invalid-quantile warning text.
 pub(super) fn invalid_quantile(q: f64) -> String {
     format!("quantile value should be between 0 and 1, got {}", go_float_g(q))
@@ -649,7 +745,7 @@ pub(super) fn go_float_g(v: f64) -> String {
     } else if v.is_infinite() {
         if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
     } else {
-        format!("{v}")
+        go_format_g(v)
     }
 }
 
