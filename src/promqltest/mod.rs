@@ -1,6 +1,10 @@
 //! The PromQL test-script language (`load`, `clear`, `eval` blocks, as in Prometheus's `.test`
-//! files): parsing scripts and loading their data into any storage `Appender`. Used by the
-//! conformance harness over the peer scripts and by our own behaviour tests.
+//! files): parsing scripts, loading their data into any storage `Appender` ([`load`]), judging
+//! evals ([`eval`]) and running whole scripts ([`runner`]). Used by the conformance harness over
+//! Prometheus's scripts and by our own behaviour tests in `tests/data/promql`.
+
+pub mod eval;
+pub mod runner;
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! The leaf role: scrapes the targets its shard owns into its own storage and serves
-//! `/federate`, `/metrics`, the targets API and the status page.
+//! `/federate`, PromQL and the rest of the Prometheus HTTP API over that storage, `/metrics`, the
+//! targets API and the status page.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -8,10 +9,11 @@ use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
 use super::server;
-use crate::api::{self, ApiState, NodeInfo};
+use crate::api::{self, ApiState, HeadInfo, NodeInfo, StatusInfo};
 use crate::federate::{self, DEFAULT_LOOKBACK, FederateState};
 use crate::metrics::Registry;
-use crate::model::LabelsBuilder;
+use crate::model::{LabelsBuilder, PromDuration};
+use crate::promql::{Engine, EngineOptions};
 use crate::scrape::{ScrapeManager, TargetFilter};
 use crate::shard::Sharder;
 use crate::storage::Storage;
@@ -64,6 +66,28 @@ pub async fn run(topology: &Topology, node: &Node, shutdown: CancellationToken) 
     });
     let ready_storage = storage.clone();
     let targets_manager = manager.clone();
+    let metadata_manager = manager.clone();
+    let head_info = head.clone();
+    let status = StatusInfo {
+        flags: [
+            ("topology.file", topology.source.display().to_string()),
+            ("node.name", node.name.clone()),
+            ("web.listen-address", node.listen.clone()),
+            ("storage.tsdb.retention.time", PromDuration(node.retention).to_string()),
+            ("query.lookback-delta", "5m".to_string()),
+            ("query.max-samples", EngineOptions::default().max_samples.to_string()),
+            ("query.timeout", "2m".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+        config_yaml: std::fs::read_to_string(&topology.source).unwrap_or_default(),
+        retention: PromDuration(node.retention).to_string(),
+        head: Some(Arc::new(move || {
+            let st = head_info.stats();
+            HeadInfo { chunks: st.chunks, min_time: head_info.min_time(), max_time: head_info.max_time() }
+        })),
+    };
     let app = fed.merge(api::router(ApiState {
         node: Arc::new(NodeInfo {
             name: node.name.clone(),
@@ -75,6 +99,11 @@ pub async fn run(topology: &Topology, node: &Node, shutdown: CancellationToken) 
         registry: registry.clone(),
         targets: Arc::new(move || targets_manager.targets()),
         ready: Arc::new(move || ready_storage.ready().map_err(|e| e.to_string())),
+        storage: Some(head.clone()),
+        engine: Arc::new(Engine::new(EngineOptions::default())),
+        clock: Arc::new(crate::model::now_ms),
+        metadata: Arc::new(move || metadata_manager.metadata()),
+        status: Arc::new(status),
     }));
 
     let retention = node.retention;

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use crate::exposition::{Entry, TextParser};
-use crate::model::{Labels, LabelsBuilder, STALE_NAN};
+use crate::model::{Labels, LabelsBuilder, MetricType, STALE_NAN};
 use crate::relabel::{RelabelConfig, relabel};
 use crate::storage::{AppendError, Appender, SeriesRef, Storage};
 
@@ -79,6 +79,14 @@ struct CacheEntry {
     tracked: bool,
 }
 
+/// A metric family's `# TYPE`, `# HELP` and `# UNIT`, for `/api/v1/metadata`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MetricMetadata {
+    pub kind: MetricType,
+    pub help: String,
+    pub unit: String,
+}
+
 /// The state a target's scrapes carry from one to the next.
 #[derive(Debug, Default)]
 pub struct IngestState {
@@ -88,9 +96,34 @@ pub struct IngestState {
     live_iteration: Option<u64>,
     /// Refs of the report series (`up`, …), by name.
     report_refs: HashMap<&'static str, SeriesRef>,
+    /// Metadata of the metric families the target exposes, by family name.
+    metadata: HashMap<String, MetricMetadata>,
+    /// Set when `metadata` changed since [`IngestState::take_metadata_change`].
+    metadata_changed: bool,
 }
 
 impl IngestState {
+    /// The target's metric metadata when it changed since the last call (cheap otherwise).
+    pub fn take_metadata_change(&mut self) -> Option<&HashMap<String, MetricMetadata>> {
+        if !std::mem::take(&mut self.metadata_changed) {
+            return None;
+        }
+        Some(&self.metadata)
+    }
+
+    /// Records one metadata line; allocates only when something changed.
+    fn note_metadata(&mut self, name: &str, update: impl FnOnce(&mut MetricMetadata) -> bool) {
+        match self.metadata.get_mut(name) {
+            Some(m) => self.metadata_changed |= update(m),
+            None => {
+                let mut m = MetricMetadata::default();
+                update(&mut m);
+                self.metadata.insert(name.to_string(), m);
+                self.metadata_changed = true;
+            }
+        }
+    }
+
     /// Number of series the cache knows (for memory accounting and tests).
     pub fn cached_series(&self) -> usize {
         self.cache.len()
@@ -196,6 +229,30 @@ impl IngestState {
         for entry in TextParser::new(body) {
             let series = match entry {
                 Ok(Entry::Series(s)) => s,
+                Ok(Entry::Type { name, kind }) => {
+                    self.note_metadata(&name, |m| std::mem::replace(&mut m.kind, kind) != kind);
+                    continue;
+                }
+                Ok(Entry::Help { name, text }) => {
+                    self.note_metadata(&name, |m| {
+                        let changed = m.help != *text;
+                        if changed {
+                            m.help = text.to_string();
+                        }
+                        changed
+                    });
+                    continue;
+                }
+                Ok(Entry::Unit { name, unit }) => {
+                    self.note_metadata(&name, |m| {
+                        let changed = m.unit != unit;
+                        if changed {
+                            m.unit = unit.to_string();
+                        }
+                        changed
+                    });
+                    continue;
+                }
                 Ok(_) => continue,
                 Err(e) => return Err(IngestError::Parse(e.to_string())),
             };
