@@ -196,6 +196,11 @@ impl Evaluator<'_, '_> {
             AggOp::Bottomk => |x, y| x.is_nan() || x > y,
             _ => |x, y| x.is_nan() || x < y,
         };
+        // Whether `e` beats the heap's weakest element `top` (NaN never beats anything).
+        let better: fn(f64, f64) -> bool = match a.op {
+            AggOp::Bottomk => |top, e| top > e,
+            _ => |top, e| top < e,
+        };
         let ratio_offsets: Vec<f64> = if a.op == AggOp::LimitRatio {
             input.iter().map(|s| prometheus_labels_hash(&s.labels) as f64 / u64::MAX as f64).collect()
         } else {
@@ -254,7 +259,7 @@ impl Evaluator<'_, '_> {
                     AggOp::Topk | AggOp::Bottomk => {
                         if h.len() < k_lim {
                             heap_push(h, e, less);
-                        } else if less(h[0].v, e.v) || (h[0].v.is_nan() && !e.v.is_nan()) {
+                        } else if better(h[0].v, e.v) || (h[0].v.is_nan() && !e.v.is_nan()) {
                             h[0] = e;
                             if k_lim > 1 {
                                 heap_fix(h, 0, less);
