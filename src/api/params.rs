@@ -98,7 +98,9 @@ pub(crate) fn parse_duration_ms(s: &str) -> Result<i64, String> {
         }
         return Ok(ms as i64);
     }
-    parse_duration(s).map(|d| d.as_millis() as i64).map_err(|_| format!("cannot parse {s:?} to a valid duration"))
+    parse_duration(s)
+        .map(|d| d.as_millis() as i64)
+        .map_err(|_| format!("cannot parse {s:?} to a valid duration"))
 }
 
 /// The `limit` parameter: 0 (none) when absent.
@@ -115,11 +117,18 @@ pub(crate) fn limit_param(p: &Params) -> Result<usize, ApiError> {
 /// RFC 3339 with optional fraction and `Z` or `±hh:mm` offset, to milliseconds.
 fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let (y, mo, d, h, mi, sec) =
+        (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
         return None;
     }

@@ -159,7 +159,8 @@ fn group_thousands(n: i64) -> String {
 pub(super) async fn format_query(p: Params) -> Result<Response, ApiError> {
     let q = p.get("query").unwrap_or("");
     crate::promql::parse(q).map_err(|e| invalid_param("query", e))?;
-    let pretty = promql_parser::parser::parse(q).map(|e| e.prettify()).map_err(|e| invalid_param("query", e))?;
+    let pretty =
+        promql_parser::parser::parse(q).map(|e| e.prettify()).map_err(|e| invalid_param("query", e))?;
     Ok(success(pretty))
 }
 
@@ -197,7 +198,9 @@ fn ast_json(e: &Expr) -> serde_json::Value {
         Expr::Number(v, _) => json!({"type": "numberLiteral", "val": crate::promql::value::format_value(*v)}),
         Expr::String(s) => json!({"type": "stringLiteral", "val": s.value}),
         Expr::Vector(vs) => selector(vs),
-        Expr::Matrix(vs, range, _) => json!({"type": "matrixSelector", "range": range, "vectorSelector": selector(vs)}),
+        Expr::Matrix(vs, range, _) => {
+            json!({"type": "matrixSelector", "range": range, "vectorSelector": selector(vs)})
+        }
         Expr::Subquery(s) => json!({
             "type": "subquery",
             "expr": ast_json(&s.expr),

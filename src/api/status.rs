@@ -90,7 +90,10 @@ pub(super) async fn tsdb(State(st): State<ApiState>, p: Params) -> Result<Respon
         },
     };
     let Some(storage) = st.storage.clone() else {
-        return Err(ApiError { kind: ErrorType::Unavailable, message: "this node has no local storage".into() });
+        return Err(ApiError {
+            kind: ErrorType::Unavailable,
+            message: "this node has no local storage".into(),
+        });
     };
     let head = st.status.head.as_ref().map(|f| f()).unwrap_or_default();
     let stats = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, String> {

@@ -64,6 +64,15 @@ enum Command {
         topology: PathBuf,
         #[arg(long)]
         node: String,
+        /// Maximum number of samples a single query may hold in memory.
+        #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
+        query_max_samples: usize,
+        /// Maximum time a query may take (Prometheus duration, e.g. 2m).
+        #[arg(long = "query.timeout", default_value = "2m", value_parser = parse_prom_duration)]
+        query_timeout: std::time::Duration,
+        /// How far back an instant selector looks for a sample.
+        #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = parse_prom_duration)]
+        query_lookback_delta: std::time::Duration,
     },
     /// Run a demo exporter (synthetic, moving metrics) for trying promtier out.
     Demo {
@@ -86,7 +95,15 @@ pub fn main() -> ExitCode {
         Command::Check { topology } => check::run(&topology),
         Command::Plan { topology, format, resize } => plan::run(&topology, format == Format::Json, &resize),
         Command::Up { topology } => run::up(topology),
-        Command::Leaf { topology, node } => run::leaf(&topology, &node),
+        Command::Leaf { topology, node, query_max_samples, query_timeout, query_lookback_delta } => {
+            let query = crate::promql::EngineOptions {
+                max_samples: query_max_samples,
+                timeout: query_timeout,
+                lookback_delta: query_lookback_delta,
+                ..crate::promql::EngineOptions::default()
+            };
+            run::leaf(&topology, &node, query)
+        }
         Command::Demo { listen, series, seed } => run::demo(&listen, series, seed),
     };
     match result {
@@ -96,6 +113,10 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn parse_prom_duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::model::parse_duration(s).map_err(|e| e.to_string())
 }
 
 fn init_logging(level: &str, format: LogFormat) {

@@ -97,7 +97,10 @@ impl BinOp {
 
     /// Arithmetic operators change what a sample means, so the result loses the metric name.
     pub fn changes_metric_schema(self) -> bool {
-        matches!(self, BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Pow | BinOp::Mod | BinOp::Atan2)
+        matches!(
+            self,
+            BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Pow | BinOp::Mod | BinOp::Atan2
+        )
     }
 
     pub fn as_str(self) -> &'static str {

@@ -91,7 +91,12 @@ impl Engine {
     }
 
     /// Parses and evaluates `query` at time `t` (ms).
-    pub fn instant_query(&self, storage: &dyn Queryable, query: &str, t: i64) -> Result<QueryResult, QueryError> {
+    pub fn instant_query(
+        &self,
+        storage: &dyn Queryable,
+        query: &str,
+        t: i64,
+    ) -> Result<QueryResult, QueryError> {
         let expr = parse(query)?;
         self.instant(storage, &expr, query, t)
     }
@@ -126,7 +131,13 @@ impl Engine {
     }
 
     /// Evaluates a parsed expression at `t`; `query` is its text (for annotation positions).
-    pub fn instant(&self, storage: &dyn Queryable, expr: &Expr, query: &str, t: i64) -> Result<QueryResult, QueryError> {
+    pub fn instant(
+        &self,
+        storage: &dyn Queryable,
+        expr: &Expr,
+        query: &str,
+        t: i64,
+    ) -> Result<QueryResult, QueryError> {
         let ctx = self.ctx(storage, t, t, 0);
         let ev = Evaluator { ctx: &ctx, start: t, end: t, interval: 1 };
         let value = match ev.eval(expr)? {
@@ -154,7 +165,10 @@ impl Engine {
         step: i64,
     ) -> Result<QueryResult, QueryError> {
         if step <= 0 {
-            return Err(QueryError::BadQuery("zero or negative query resolution step widths are not accepted. Try a positive integer".into()));
+            return Err(QueryError::BadQuery(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer"
+                    .into(),
+            ));
         }
         if end < start {
             return Err(QueryError::BadQuery("end timestamp must not be before start time".into()));

@@ -30,8 +30,14 @@ pub struct Series {
 /// The value of a query.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
-    Scalar { t: i64, v: f64 },
-    String { t: i64, v: String },
+    Scalar {
+        t: i64,
+        v: f64,
+    },
+    String {
+        t: i64,
+        v: String,
+    },
     /// In the order the query produced (`sort`, `topk` order their output).
     Vector(Vec<Sample>),
     /// Sorted by labels.

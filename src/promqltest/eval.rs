@@ -199,7 +199,9 @@ impl Eval {
                 let range = engine
                     .range_query(storage, &self.query, t - 60_000, t + 60_000, 60_000)
                     .map_err(|e| format!("error in range mode: {e}"))?;
-                let Value::Matrix(m) = &range.value else { return Err("range mode did not return a matrix".into()) };
+                let Value::Matrix(m) = &range.value else {
+                    return Err("range mode did not return a matrix".into());
+                };
                 check_sorted(m)?;
                 let middle: Vec<Sample> = m
                     .iter()
@@ -212,9 +214,10 @@ impl Eval {
                     })
                     .collect();
                 let as_value = match res.value {
-                    Value::Scalar { .. } => {
-                        Value::Scalar { t, v: middle.first().map(|s| s.v).ok_or("range mode lost the scalar")? }
-                    }
+                    Value::Scalar { .. } => Value::Scalar {
+                        t,
+                        v: middle.first().map(|s| s.v).ok_or("range mode lost the scalar")?,
+                    },
                     _ => Value::Vector(middle),
                 };
                 self.compare(&as_value).map_err(|e| format!("range mode: {e}"))
@@ -229,10 +232,7 @@ impl Eval {
     }
 
     /// Applies `expect fail`: `Ok(None)` when the expected failure happened.
-    pub fn check_outcome(
-        &self,
-        res: Result<QueryResult, QueryError>,
-    ) -> Result<Option<QueryResult>, String> {
+    pub fn check_outcome(&self, res: Result<QueryResult, QueryError>) -> Result<Option<QueryResult>, String> {
         match (res, &self.fail) {
             (Ok(_), Some(_)) => Err("expected an error, got a result".into()),
             (Ok(r), None) => Ok(Some(r)),
@@ -248,9 +248,10 @@ impl Eval {
     }
 
     pub fn check_annotations(&self, res: &QueryResult) -> Result<(), String> {
-        for (kind, expects, got, none) in
-            [("warn", &self.warn, &res.warnings, self.no_warn), ("info", &self.info, &res.infos, self.no_info)]
-        {
+        for (kind, expects, got, none) in [
+            ("warn", &self.warn, &res.warnings, self.no_warn),
+            ("info", &self.info, &res.infos, self.no_info),
+        ] {
             if none && !got.is_empty() {
                 return Err(format!("unexpected {kind} annotations: {got:?}"));
             }
@@ -305,9 +306,17 @@ impl Eval {
                 }
                 if samples.len() != self.series.len() {
                     let got: Vec<&Labels> = samples.iter().map(|s| &*s.labels).collect();
-                    let missing: Vec<String> =
-                        self.series.iter().filter(|(l, _)| !got.contains(&l)).map(|(l, _)| l.to_string()).collect();
-                    return Err(format!("missing series {missing:?} (got {} of {})", samples.len(), self.series.len()));
+                    let missing: Vec<String> = self
+                        .series
+                        .iter()
+                        .filter(|(l, _)| !got.contains(&l))
+                        .map(|(l, _)| l.to_string())
+                        .collect();
+                    return Err(format!(
+                        "missing series {missing:?} (got {} of {})",
+                        samples.len(),
+                        self.series.len()
+                    ));
                 }
                 Ok(())
             }
@@ -319,7 +328,8 @@ impl Eval {
                     return Err("expected a scalar, got a matrix".into());
                 }
                 check_sorted(series)?;
-                let expected: HashMap<&Labels, &Vec<Option<f64>>> = self.series.iter().map(|(l, v)| (l, v)).collect();
+                let expected: HashMap<&Labels, &Vec<Option<f64>>> =
+                    self.series.iter().map(|(l, v)| (l, v)).collect();
                 for s in series {
                     let Some(vals) = expected.get(&*s.labels) else {
                         return Err(format!("unexpected series {} with {} points", s.labels, s.points.len()));
@@ -359,7 +369,8 @@ fn unquote(s: &str) -> Result<String, String> {
     if let Some(inner) = s.strip_prefix('`').and_then(|x| x.strip_suffix('`')) {
         return Ok(inner.to_string());
     }
-    let inner = s.strip_prefix('"').and_then(|x| x.strip_suffix('"')).ok_or_else(|| format!("not quoted: {s}"))?;
+    let inner =
+        s.strip_prefix('"').and_then(|x| x.strip_suffix('"')).ok_or_else(|| format!("not quoted: {s}"))?;
     let mut out = String::new();
     let mut chars = inner.chars();
     while let Some(c) = chars.next() {

@@ -104,7 +104,13 @@ pub fn parse_script(text: &str) -> Result<Vec<Command>, ScriptError> {
                     }
                     series.push(parse_series_line(l).map_err(|m| syntax(n, &m))?);
                 }
-                out.push(Command::Load { line: line_no, step, series, nhcb: cmd == "load_with_nhcb", start_timestamps });
+                out.push(Command::Load {
+                    line: line_no,
+                    step,
+                    series,
+                    nhcb: cmd == "load_with_nhcb",
+                    start_timestamps,
+                });
             }
             Some("clear") => out.push(Command::Clear { line: line_no }),
             Some(w) if w.starts_with("eval") => out.push(Command::Eval {
@@ -125,7 +131,8 @@ fn syntax(line: usize, message: &str) -> ScriptError {
 
 /// Whether a load line gives start timestamps (`name{labels}@st offsets…`).
 fn is_start_timestamp_line(line: &str) -> bool {
-    selector_end(line).is_some_and(|end| line[..end].ends_with("@st") || line[end..].trim_start().starts_with("@st"))
+    selector_end(line)
+        .is_some_and(|end| line[..end].ends_with("@st") || line[end..].trim_start().starts_with("@st"))
 }
 
 /// Parses `name{labels} values…`.

@@ -142,7 +142,9 @@ fn skip_reason(e: &Eval, histogram_series: &[Labels], start_timestamps: bool) ->
             }
         });
         if histogram_series.iter().any(|l| selectors.iter().any(|ms| Matcher::all_match(ms, l))) {
-            return Some("native histograms: the query reads series loaded with native histogram samples".into());
+            return Some(
+                "native histograms: the query reads series loaded with native histogram samples".into(),
+            );
         }
     }
     for (feature, reason) in UNSUPPORTED {

@@ -34,8 +34,18 @@ impl TargetFilter for ShardFilter {
     }
 }
 
-/// Runs the leaf `node` of `topology` until `shutdown`.
+/// Runs the leaf `node` of `topology` until `shutdown`, with Prometheus's default query limits.
 pub async fn run(topology: &Topology, node: &Node, shutdown: CancellationToken) -> anyhow::Result<()> {
+    run_with(topology, node, EngineOptions::default(), shutdown).await
+}
+
+/// Runs the leaf `node` of `topology` until `shutdown`, with the given query engine settings.
+pub async fn run_with(
+    topology: &Topology,
+    node: &Node,
+    query: EngineOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let NodeRole::Leaf { group, shard, .. } = &node.role else {
         bail!("node {:?} is a {} node, not a leaf", node.name, node.role.kind());
     };
@@ -74,9 +84,9 @@ pub async fn run(topology: &Topology, node: &Node, shutdown: CancellationToken) 
             ("node.name", node.name.clone()),
             ("web.listen-address", node.listen.clone()),
             ("storage.tsdb.retention.time", PromDuration(node.retention).to_string()),
-            ("query.lookback-delta", "5m".to_string()),
-            ("query.max-samples", EngineOptions::default().max_samples.to_string()),
-            ("query.timeout", "2m".to_string()),
+            ("query.lookback-delta", PromDuration(query.lookback_delta).to_string()),
+            ("query.max-samples", query.max_samples.to_string()),
+            ("query.timeout", PromDuration(query.timeout).to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -100,7 +110,7 @@ pub async fn run(topology: &Topology, node: &Node, shutdown: CancellationToken) 
         targets: Arc::new(move || targets_manager.targets()),
         ready: Arc::new(move || ready_storage.ready().map_err(|e| e.to_string())),
         storage: Some(head.clone()),
-        engine: Arc::new(Engine::new(EngineOptions::default())),
+        engine: Arc::new(Engine::new(query)),
         clock: Arc::new(crate::model::now_ms),
         metadata: Arc::new(move || metadata_manager.metadata()),
         status: Arc::new(status),

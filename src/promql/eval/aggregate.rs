@@ -90,7 +90,8 @@ impl Evaluator<'_, '_> {
                 if q.iter().any(|v| v.is_nan()) {
                     ann.warn(invalid_quantile(f64::NAN), span);
                 }
-                let (max, min) = (q.iter().copied().fold(f64::MIN, go_max), q.iter().copied().fold(f64::MAX, go_min));
+                let (max, min) =
+                    (q.iter().copied().fold(f64::MIN, go_max), q.iter().copied().fold(f64::MAX, go_min));
                 if max > 1.0 {
                     ann.warn(invalid_quantile(max), span);
                 }
@@ -172,10 +173,16 @@ impl Evaluator<'_, '_> {
             }
             let mut ann = self.ctx.annotations.borrow_mut();
             if max > 1.0 {
-                ann.warn(format!("ratio value should be between -1 and 1, got {}, capping to 1", go_float_g(max)), span);
+                ann.warn(
+                    format!("ratio value should be between -1 and 1, got {}, capping to 1", go_float_g(max)),
+                    span,
+                );
             }
             if min < -1.0 {
-                ann.warn(format!("ratio value should be between -1 and 1, got {}, capping to -1", go_float_g(min)), span);
+                ann.warn(
+                    format!("ratio value should be between -1 and 1, got {}, capping to -1", go_float_g(min)),
+                    span,
+                );
             }
         } else {
             if max < 1.0 {
@@ -185,10 +192,16 @@ impl Evaluator<'_, '_> {
                 return Err(QueryError::Execution("Parameter value is NaN".into()));
             }
             if min <= i64::MIN as f64 {
-                return Err(QueryError::Execution(format!("Scalar value {} underflows int64", go_float_g(min))));
+                return Err(QueryError::Execution(format!(
+                    "Scalar value {} underflows int64",
+                    go_float_g(min)
+                )));
             }
             if max >= i64::MAX as f64 {
-                return Err(QueryError::Execution(format!("Scalar value {} overflows int64", go_float_g(max))));
+                return Err(QueryError::Execution(format!(
+                    "Scalar value {} overflows int64",
+                    go_float_g(max)
+                )));
             }
         }
         // Heap order: topk keeps the smallest on top (NaN smallest); bottomk the largest.
@@ -355,7 +368,9 @@ fn fold(op: AggOp, g: &mut Group, f: f64, drop_name: bool) {
     if !g.seen {
         *g = Group { seen: true, value: f, mean: f, count: 1.0, drop_name, ..Group::default() };
         match op {
-            AggOp::Stddev | AggOp::Stdvar => g.value = if f.is_nan() || f.is_infinite() { f64::NAN } else { 0.0 },
+            AggOp::Stddev | AggOp::Stdvar => {
+                g.value = if f.is_nan() || f.is_infinite() { f64::NAN } else { 0.0 }
+            }
             AggOp::Quantile => g.values.push(f),
             AggOp::Group => g.value = 1.0,
             _ => {}

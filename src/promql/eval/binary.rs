@@ -72,7 +72,9 @@ impl Evaluator<'_, '_> {
                 };
                 Ok(Val::Vector(out))
             }
-            _ => Err(QueryError::Execution("binary expression must contain only scalar and instant vector types".into())),
+            _ => Err(QueryError::Execution(
+                "binary expression must contain only scalar and instant vector types".into(),
+            )),
         }
     }
 
@@ -109,7 +111,13 @@ impl Evaluator<'_, '_> {
     }
 
     /// `and`, `or`, `unless`: per step, by matching signature.
-    fn set_op(&self, op: BinOp, m: &VectorMatching, lhs: Vec<Series>, rhs: Vec<Series>) -> Result<Vec<Series>, QueryError> {
+    fn set_op(
+        &self,
+        op: BinOp,
+        m: &VectorMatching,
+        lhs: Vec<Series>,
+        rhs: Vec<Series>,
+    ) -> Result<Vec<Series>, QueryError> {
         let (ls, rs) = (self.sigs(&lhs, m), self.sigs(&rhs, m));
         let mut out = Assembler::new(self.start == self.end);
         let mut lslot: Vec<Option<usize>> = vec![None; lhs.len()];
@@ -126,8 +134,10 @@ impl Evaluator<'_, '_> {
                 cur[i] += 1;
                 Some(p.v)
             };
-            let lv: Vec<(usize, f64)> = (0..lhs.len()).filter_map(|i| at(&lhs, &mut lc, i).map(|v| (i, v))).collect();
-            let rv: Vec<(usize, f64)> = (0..rhs.len()).filter_map(|i| at(&rhs, &mut rc, i).map(|v| (i, v))).collect();
+            let lv: Vec<(usize, f64)> =
+                (0..lhs.len()).filter_map(|i| at(&lhs, &mut lc, i).map(|v| (i, v))).collect();
+            let rv: Vec<(usize, f64)> =
+                (0..rhs.len()).filter_map(|i| at(&rhs, &mut rc, i).map(|v| (i, v))).collect();
             present.clear();
             let emit = |out: &mut Assembler, slots: &mut [Option<usize>], s: &Series, i: usize, v: f64| {
                 let slot = match (out.instant_mode(), slots[i]) {
@@ -171,7 +181,13 @@ impl Evaluator<'_, '_> {
     }
 
     /// Arithmetic and comparison between vectors: one-to-one or many-to-one/one-to-many matching.
-    fn vector_vector(&self, b: &Binary, m: &VectorMatching, lhs: Vec<Series>, rhs: Vec<Series>) -> Result<Vec<Series>, QueryError> {
+    fn vector_vector(
+        &self,
+        b: &Binary,
+        m: &VectorMatching,
+        lhs: Vec<Series>,
+        rhs: Vec<Series>,
+    ) -> Result<Vec<Series>, QueryError> {
         let (ls, rs) = (self.sigs(&lhs, m), self.sigs(&rhs, m));
         // For one-to-many the right side is the "many" side: swap, and swap values back below.
         let swapped = m.card == Cardinality::OneToMany;
@@ -194,12 +210,16 @@ impl Evaluator<'_, '_> {
                 cur[i] += 1;
                 Some(p.v)
             };
-            let mv: Vec<(usize, f64)> = (0..many.len()).filter_map(|i| take(many, &mut mc, i).map(|v| (i, v))).collect();
-            let ov: Vec<(usize, f64)> = (0..one.len()).filter_map(|i| take(one, &mut oc, i).map(|v| (i, v))).collect();
+            let mv: Vec<(usize, f64)> =
+                (0..many.len()).filter_map(|i| take(many, &mut mc, i).map(|v| (i, v))).collect();
+            let ov: Vec<(usize, f64)> =
+                (0..one.len()).filter_map(|i| take(one, &mut oc, i).map(|v| (i, v))).collect();
             // As in Prometheus, the fills keep their sides' names after the one-to-many swap:
             // `fill_right` stands in for a missing "one" element, `fill_left` for a missing "many".
             let (fill_many, fill_one) = (m.fill_lhs, m.fill_rhs);
-            if (mv.is_empty() && ov.is_empty()) || ((mv.is_empty() || ov.is_empty()) && m.fill_lhs.is_none() && m.fill_rhs.is_none()) {
+            if (mv.is_empty() && ov.is_empty())
+                || ((mv.is_empty() || ov.is_empty()) && m.fill_lhs.is_none() && m.fill_rhs.is_none())
+            {
                 continue;
             }
             one_by_sig.clear();
@@ -269,7 +289,16 @@ impl Evaluator<'_, '_> {
                     }
                     None => {
                         if let Some(fill) = fill_one {
-                            do_op(i, v, usize::MAX, fill, msig[i], &mut out, &mut matched_one_to_one, &mut matched_many)?;
+                            do_op(
+                                i,
+                                v,
+                                usize::MAX,
+                                fill,
+                                msig[i],
+                                &mut out,
+                                &mut matched_one_to_one,
+                                &mut matched_many,
+                            )?;
                         }
                     }
                 }
@@ -283,7 +312,16 @@ impl Evaluator<'_, '_> {
                         matched_many.get(&sig).is_some_and(|s| !s.is_empty())
                     };
                     if !done {
-                        do_op(usize::MAX, fill, j, v, sig, &mut out, &mut matched_one_to_one, &mut matched_many)?;
+                        do_op(
+                            usize::MAX,
+                            fill,
+                            j,
+                            v,
+                            sig,
+                            &mut out,
+                            &mut matched_one_to_one,
+                            &mut matched_many,
+                        )?;
                     }
                 }
             }

@@ -33,7 +33,8 @@ impl Evaluator<'_, '_> {
             Func::End => return constant(ctx.query_end as f64 / 1000.0),
             Func::Range => return constant((ctx.query_end - ctx.query_start) as f64 / 1000.0),
             Func::Step => {
-                let step = if ctx.query_start == ctx.query_end { 0.0 } else { ctx.query_step as f64 / 1000.0 };
+                let step =
+                    if ctx.query_start == ctx.query_end { 0.0 } else { ctx.query_step as f64 / 1000.0 };
                 return constant(step);
             }
             Func::MinOf | Func::MaxOf => {
@@ -45,7 +46,11 @@ impl Evaluator<'_, '_> {
             Func::Vector => {
                 let v = self.eval_scalar(&c.args[0])?;
                 let points = v.iter().enumerate().map(|(k, &v)| Point { t: self.ts(k), v }).collect();
-                return Ok(Val::Vector(vec![Series { labels: Arc::new(Labels::empty()), points, drop_name: false }]));
+                return Ok(Val::Vector(vec![Series {
+                    labels: Arc::new(Labels::empty()),
+                    points,
+                    drop_name: false,
+                }]));
             }
             Func::Scalar => {
                 let input = self.eval_vector(&c.args[0])?;
@@ -115,7 +120,11 @@ impl Evaluator<'_, '_> {
         if is_date_function(c.func) && c.args.is_empty() {
             let f = elementwise(c.func).ok_or_else(|| unsupported(c.func))?;
             let points = (0..n).map(|k| Point { t: self.ts(k), v: f((self.ts(k) / 1000) as f64) }).collect();
-            return Ok(Val::Vector(vec![Series { labels: Arc::new(Labels::empty()), points, drop_name: false }]));
+            return Ok(Val::Vector(vec![Series {
+                labels: Arc::new(Labels::empty()),
+                points,
+                drop_name: false,
+            }]));
         }
         if let Some(f) = elementwise(c.func) {
             let mut input = self.eval_vector(&c.args[0])?;
@@ -156,8 +165,12 @@ impl Evaluator<'_, '_> {
     }
 
     fn absent_series(&self, arg: &Expr, present: &[bool]) -> Vec<Series> {
-        let points: Vec<Point> =
-            present.iter().enumerate().filter(|(_, p)| !**p).map(|(k, _)| Point { t: self.ts(k), v: 1.0 }).collect();
+        let points: Vec<Point> = present
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !**p)
+            .map(|(k, _)| Point { t: self.ts(k), v: 1.0 })
+            .collect();
         if points.is_empty() {
             return Vec::new();
         }
@@ -251,7 +264,9 @@ impl Evaluator<'_, '_> {
                     *v = a[k];
                 }
                 let w = Window { samples: &buf[head..], ts, eval_ts: self.ts(k), range, offset };
-                if let Some(v) = range::eval(c.func, &w, &step_args, &mut notes).map_err(QueryError::Execution)? {
+                if let Some(v) =
+                    range::eval(c.func, &w, &step_args, &mut notes).map_err(QueryError::Execution)?
+                {
                     points.push(Point { t: self.ts(k), v });
                 }
             }
@@ -298,7 +313,9 @@ impl Evaluator<'_, '_> {
         }
         for name in non_counter {
             ann.info(
-                format!("metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {name:?}"),
+                format!(
+                    "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {name:?}"
+                ),
                 arg_span,
             );
         }
@@ -383,7 +400,11 @@ impl Evaluator<'_, '_> {
                         if x == y {
                             continue;
                         }
-                        let ord = if natural_less(x, y) { std::cmp::Ordering::Less } else { std::cmp::Ordering::Greater };
+                        let ord = if natural_less(x, y) {
+                            std::cmp::Ordering::Less
+                        } else {
+                            std::cmp::Ordering::Greater
+                        };
                         return if desc { ord.reverse() } else { ord };
                     }
                     let ord = a.labels.cmp(&b.labels);
@@ -430,12 +451,18 @@ impl Evaluator<'_, '_> {
         for a in &c.args[3..] {
             let src = string_arg(a)?;
             if !src.1 {
-                return Err(QueryError::Execution(format!("invalid source label name in label_join(): {}", src.2)));
+                return Err(QueryError::Execution(format!(
+                    "invalid source label name in label_join(): {}",
+                    src.2
+                )));
             }
             srcs.push(src.0);
         }
         if !dst.1 || dst.0.is_empty() {
-            return Err(QueryError::Execution(format!("invalid destination label name in label_join(): {}", dst.2)));
+            return Err(QueryError::Execution(format!(
+                "invalid destination label name in label_join(): {}",
+                dst.2
+            )));
         }
         let mut input = self.eval_vector(&c.args[0])?;
         for series in &mut input {
@@ -453,7 +480,11 @@ impl Evaluator<'_, '_> {
 
     /// Groups classic-histogram bucket series by their labels without `le`; returns per input
     /// series its group and upper bound, the groups' output labels, and bad-`le` warnings.
-    fn bucket_groups(&self, input: &[Series], arg_span: Span) -> (Vec<Option<(usize, f64)>>, Vec<Arc<Labels>>) {
+    fn bucket_groups(
+        &self,
+        input: &[Series],
+        arg_span: Span,
+    ) -> (Vec<Option<(usize, f64)>>, Vec<Arc<Labels>>) {
         let mut index: HashMap<u64, usize> = HashMap::new();
         let mut groups: Vec<Arc<Labels>> = Vec::new();
         let mut per_series = Vec::with_capacity(input.len());
@@ -465,7 +496,9 @@ impl Evaluator<'_, '_> {
                 let msg = if name.is_empty() {
                     format!("bucket label \"le\" is missing or has a malformed value of {le:?}")
                 } else {
-                    format!("bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {name:?}")
+                    format!(
+                        "bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {name:?}"
+                    )
                 };
                 self.ctx.annotations.borrow_mut().warn(msg, arg_span);
                 per_series.push(None);

@@ -183,7 +183,12 @@ impl<'c, 'q> Evaluator<'c, 'q> {
 
     /// Series matching the selector (and its `or` alternatives) with samples in `[mint, maxt]`,
     /// sorted by labels.
-    pub(crate) fn select(&self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Vec<storage::Series>, QueryError> {
+    pub(crate) fn select(
+        &self,
+        vs: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<storage::Series>, QueryError> {
         let q = self.ctx.storage.querier(mint, maxt)?;
         let mut out = q.select(&vs.matchers)?;
         if !vs.alternatives.is_empty() {

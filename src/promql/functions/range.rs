@@ -25,7 +25,12 @@ pub(crate) enum RangeNote {
 
 /// Evaluates `func` over the window; `args` are the scalar arguments at this step, in order,
 /// without the range argument. `Err` is a query failure.
-pub(crate) fn eval(func: Func, w: &Window<'_>, args: &[f64], notes: &mut Vec<RangeNote>) -> Result<Option<f64>, String> {
+pub(crate) fn eval(
+    func: Func,
+    w: &Window<'_>,
+    args: &[f64],
+    notes: &mut Vec<RangeNote>,
+) -> Result<Option<f64>, String> {
     let s = w.samples;
     if s.is_empty() {
         return Ok(None);

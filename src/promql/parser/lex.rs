@@ -186,8 +186,12 @@ fn lex_number(src: &str, start: usize) -> Result<(Tok, usize), LexError> {
             if j == d0 {
                 break;
             }
-            let Some(u) = ["ms", "s", "m", "h", "d", "w", "y"].iter().find(|u| src[j..].starts_with(**u)) else {
-                return Err(LexError { pos: start, message: format!("bad duration syntax: {:?}", &src[start..j]) });
+            let Some(u) = ["ms", "s", "m", "h", "d", "w", "y"].iter().find(|u| src[j..].starts_with(**u))
+            else {
+                return Err(LexError {
+                    pos: start,
+                    message: format!("bad duration syntax: {:?}", &src[start..j]),
+                });
             };
             j += u.len();
         }
@@ -196,7 +200,10 @@ fn lex_number(src: &str, start: usize) -> Result<(Tok, usize), LexError> {
             while e < b.len() && is_ident_char(b[e]) {
                 e += 1;
             }
-            return Err(LexError { pos: start, message: format!("bad number or duration syntax: {:?}", &src[start..e]) });
+            return Err(LexError {
+                pos: start,
+                message: format!("bad number or duration syntax: {:?}", &src[start..e]),
+            });
         }
         return Ok((Tok::Duration, j));
     }
@@ -228,7 +235,10 @@ fn finish_number(src: &str, start: usize, end: usize) -> Result<(Tok, usize), Le
         while e < b.len() && (is_ident_char(b[e]) || b[e] == b'.') {
             e += 1;
         }
-        return Err(LexError { pos: start, message: format!("bad number or duration syntax: {:?}", &src[start..e]) });
+        return Err(LexError {
+            pos: start,
+            message: format!("bad number or duration syntax: {:?}", &src[start..e]),
+        });
     }
     Ok((Tok::Number, end))
 }
@@ -291,8 +301,10 @@ fn unescape(src: &str, i: usize, quote: u8, out: &mut Vec<u8>) -> Result<usize, 
         b'u' | b'U' => {
             let n = if e == b'u' { 4 } else { 8 };
             let hex = src.get(i + 2..i + 2 + n).ok_or_else(|| err("escape sequence not terminated"))?;
-            let code = u32::from_str_radix(hex, 16).map_err(|_| err("illegal character in escape sequence"))?;
-            let ch = char::from_u32(code).ok_or_else(|| err("escape sequence is an invalid Unicode code point"))?;
+            let code =
+                u32::from_str_radix(hex, 16).map_err(|_| err("illegal character in escape sequence"))?;
+            let ch = char::from_u32(code)
+                .ok_or_else(|| err("escape sequence is an invalid Unicode code point"))?;
             let mut buf = [0u8; 4];
             out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
             Ok(i + 2 + n)

@@ -136,7 +136,11 @@ fn node_type(query: &str, n: &Node) -> Option<ValueType> {
         Kind::Binary => {
             let l = node_type(query, n.children.first()?)?;
             let r = node_type(query, n.children.get(1)?)?;
-            if l == ValueType::Scalar && r == ValueType::Scalar { ValueType::Scalar } else { ValueType::Vector }
+            if l == ValueType::Scalar && r == ValueType::Scalar {
+                ValueType::Scalar
+            } else {
+                ValueType::Vector
+            }
         }
         Kind::Call => {
             let name = &query[n.span.start..];
@@ -234,9 +238,9 @@ impl Lower<'_> {
             None => None,
             Some(pp::AtModifier::Start) => Some(At::Start),
             Some(pp::AtModifier::End) => Some(At::End),
-            Some(pp::AtModifier::At(t)) => Some(At::Time(system_time_ms(*t).ok_or_else(|| {
-                self.err(span, "timestamp out of bounds for @ modifier")
-            })?)),
+            Some(pp::AtModifier::At(t)) => Some(At::Time(
+                system_time_ms(*t).ok_or_else(|| self.err(span, "timestamp out of bounds for @ modifier"))?,
+            )),
         })
     }
 
@@ -350,7 +354,8 @@ impl Lower<'_> {
 
     fn aggregate(&self, a: &pp::AggregateExpr, node: Option<&Node>, span: Span) -> Result<Expr, ParseError> {
         let name = a.op.to_string();
-        let op = AggOp::from_name(&name).ok_or_else(|| self.err(span, format!("unknown aggregation {name}")))?;
+        let op =
+            AggOp::from_name(&name).ok_or_else(|| self.err(span, format!("unknown aggregation {name}")))?;
         let (param_node, expr_node) = match (node, a.param.is_some()) {
             (Some(n), true) if n.children.len() == 2 => (n.children.first(), n.children.get(1)),
             (Some(n), false) if n.children.len() == 1 => (None, n.children.first()),
@@ -366,7 +371,11 @@ impl Lower<'_> {
                 if p.value_type() != want {
                     return Err(self.err(
                         p.span(),
-                        format!("expected type {} in aggregation parameter, got {}", type_name(want), type_name(p.value_type())),
+                        format!(
+                            "expected type {} in aggregation parameter, got {}",
+                            type_name(want),
+                            type_name(p.value_type())
+                        ),
                     ));
                 }
                 Some(Box::new(p))
@@ -439,7 +448,10 @@ mod tests {
     #[test]
     fn errors_carry_positions() {
         assert_eq!(err("sum(x) +"), "1:9: parse error: unexpected end of input");
-        assert_eq!(err("rate(x)"), "1:6: parse error: expected type matrix in call to function 'rate', got vector");
+        assert_eq!(
+            err("rate(x)"),
+            "1:6: parse error: expected type matrix in call to function 'rate', got vector"
+        );
         assert!(err("foo{").starts_with("1:5: parse error:"), "{}", err("foo{"));
     }
 }

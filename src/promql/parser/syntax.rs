@@ -128,11 +128,7 @@ impl<'a> Parser<'a> {
     }
 
     fn expect(&mut self, tok: Tok, context: &str) -> Result<Token, SyntaxError> {
-        if self.peek().tok == tok {
-            Ok(self.next())
-        } else {
-            Err(self.unexpected(context))
-        }
+        if self.peek().tok == tok { Ok(self.next()) } else { Err(self.unexpected(context)) }
     }
 
     /// Precedence climbing; `^` is right-associative.
@@ -364,8 +360,17 @@ impl<'a> Parser<'a> {
                 }
                 if matches!(
                     word.as_str(),
-                    "by" | "without" | "on" | "ignoring" | "group_left" | "group_right" | "bool" | "offset"
-                        | "and" | "or" | "unless" | "atan2"
+                    "by" | "without"
+                        | "on"
+                        | "ignoring"
+                        | "group_left"
+                        | "group_right"
+                        | "bool"
+                        | "offset"
+                        | "and"
+                        | "or"
+                        | "unless"
+                        | "atan2"
                 ) {
                     return Err(self.unexpected(""));
                 }
@@ -514,7 +519,10 @@ mod tests {
         };
         assert_eq!(e("sum(x) +"), (8, "unexpected end of input".to_string()));
         assert_eq!(e("foo{a=}"), (6, "unexpected \"}\" in label matching, expected string".to_string()));
-        assert_eq!(e("rate(x[5m]"), (10, "unexpected end of input in call, expected \",\" or \")\"".to_string()));
+        assert_eq!(
+            e("rate(x[5m]"),
+            (10, "unexpected end of input in call, expected \",\" or \")\"".to_string())
+        );
         assert_eq!(e("x y").0, 2);
     }
 }
