@@ -96,7 +96,15 @@ pub fn run_script(name: &str, text: &str, engine: &Engine) -> Vec<CaseOutcome> {
                 let outcome = match skip_reason(&eval, &histogram_series, start_timestamps) {
                     Some(reason) => Outcome::Skipped(reason),
                     None => match eval.run(engine, &*storage) {
-                        Ok(()) => Outcome::Passed,
+                        // Positions come from our own syntax pass: it must accept what parses.
+                        Ok(()) => {
+                            match (parse(&eval.query), crate::promql::parser::check_positions(&eval.query)) {
+                                (Ok(_), Err(e)) => {
+                                    Outcome::Failed(format!("the position pass rejects it: {e}"))
+                                }
+                                _ => Outcome::Passed,
+                            }
+                        }
                         Err(why) => Outcome::Failed(why),
                     },
                 };

@@ -83,21 +83,21 @@ impl Evaluator<'_, '_> {
         if a.op.selects_series() {
             return self.aggregate_k(a, param.unwrap_or_default(), &input, &group_of, groups);
         }
-        if a.op == AggOp::Quantile {
-            if let Some(q) = &param {
-                let span = a.param.as_ref().map(|p| p.span()).unwrap_or(a.span);
-                let mut ann = self.ctx.annotations.borrow_mut();
-                if q.iter().any(|v| v.is_nan()) {
-                    ann.warn(invalid_quantile(f64::NAN), span);
-                }
-                let (max, min) =
-                    (q.iter().copied().fold(f64::MIN, go_max), q.iter().copied().fold(f64::MAX, go_min));
-                if max > 1.0 {
-                    ann.warn(invalid_quantile(max), span);
-                }
-                if min < 0.0 {
-                    ann.warn(invalid_quantile(min), span);
-                }
+        if a.op == AggOp::Quantile
+            && let Some(q) = &param
+        {
+            let span = a.param.as_ref().map(|p| p.span()).unwrap_or(a.span);
+            let mut ann = self.ctx.annotations.borrow_mut();
+            if q.iter().any(|v| v.is_nan()) {
+                ann.warn(invalid_quantile(f64::NAN), span);
+            }
+            let (max, min) =
+                (q.iter().copied().fold(f64::MIN, go_max), q.iter().copied().fold(f64::MAX, go_min));
+            if max > 1.0 {
+                ann.warn(invalid_quantile(max), span);
+            }
+            if min < 0.0 {
+                ann.warn(invalid_quantile(min), span);
             }
         }
         let mut state = vec![Group::default(); groups];
@@ -395,16 +395,8 @@ fn fold(op: AggOp, g: &mut Group, f: f64, drop_name: bool) {
             let q = (g.count - 1.0) / g.count;
             (g.mean, g.c) = kahan_inc(f / g.count, q * g.mean, q * g.c);
         }
-        AggOp::Max => {
-            if g.value < f || g.value.is_nan() {
-                g.value = f;
-            }
-        }
-        AggOp::Min => {
-            if g.value > f || g.value.is_nan() {
-                g.value = f;
-            }
-        }
+        AggOp::Max if g.value < f || g.value.is_nan() => g.value = f,
+        AggOp::Min if g.value > f || g.value.is_nan() => g.value = f,
         AggOp::Count => g.count += 1.0,
         AggOp::Stddev | AggOp::Stdvar => {
             g.count += 1.0;

@@ -15,6 +15,10 @@ use crate::promql::functions::{Func, elementwise, is_date_function};
 use crate::promql::parser::lex::go_quote_bytes;
 use crate::promql::value::Point;
 
+/// Per input series its histogram group and bucket bound (`None`: bad `le`), and each group's
+/// output labels.
+type BucketGroups = (Vec<Option<(usize, f64)>>, Vec<Arc<Labels>>);
+
 /// Where a range function's windows come from.
 enum Source<'e> {
     Selector(&'e VectorSelector, i64),
@@ -272,12 +276,11 @@ impl Evaluator<'_, '_> {
             }
             self.ctx.sub_samples(held);
             if !points.is_empty() {
-                if matches!(c.func, Func::Rate | Func::Increase) {
-                    if let Some(name) = labels.metric_name() {
-                        if !["_total", "_sum", "_count", "_bucket"].iter().any(|s| name.ends_with(s)) {
-                            non_counter.push(name.to_string());
-                        }
-                    }
+                if matches!(c.func, Func::Rate | Func::Increase)
+                    && let Some(name) = labels.metric_name()
+                    && !["_total", "_sum", "_count", "_bucket"].iter().any(|s| name.ends_with(s))
+                {
+                    non_counter.push(name.to_string());
                 }
                 self.ctx.add_samples(points.len())?;
                 out.push(Series { labels, points, drop_name: drop_name || input_drop });
@@ -480,11 +483,7 @@ impl Evaluator<'_, '_> {
 
     /// Groups classic-histogram bucket series by their labels without `le`; returns per input
     /// series its group and upper bound, the groups' output labels, and bad-`le` warnings.
-    fn bucket_groups(
-        &self,
-        input: &[Series],
-        arg_span: Span,
-    ) -> (Vec<Option<(usize, f64)>>, Vec<Arc<Labels>>) {
+    fn bucket_groups(&self, input: &[Series], arg_span: Span) -> BucketGroups {
         let mut index: HashMap<u64, usize> = HashMap::new();
         let mut groups: Vec<Arc<Labels>> = Vec::new();
         let mut per_series = Vec::with_capacity(input.len());
@@ -529,7 +528,7 @@ impl Evaluator<'_, '_> {
         let mut out: Vec<Vec<Point>> = vec![Vec::new(); groups.len()];
         let mut cursors = vec![0usize; input.len()];
         let mut mono: Option<Monotonicity> = None;
-        for k in 0..self.steps() {
+        for (k, &qk) in q.iter().enumerate().take(self.steps()) {
             let ts = self.ts(k);
             for b in &mut buckets {
                 b.clear();
@@ -546,7 +545,7 @@ impl Evaluator<'_, '_> {
                 if b.is_empty() {
                     continue;
                 }
-                let (v, fix) = bucket_quantile(q[k], b);
+                let (v, fix) = bucket_quantile(qk, b);
                 if let Some(fix) = fix {
                     let name = groups[g].metric_name().unwrap_or("").to_string();
                     mono.get_or_insert_with(|| Monotonicity::new(name, ts)).add(ts, fix);
@@ -758,7 +757,7 @@ pub(crate) fn go_format_g(v: f64) -> String {
     let e = format!("{v:e}");
     let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
-    if exp < -4 || exp >= 21 {
+    if !(-4..21).contains(&exp) {
         let sign = if exp < 0 { '-' } else { '+' };
         format!("{mantissa}e{sign}{:02}", exp.abs())
     } else {

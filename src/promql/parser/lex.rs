@@ -195,7 +195,8 @@ fn lex_number(src: &str, start: usize) -> Result<(Tok, usize), LexError> {
             };
             j += u.len();
         }
-        if j < b.len() && is_ident_char(b[j]) {
+        // A colon may follow (`[5m:1m]`), a letter or digit may not.
+        if j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
             let mut e = j;
             while e < b.len() && is_ident_char(b[e]) {
                 e += 1;
@@ -230,7 +231,7 @@ fn lex_number(src: &str, start: usize) -> Result<(Tok, usize), LexError> {
 
 fn finish_number(src: &str, start: usize, end: usize) -> Result<(Tok, usize), LexError> {
     let b = src.as_bytes();
-    if end < b.len() && (is_ident_char(b[end]) || b[end] == b'.') {
+    if end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_' || b[end] == b'.') {
         let mut e = end;
         while e < b.len() && (is_ident_char(b[e]) || b[e] == b'.') {
             e += 1;

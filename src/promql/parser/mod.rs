@@ -53,9 +53,18 @@ pub fn parse(query: &str) -> Result<Expr, ParseError> {
         }
     };
     // A syntax pass that disagrees with promql-parser only costs positions, never the query.
+    if let Err(e) = &spans {
+        tracing::debug!(query, error = %e.message, "PromQL position pass failed; positions unavailable");
+    }
     let tree = spans.ok();
     let whole = Span { start: 0, end: query.len() };
     Lower { query, whole }.expr(&parsed, tree.as_ref())
+}
+
+/// Runs only our syntax pass (the one that supplies positions). Every query promql-parser
+/// accepts should pass it too; a failure means annotations of that query lose their positions.
+pub fn check_positions(query: &str) -> Result<(), ParseError> {
+    syntax::parse(query).map(|_| ()).map_err(|e| ParseError::at(query, e.pos, e.message))
 }
 
 /// Finds where a type error reported by promql-parser most likely is: the first argument,

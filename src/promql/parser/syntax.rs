@@ -507,7 +507,7 @@ mod tests {
         assert_eq!(ok("2 ^ 3 ^ 2"), "Binary@0(Number@0 Binary@4(Number@4 Number@8))");
         assert_eq!(ok("-a ^ 2"), "Unary@0(Binary@1(Vector@1 Number@5))");
         assert_eq!(ok("sum by (a) (rate(x[5m]))"), "Aggregate@0(Call@12(Matrix@17))");
-        assert_eq!(ok("topk(3, x) or on() y"), "Binary@0(Aggregate@0(Number@5 Vector@8) Vector@20)");
+        assert_eq!(ok("topk(3, x) or on() y"), "Binary@0(Aggregate@0(Number@5 Vector@8) Vector@19)");
         assert_eq!(ok("(x)[5m:] @ start() offset 1m"), "Subquery@0(Paren@0(Vector@1))");
     }
 
