@@ -6,6 +6,9 @@
 //! openmetrics`, and the leaf by scraping a tiny HTTP server serving the same samples with
 //! explicit timestamps. Both then hold identical (labels, timestamp, value) triples.
 //!
+//! The leaf runs with a small sample limit: after the comparisons, a query over it must get
+//! `422 execution`, bad PromQL `400 bad_data` with its position, and the leaf must keep serving.
+//!
 //! Prometheus on this host is 2.x, whose range selectors include a sample exactly at the window
 //! start (Prometheus 3, which we follow, excludes it): evaluation times are therefore chosen off
 //! the 15s sample grid, where both versions agree.
@@ -283,7 +286,15 @@ fn promtool_queries_agree_with_prometheus() {
     let leaf_log = dir.path().join("leaf.log");
     let _leaf = start_promtier(
         "leaf",
-        &["leaf", "--topology", topology.to_str().expect("utf8 path"), "--node", "apps-0-a"],
+        &[
+            "leaf",
+            "--topology",
+            topology.to_str().expect("utf8 path"),
+            "--node",
+            "apps-0-a",
+            "--query.max-samples",
+            "5000",
+        ],
         &leaf_log,
     );
     let leaf: SocketAddr = ([127, 0, 0, 1], leaf_port).into();
@@ -402,5 +413,25 @@ fn promtool_queries_agree_with_prometheus() {
     );
     assert!(compared > 10_000, "only {compared} values compared");
     eprintln!("{} queries x 5 evaluations: {compared} values identical", queries.len());
+
+    // Limits and errors over real HTTP.
+    let json = |path: &str| -> (u16, Value) {
+        let (status, body) = http_get(leaf, path, Duration::from_secs(10)).expect("leaf answers");
+        (status, serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}")))
+    };
+    let (status, j) = json("/api/v1/query?query=sum(rate(app_requests_total%5B5m%5D)");
+    assert_eq!(status, 400, "{j}");
+    assert_eq!(j["errorType"], "bad_data");
+    assert_eq!(
+        j["error"],
+        "invalid parameter \"query\": 1:33: parse error: unexpected end of input in aggregation, expected \",\" or \")\""
+    );
+    // 28 series x 241 samples held at once is over the leaf's limit of 5000.
+    let (status, j) = json(&format!("/api/v1/query?query=%7B__name__%3D~%22app_.%2B%22%7D%5B1h%5D&time={}", secs(end)));
+    assert_eq!(status, 422, "{j}");
+    assert_eq!(j["errorType"], "execution");
+    assert_eq!(j["error"], "query processing would load too many samples into memory in query execution");
+    let (status, j) = json(&format!("/api/v1/query?query=count(app_up)&time={}", secs(end)));
+    assert_eq!((status, j["data"]["result"][0]["value"][1].as_str()), (200, Some("2")), "{j}");
     drop(prom);
 }
