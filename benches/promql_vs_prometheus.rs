@@ -37,7 +37,10 @@ fn tool(name: &str, env: &str) -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// A child process stopped (SIGTERM, then kill) when dropped.
@@ -46,7 +49,8 @@ struct Proc(Child);
 impl Drop for Proc {
     fn drop(&mut self) {
         if let Ok(pid) = i32::try_from(self.0.id()) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -148,7 +152,8 @@ fn generate(end: i64) -> Data {
         let mut body = String::with_capacity(30 << 20);
         for j in 0..X_SERIES_PER_TARGET {
             let i = target * X_SERIES_PER_TARGET + j;
-            let series = format!("x_total{{instance=\"host-{}:9100\",job=\"job-{}\",series=\"{i}\"}}", i / 10, i % 20);
+            let series =
+                format!("x_total{{instance=\"host-{}:9100\",job=\"job-{}\",series=\"{i}\"}}", i / 10, i % 20);
             for k in 0..=40 {
                 let v = (k * (1 + (i as i64 % 7)) + (i as i64 % 13)) as f64;
                 emit(&mut body, &series, v, short_start + k * 15_000);
@@ -161,7 +166,8 @@ fn generate(end: i64) -> Data {
         for j in 0..H_PER_TARGET {
             let h = target * H_PER_TARGET + j;
             for (b, le) in BOUNDS.iter().enumerate() {
-                let series = format!("h_bucket{{instance=\"host-{}:9100\",job=\"job-{}\",le=\"{le}\"}}", h, h % 20);
+                let series =
+                    format!("h_bucket{{instance=\"host-{}:9100\",job=\"job-{}\",le=\"{le}\"}}", h, h % 20);
                 for k in 0..=40 {
                     let per_step: i64 = (0..=b as i64).map(|x| 1 + (x + h as i64) % 5).sum();
                     emit(&mut body, &series, (per_step * k) as f64, short_start + k * 15_000);
@@ -186,7 +192,8 @@ fn generate(end: i64) -> Data {
 
 /// The API's `data.result`, for checking both servers agree.
 fn result_of(body: &str) -> serde_json::Value {
-    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("bad JSON ({e}): {body:.200}"));
+    let v: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("bad JSON ({e}): {body:.200}"));
     assert_eq!(v["status"], "success", "{body:.300}");
     v["data"]["result"].clone()
 }
@@ -200,8 +207,12 @@ fn canonical(v: &serde_json::Value) -> Vec<(String, Vec<String>)> {
             a.iter()
                 .map(|s| {
                     let pts = match (&s["value"], &s["values"]) {
-                        (serde_json::Value::Array(p), _) if !p.is_empty() => vec![round(p[1].as_str().unwrap_or(""))],
-                        (_, serde_json::Value::Array(ps)) => ps.iter().map(|p| round(p[1].as_str().unwrap_or(""))).collect(),
+                        (serde_json::Value::Array(p), _) if !p.is_empty() => {
+                            vec![round(p[1].as_str().unwrap_or(""))]
+                        }
+                        (_, serde_json::Value::Array(ps)) => {
+                            ps.iter().map(|p| round(p[1].as_str().unwrap_or(""))).collect()
+                        }
                         _ => Vec::new(),
                     };
                     (s["metric"].to_string(), pts)
@@ -294,7 +305,11 @@ fn main() {
     );
     let leaf_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, leaf_port));
 
-    let total = format!("/api/v1/query?query={}&time={}", enc("count({__name__=~\"x_total|h_bucket|long_total\"})"), end / 1000);
+    let total = format!(
+        "/api/v1/query?query={}&time={}",
+        enc("count({__name__=~\"x_total|h_bucket|long_total\"})"),
+        end / 1000
+    );
     let t0 = Instant::now();
     for (name, addr) in [("the leaf to ingest", leaf_addr), ("Prometheus to load its blocks", prom_addr)] {
         wait_for(name, Duration::from_secs(600), || {
@@ -321,7 +336,10 @@ fn main() {
             ),
         ),
     ];
-    println!("\n{:<72} {:>12} {:>12} {:>8}", "query (median of rounds)", "promtier ms", "Prometheus ms", "ratio");
+    println!(
+        "\n{:<72} {:>12} {:>12} {:>8}",
+        "query (median of rounds)", "promtier ms", "Prometheus ms", "ratio"
+    );
     for (name, path) in &queries {
         let (s1, ours) = get(leaf_addr, path).expect("promtier");
         let (s2, theirs) = get(prom_addr, path).expect("prometheus");

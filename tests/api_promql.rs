@@ -15,6 +15,7 @@ use promtier::metrics::Registry;
 use promtier::model::Labels;
 use promtier::promql::{Engine, EngineOptions};
 use promtier::promqltest::{load, parse_series_line};
+use promtier::scrape::MetricMetadata;
 use promtier::tsdb::Head;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -233,4 +234,44 @@ async fn status_endpoints_and_cors() {
         headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).and_then(|v| v.to_str().ok()),
         Some("https://grafana.example")
     );
+}
+
+#[tokio::test]
+async fn metadata_from_the_scrapes() {
+    let node = NodeInfo {
+        name: "test".into(),
+        role: "leaf".into(),
+        cluster: "c".into(),
+        external_labels: Labels::empty(),
+        started: SystemTime::now(),
+    };
+    let mut state = ApiState::minimal(node, Arc::new(Registry::new()));
+    let counter = MetricMetadata {
+        kind: promtier::model::MetricType::Counter,
+        help: "Requests.".into(),
+        unit: String::new(),
+    };
+    let gauge = MetricMetadata {
+        kind: promtier::model::MetricType::Gauge,
+        help: "Temp.".into(),
+        unit: "celsius".into(),
+    };
+    let (c, g) = (counter.clone(), gauge.clone());
+    // Two targets report the counter identically: one entry.
+    state.metadata = Arc::new(move || {
+        vec![("req_total".into(), c.clone()), ("req_total".into(), c.clone()), ("temp".into(), g.clone())]
+    });
+    let app = router(state);
+    let (_, j) = get(&app, "/api/v1/metadata").await;
+    assert_eq!(
+        j["data"],
+        serde_json::json!({
+            "req_total": [{"type": "counter", "help": "Requests.", "unit": ""}],
+            "temp": [{"type": "gauge", "help": "Temp.", "unit": "celsius"}]
+        })
+    );
+    let (_, j) = get(&app, "/api/v1/metadata?metric=temp").await;
+    assert_eq!(j["data"].as_object().map(|o| o.len()), Some(1));
+    let (_, j) = get(&app, "/api/v1/metadata?limit=1").await;
+    assert_eq!(j["data"].as_object().map(|o| o.len()), Some(1));
 }

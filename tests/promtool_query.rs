@@ -427,7 +427,8 @@ fn promtool_queries_agree_with_prometheus() {
         "invalid parameter \"query\": 1:33: parse error: unexpected end of input in aggregation, expected \",\" or \")\""
     );
     // 28 series x 241 samples held at once is over the leaf's limit of 5000.
-    let (status, j) = json(&format!("/api/v1/query?query=%7B__name__%3D~%22app_.%2B%22%7D%5B1h%5D&time={}", secs(end)));
+    let (status, j) =
+        json(&format!("/api/v1/query?query=%7B__name__%3D~%22app_.%2B%22%7D%5B1h%5D&time={}", secs(end)));
     assert_eq!(status, 422, "{j}");
     assert_eq!(j["errorType"], "execution");
     assert_eq!(j["error"], "query processing would load too many samples into memory in query execution");

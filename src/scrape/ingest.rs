@@ -451,3 +451,42 @@ fn check_label_limits(labels: &Labels, ctx: &SampleContext) -> Result<(), Ingest
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tsdb::Head;
+
+    fn ctx() -> SampleContext {
+        SampleContext {
+            target_labels: Labels::from_pairs(&[("job", "j"), ("instance", "i")]),
+            honor_labels: false,
+            honor_timestamps: true,
+            metric_relabel_configs: Vec::new(),
+            sample_limit: 0,
+            label_limit: 0,
+            label_name_length_limit: 0,
+            label_value_length_limit: 0,
+        }
+    }
+
+    #[test]
+    fn records_metadata_only_when_it_changes() -> Result<(), IngestError> {
+        let head = Head::default();
+        let mut state = IngestState::default();
+        let body = b"# HELP up_total Ups.\n# TYPE up_total counter\nup_total 1\n# TYPE t gauge\nt 2\n";
+        state.ingest(&head, &ctx(), body, 1000)?;
+        let meta = state.take_metadata_change().cloned().unwrap_or_default();
+        assert_eq!(
+            meta.get("up_total"),
+            Some(&MetricMetadata { kind: MetricType::Counter, help: "Ups.".into(), unit: String::new() })
+        );
+        assert_eq!(meta.get("t").map(|m| m.kind), Some(MetricType::Gauge));
+        state.ingest(&head, &ctx(), body, 2000)?;
+        assert!(state.take_metadata_change().is_none(), "unchanged metadata is not republished");
+        state.ingest(&head, &ctx(), b"# HELP t Temperature.\nt 3\n", 3000)?;
+        let meta = state.take_metadata_change().cloned().unwrap_or_default();
+        assert_eq!(meta.get("t").map(|m| m.help.as_str()), Some("Temperature."));
+        Ok(())
+    }
+}

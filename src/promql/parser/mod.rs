@@ -47,7 +47,7 @@ pub fn parse(query: &str) -> Result<Expr, ParseError> {
                 Err(e) => ParseError::at(query, e.pos, e.message),
                 Ok(tree) => {
                     let pos = locate_type_error(query, &tree, &message).unwrap_or(0);
-                    ParseError::at(query, pos, message)
+                    ParseError::at(query, pos, prometheus_wording(&message))
                 }
             });
         }
@@ -59,6 +59,34 @@ pub fn parse(query: &str) -> Result<Expr, ParseError> {
     let tree = spans.ok();
     let whole = Span { start: 0, end: query.len() };
     Lower { query, whole }.expr(&parsed, tree.as_ref())
+}
+
+/// Rewrites promql-parser's type-error wording into Prometheus's: `range vector` and `instant
+/// vector` for `matrix` and `vector`, double-quoted function names.
+fn prometheus_wording(message: &str) -> String {
+    let mut out = String::with_capacity(message.len() + 16);
+    let mut rest = message;
+    // Quoted names: 'rate' -> "rate".
+    while let Some(i) = rest.find('\'') {
+        let Some(len) = rest[i + 1..].find('\'') else { break };
+        out.push_str(&rest[..i]);
+        out.push('"');
+        out.push_str(&rest[i + 1..i + 1 + len]);
+        out.push('"');
+        rest = &rest[i + 2 + len..];
+    }
+    out.push_str(rest);
+    if out.starts_with("expected type ") {
+        for (from, to) in [
+            ("type matrix", "type range vector"),
+            ("type vector", "type instant vector"),
+            ("got matrix", "got range vector"),
+            ("got vector", "got instant vector"),
+        ] {
+            out = out.replace(from, to);
+        }
+    }
+    out
 }
 
 /// Runs only our syntax pass (the one that supplies positions). Every query promql-parser
@@ -459,7 +487,7 @@ mod tests {
         assert_eq!(err("sum(x) +"), "1:9: parse error: unexpected end of input");
         assert_eq!(
             err("rate(x)"),
-            "1:6: parse error: expected type matrix in call to function 'rate', got vector"
+            "1:6: parse error: expected type range vector in call to function \"rate\", got instant vector"
         );
         assert!(err("foo{").starts_with("1:5: parse error:"), "{}", err("foo{"));
     }
