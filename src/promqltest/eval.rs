@@ -183,44 +183,14 @@ impl Eval {
     pub fn run(&self, engine: &Engine, storage: &dyn Queryable) -> Result<(), String> {
         match self.instant {
             Some(t) => {
-                let res = engine.instant_query(storage, &self.query, t);
-                let Some(res) = self.check_outcome(res)? else { return Ok(()) };
-                self.check_annotations(&res)?;
-                self.compare(&res.value)?;
-                // Prometheus's harness re-runs instant queries as range queries and compares the
-                // middle step.
-                if self.range_vector
-                    || self.string.is_some()
-                    || self.ordered
-                    || ["start()", "end()", "range()", "step()"].iter().any(|f| self.query.contains(f))
-                {
-                    return Ok(());
+                self.run_instant(engine, storage, &self.query, t)?;
+                // Like Prometheus's harness: the same query with `@ t` on every selector and
+                // subquery must give the same result at other evaluation times.
+                for (query, at) in at_modifier_cases(&self.query, t).unwrap_or_default() {
+                    self.run_instant(engine, storage, &query, at)
+                        .map_err(|e| format!("{query} at {at}ms: {e}"))?;
                 }
-                let range = engine
-                    .range_query(storage, &self.query, t - 60_000, t + 60_000, 60_000)
-                    .map_err(|e| format!("error in range mode: {e}"))?;
-                let Value::Matrix(m) = &range.value else {
-                    return Err("range mode did not return a matrix".into());
-                };
-                check_sorted(m)?;
-                let middle: Vec<Sample> = m
-                    .iter()
-                    .filter_map(|s| {
-                        s.points.iter().find(|p| p.t == t).map(|p| Sample {
-                            labels: s.labels.clone(),
-                            t,
-                            v: p.v,
-                        })
-                    })
-                    .collect();
-                let as_value = match res.value {
-                    Value::Scalar { .. } => Value::Scalar {
-                        t,
-                        v: middle.first().map(|s| s.v).ok_or("range mode lost the scalar")?,
-                    },
-                    _ => Value::Vector(middle),
-                };
-                self.compare(&as_value).map_err(|e| format!("range mode: {e}"))
+                Ok(())
             }
             None => {
                 let res = engine.range_query(storage, &self.query, self.start, self.end, self.step);
@@ -229,6 +199,48 @@ impl Eval {
                 self.compare(&res.value)
             }
         }
+    }
+
+    /// One instant evaluation of `query` at `t`, judged against this eval's expectations, then
+    /// re-run as a range query (t-1m … t+1m, step 1m) whose middle step must agree.
+    fn run_instant(
+        &self,
+        engine: &Engine,
+        storage: &dyn Queryable,
+        query: &str,
+        t: i64,
+    ) -> Result<(), String> {
+        let res = engine.instant_query(storage, query, t);
+        let Some(res) = self.check_outcome(res)? else { return Ok(()) };
+        self.check_annotations(&res)?;
+        self.compare(&res.value)?;
+        if self.range_vector
+            || self.string.is_some()
+            || self.ordered
+            || ["start()", "end()", "range()", "step()"].iter().any(|f| query.contains(f))
+        {
+            return Ok(());
+        }
+        let range = engine
+            .range_query(storage, query, t - 60_000, t + 60_000, 60_000)
+            .map_err(|e| format!("error in range mode: {e}"))?;
+        let Value::Matrix(m) = &range.value else {
+            return Err("range mode did not return a matrix".into());
+        };
+        check_sorted(m)?;
+        let middle: Vec<Sample> = m
+            .iter()
+            .filter_map(|s| {
+                s.points.iter().find(|p| p.t == t).map(|p| Sample { labels: s.labels.clone(), t, v: p.v })
+            })
+            .collect();
+        let as_value = match res.value {
+            Value::Scalar { .. } => {
+                Value::Scalar { t, v: middle.first().map(|s| s.v).ok_or("range mode lost the scalar")? }
+            }
+            _ => Value::Vector(middle),
+        };
+        self.compare(&as_value).map_err(|e| format!("range mode: {e}"))
     }
 
     /// Applies `expect fail`: `Ok(None)` when the expected failure happened.
@@ -391,4 +403,86 @@ fn unquote(s: &str) -> Result<String, String> {
         }
     }
     Ok(out)
+}
+
+/// The `@` variants of an instant query that Prometheus's harness also runs: `@ <t>` added to
+/// every selector and subquery outside subqueries (which keep their insides), evaluated at
+/// -10t, 0, t/5, t and 10t (or -1s, 0, 1s when t is 0). `None` when the query calls a function
+/// whose result depends on the evaluation time, or cannot be rewritten.
+pub fn at_modifier_cases(query: &str, t: i64) -> Option<Vec<(String, i64)>> {
+    use crate::promql::ast::Expr;
+    use crate::promql::parser::lex::{Tok, tokenize};
+    use crate::promql::parser::syntax::{Kind, Node, parse as positions};
+
+    let expr = crate::promql::parse(query).ok()?;
+    let mut unsafe_call = false;
+    fn scan(e: &Expr, unsafe_call: &mut bool) {
+        match e {
+            Expr::Call(c) => {
+                *unsafe_call |= c.func.depends_on_eval_time();
+                c.args.iter().for_each(|a| scan(a, unsafe_call));
+            }
+            // Selectors inside subqueries are not rewritten, nor are their calls checked.
+            Expr::Subquery(_) | Expr::Number(..) | Expr::String(_) | Expr::Vector(_) | Expr::Matrix(..) => {}
+            Expr::Paren(x, _) | Expr::Neg(x, _) => scan(x, unsafe_call),
+            Expr::Binary(b) => {
+                scan(&b.lhs, unsafe_call);
+                scan(&b.rhs, unsafe_call);
+            }
+            Expr::Aggregate(a) => {
+                if let Some(p) = &a.param {
+                    scan(p, unsafe_call);
+                }
+                scan(&a.expr, unsafe_call);
+            }
+        }
+    }
+    scan(&expr, &mut unsafe_call);
+    if unsafe_call {
+        return None;
+    }
+    let tree = positions(query).ok()?;
+    let has_at = |n: &Node| -> bool {
+        tokenize(&query[n.span.start..n.span.end]).is_ok_and(|toks| toks.iter().any(|t| t.tok == Tok::At))
+    };
+    let mut inserts: Vec<usize> = Vec::new();
+    fn collect(n: &Node, has_at: &dyn Fn(&Node) -> bool, out: &mut Vec<usize>) {
+        match n.kind {
+            Kind::Vector | Kind::Matrix | Kind::Subquery => {
+                if !has_at(n) {
+                    out.push(n.span.end);
+                }
+            }
+            _ => n.children.iter().for_each(|c| collect(c, has_at, out)),
+        }
+    }
+    collect(&tree, &has_at, &mut inserts);
+    inserts.sort_unstable();
+    let mut rewritten = String::with_capacity(query.len() + inserts.len() * 16);
+    let mut last = 0;
+    for pos in inserts {
+        rewritten.push_str(&query[last..pos]);
+        rewritten.push_str(&format!(" @ {:.3}", t as f64 / 1000.0));
+        last = pos;
+    }
+    rewritten.push_str(&query[last..]);
+    let times = if t == 0 { vec![-1000, 0, 1000] } else { vec![-10 * t, 0, t / 5, t, 10 * t] };
+    Some(times.into_iter().map(|at| (rewritten.clone(), at)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_modifier_rewrites_like_prometheus() {
+        let cases = at_modifier_cases("rate(x[5m]) + sum(y offset 1m) + z @ 10", 60_000).unwrap_or_default();
+        assert_eq!(cases.len(), 5);
+        assert_eq!(cases[0].0, "rate(x[5m] @ 60.000) + sum(y offset 1m @ 60.000) + z @ 10");
+        let times: Vec<i64> = cases.iter().map(|c| c.1).collect();
+        assert_eq!(times, [-600_000, 0, 12_000, 60_000, 600_000]);
+        assert_eq!(at_modifier_cases("time() + x", 1), None);
+        let cases = at_modifier_cases("max_over_time(vector(time())[5m:1m])", 0).unwrap_or_default();
+        assert_eq!(cases[0], ("max_over_time(vector(time())[5m:1m] @ 0.000)".to_string(), -1000));
+    }
 }
