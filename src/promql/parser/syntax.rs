@@ -291,29 +291,11 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// A duration, a number, or (experimental) a parenthesised duration expression; returns its
+    /// A duration or a number (promql-parser does not take duration expressions); returns its
     /// end offset.
     fn duration_like(&mut self, context: &str) -> Result<usize, SyntaxError> {
         match self.peek().tok {
-            Tok::Duration | Tok::Number => {
-                let mut end = self.next().end;
-                // Duration arithmetic (`[5m+1m]`, experimental): consume simple operator chains.
-                while matches!(self.peek().tok, Tok::Op("+" | "-" | "*" | "/" | "%" | "^"))
-                    && matches!(self.peek_at(1).tok, Tok::Duration | Tok::Number | Tok::LParen)
-                {
-                    self.next();
-                    end = self.duration_like(context)?;
-                }
-                Ok(end)
-            }
-            Tok::LParen => {
-                let n = self.expr(0)?;
-                Ok(n.span.end)
-            }
-            Tok::Ident if self.peek_at(1).tok == Tok::LParen => {
-                let n = self.expr(0)?;
-                Ok(n.span.end)
-            }
+            Tok::Duration | Tok::Number => Ok(self.next().end),
             _ => Err(self.unexpected(context)),
         }
     }
