@@ -184,6 +184,9 @@ impl Engine {
         }
         let ctx = self.ctx(storage, start, end, step);
         let ev = Evaluator { ctx: &ctx, start, end, interval: step };
+        if ev.steps() > self.opts.max_samples {
+            return Err(QueryError::TooManySamples("query preparation"));
+        }
         let series = match ev.eval(expr)? {
             Val::Scalar(v) => vec![Series {
                 labels: Arc::new(Labels::empty()),

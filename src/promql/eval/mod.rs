@@ -298,6 +298,10 @@ impl<'c, 'q> Evaluator<'c, 'q> {
             start += step;
         }
         let inner = Evaluator { ctx: self.ctx, start, end, interval: step };
+        // Every step holds at least one value: a grid larger than the limit cannot fit.
+        if inner.steps() > self.ctx.max_samples {
+            return Err(QueryError::TooManySamples("subquery evaluation"));
+        }
         match inner.eval(&sq.expr)? {
             Val::Vector(v) => Ok(v),
             Val::Scalar(values) => Ok(vec![Series {
