@@ -406,10 +406,12 @@ fn promtool_queries_agree_with_prometheus() {
     }
     assert!(
         failures.is_empty(),
-        "{} of {} comparisons differ:\n{}",
+        "{} of {} comparisons differ:\n{}\n--- leaf log ---\n{}\n--- Prometheus log ---\n{}",
         failures.len(),
         queries.len() * 5,
-        failures.join("\n")
+        failures[..failures.len().min(5)].join("\n"),
+        log(),
+        prom.log()
     );
     assert!(compared > 10_000, "only {compared} values compared");
     eprintln!("{} queries x 5 evaluations: {compared} values identical", queries.len());

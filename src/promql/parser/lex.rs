@@ -36,7 +36,8 @@ pub(crate) struct Token {
 }
 
 /// A lexical error at a byte offset.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
 pub(crate) struct LexError {
     pub(crate) pos: usize,
     pub(crate) message: String,

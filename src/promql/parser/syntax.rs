@@ -48,7 +48,8 @@ impl Node {
 }
 
 /// A syntax error at a byte offset.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
 pub(crate) struct SyntaxError {
     pub(crate) pos: usize,
     pub(crate) message: String,
