@@ -5,11 +5,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::call::{go_float_g, go_max, go_min, go_sort, invalid_quantile};
+use super::call::invalid_quantile;
 use super::{Assembler, Evaluator, Series, Val, signature};
 use crate::model::{Labels, METRIC_NAME};
 use crate::promql::ast::{AggOp, Aggregate, Expr};
 use crate::promql::engine::QueryError;
+use crate::promql::functions::go::{go_float_g, go_max, go_min, go_sort};
 use crate::promql::functions::stats::{kahan_inc, quantile};
 use crate::promql::parser::lex::go_quote_bytes;
 use crate::promql::value::{Point, format_value};

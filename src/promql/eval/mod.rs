@@ -10,6 +10,9 @@
 mod aggregate;
 mod binary;
 mod call;
+mod histogram;
+mod labels;
+mod window;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

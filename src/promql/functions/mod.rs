@@ -4,6 +4,7 @@
 //! all steps is the evaluator's business.
 
 mod catalog;
+pub(crate) mod go;
 pub(crate) mod histogram;
 pub(crate) mod range;
 pub mod stats;
