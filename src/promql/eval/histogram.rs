@@ -264,8 +264,28 @@ fn go_g(v: f64) -> String {
     crate::promql::value::format_value(v).trim_start_matches('+').to_string()
 }
 
+/// Go's `%.2g`: two significant digits, exponent form outside 1e-4 … 1e2.
 fn go_g2(v: f64) -> String {
-    format!("{:.2}", v).trim_end_matches('0').trim_end_matches('.').to_string()
+    if !v.is_finite() || v == 0.0 {
+        return crate::promql::functions::go::go_float_g(v);
+    }
+    let e = format!("{v:.1e}");
+    let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let trim = |s: &str| {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    if !(-4..2).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mantissa), exp.abs())
+    } else {
+        let decimals = (1 - exp).max(0) as usize;
+        trim(&format!("{v:.decimals$}"))
+    }
 }
 
 fn rfc3339_secs(secs: i64) -> String {
@@ -290,4 +310,19 @@ fn signature_with_name(labels: &Labels, names: &[String]) -> u64 {
     crate::model::hash_label_pairs(
         labels.iter().filter(|l| !names.contains(&l.name)).map(|l| (l.name.as_str(), l.value.as_str())),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_significant_digits_like_go() {
+        assert_eq!(go_g2(0.5), "0.5");
+        assert_eq!(go_g2(1.0), "1");
+        assert_eq!(go_g2(10.0), "10");
+        assert_eq!(go_g2(123.0), "1.2e+02");
+        assert_eq!(go_g2(0.001234), "0.0012");
+        assert_eq!(go_g2(0.00001234), "1.2e-05");
+    }
 }
