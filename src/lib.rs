@@ -7,6 +7,7 @@
 //! - [`relabel`]: relabelling with Prometheus semantics.
 //! - [`shard`]: `hashmod` (Prometheus-compatible) and consistent-hash target sharding.
 //! - [`tsdb`]: promtier's own time-series database (head of compressed chunks).
+//! - [`promql`]: PromQL parsing (promql-parser) and our evaluation engine over the `Querier`.
 //! - [`metrics`]: the node's own `/metrics` registry.
 //! - [`topology`]: the topology file — raw YAML, validation, typed configuration, node naming.
 //! - [`scrape`]: discovery, target ownership, scrape loops, staleness.
@@ -26,6 +27,7 @@ pub mod global;
 pub mod metrics;
 pub mod model;
 pub mod plan;
+pub mod promql;
 pub mod promqltest;
 pub mod relabel;
 pub mod role;

@@ -30,9 +30,9 @@ fn promtier_global_dedups_a_prometheus_ha_pair_next_to_promtier_leaves() {
             demo + 1
         )
     };
-    let mut prom_a = Some(Prometheus::start(&prom_config("a")));
-    let prom_b = Prometheus::start(&prom_config("b"));
-    let a_addr = prom_a.as_ref().map(|p| p.addr()).expect("prometheus a");
+    let mut proms = [Some(Prometheus::start(&prom_config("a"))), Some(Prometheus::start(&prom_config("b")))];
+    let addr = |i: usize| proms[i].as_ref().map(|p| p.addr()).expect("prometheus");
+    let (a_addr, b_addr) = (addr(0), addr(1));
     let topology = dir.path().join("t.yaml");
     std::fs::write(
         &topology,
@@ -44,7 +44,7 @@ fn promtier_global_dedups_a_prometheus_ha_pair_next_to_promtier_leaves() {
              leaves:\n  - {{group: apps, jobs: [demo], replicas: 2, listen: '127.0.0.1:{leaf}'}}\n\
              external_leaves:\n  - {{group: legacy, shards: [['{a_addr}', '{}']]}}\n\
              globals:\n  - {{name: global, from: [apps, legacy], listen: '127.0.0.1:{global}', federate: {{interval: 1s, timeout: 900ms}}, dedup: {{mode: failover, failover_timeout: 4s}}}}\n",
-            prom_b.addr()
+            b_addr
         ),
     )
     .expect("topology");
@@ -70,15 +70,16 @@ fn promtier_global_dedups_a_prometheus_ha_pair_next_to_promtier_leaves() {
         assert_eq!(l.get("cluster"), Some("mixed"), "{l}");
     }
     assert!(legacy.keys().all(|l| l.get("shard") == Some("legacy-0")));
-    assert_eq!(elected(g, "legacy-0").as_deref(), Some("a"));
+    let first = elected(g, "legacy-0").expect("elected");
+    let (victim, other) = if first == "a" { (0, "b") } else { (1, "a") };
 
-    // Stop Prometheus a: the global moves to b and legacy data keeps arriving.
-    drop(prom_a.take());
+    // Stop the elected Prometheus: the global moves to the other and legacy data keeps arriving.
+    drop(proms[victim].take());
     let stopped = now_ms();
-    wait_until("failover to Prometheus b", Duration::from_secs(30), up_log, || {
-        (elected(g, "legacy-0")? == "b").then_some(())
+    wait_until("failover to the other Prometheus", Duration::from_secs(30), up_log, || {
+        (elected(g, "legacy-0")? == other).then_some(())
     });
-    wait_until("data from Prometheus b", Duration::from_secs(20), up_log, || {
+    wait_until("data from the other Prometheus", Duration::from_secs(20), up_log, || {
         let s = stored(g, "%7Bjob%3D%22legacy%22%7D", stopped);
         let newest = s.values().filter_map(|v| v.last().map(|x| x.0)).max()?;
         (newest > stopped + 1_000).then_some(())

@@ -1,9 +1,15 @@
-//! The node's HTTP surface apart from `/federate`: the Prometheus API v1 endpoints a node serves
-//! (`/api/v1/targets` today), health and readiness, `/metrics`, and the HTML status page. Errors
-//! use Prometheus's JSON shape.
+//! The node's HTTP surface apart from `/federate`: the Prometheus API v1 endpoints (PromQL
+//! queries, series and label lookups, metadata, status, targets), health and readiness,
+//! `/metrics`, and the HTML status page. Responses and errors use Prometheus's JSON shapes; CORS
+//! headers are set as Prometheus sets them.
 
 pub mod dedup;
+mod json;
 mod page;
+mod params;
+mod query;
+mod series;
+mod status;
 mod targets;
 
 use std::sync::Arc;
@@ -16,9 +22,12 @@ use axum::routing::get;
 use serde::Serialize;
 
 use crate::metrics::Registry;
-use crate::scrape::TargetsSnapshot;
+use crate::promql::Engine;
+use crate::scrape::{MetricMetadata, TargetsSnapshot};
+use crate::storage::Queryable;
 
 pub use page::NodeInfo;
+pub use status::{HeadInfo, StatusInfo};
 
 /// What the API handlers read.
 #[derive(Clone)]
@@ -29,21 +38,76 @@ pub struct ApiState {
     pub targets: Arc<dyn Fn() -> TargetsSnapshot + Send + Sync>,
     /// `Ok` when the node can serve; otherwise the reason.
     pub ready: Arc<dyn Fn() -> Result<(), String> + Send + Sync>,
+    /// The node's own storage, for PromQL and series lookups; `None` on nodes without one.
+    pub storage: Option<Arc<dyn Queryable>>,
+    /// The same storage without query-time dedup (a merge-mode global), for `dedup=false`.
+    pub raw_storage: Option<Arc<dyn Queryable>>,
+    /// Partial-response warnings added to every query answer (e.g. a shard with no healthy
+    /// replica on a global).
+    pub warnings: Arc<dyn Fn() -> Vec<String> + Send + Sync>,
+    /// The PromQL engine and its limits.
+    pub engine: Arc<Engine>,
+    /// Current time in milliseconds (the default query time; a parameter so tests can fix it).
+    pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// Metric metadata seen by the scrapes: (family, metadata), repeated per target.
+    pub metadata: Arc<dyn Fn() -> Vec<(String, MetricMetadata)> + Send + Sync>,
+    pub status: Arc<StatusInfo>,
+}
+
+impl ApiState {
+    /// A state for a node that serves only its own pages: no storage, no targets.
+    pub fn minimal(node: NodeInfo, registry: Arc<Registry>) -> ApiState {
+        ApiState {
+            node: Arc::new(node),
+            registry,
+            targets: Arc::new(TargetsSnapshot::default),
+            ready: Arc::new(|| Ok(())),
+            storage: None,
+            raw_storage: None,
+            warnings: Arc::new(Vec::new),
+            engine: Arc::new(Engine::default()),
+            clock: Arc::new(crate::model::now_ms),
+            metadata: Arc::new(Vec::new),
+            status: Arc::new(StatusInfo::default()),
+        }
+    }
 }
 
 /// Routes everything but `/federate`.
 pub fn router(state: ApiState) -> Router {
+    use axum::http::{HeaderName, Method};
     Router::new()
         .route("/", get(page::index))
         .route("/-/healthy", get(healthy).head(healthy))
         .route("/-/ready", get(ready).head(ready))
         .route("/metrics", get(metrics))
         .route("/api/v1/targets", get(targets::targets))
+        .route("/api/v1/query", get(query::query).post(query::query))
+        .route("/api/v1/query_range", get(query::query_range).post(query::query_range))
+        .route("/api/v1/format_query", get(query::format_query).post(query::format_query))
+        .route("/api/v1/parse_query", get(query::parse_query).post(query::parse_query))
+        .route("/api/v1/series", get(series::series).post(series::series))
+        .route("/api/v1/labels", get(series::label_names).post(series::label_names))
+        .route("/api/v1/label/{name}/values", get(series::label_values))
+        .route("/api/v1/metadata", get(status::metadata))
+        .route("/api/v1/status/buildinfo", get(status::buildinfo))
+        .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
+        .route("/api/v1/status/flags", get(status::flags))
+        .route("/api/v1/status/config", get(status::config))
+        .route("/api/v1/status/tsdb", get(status::tsdb))
         .with_state(state)
+        // As Prometheus with its default `--web.cors.origin='.*'`: echo the origin.
         .layer(
             tower_http::cors::CorsLayer::new()
-                .allow_origin(tower_http::cors::Any)
-                .allow_methods(tower_http::cors::Any),
+                .allow_origin(tower_http::cors::AllowOrigin::mirror_request())
+                .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+                .allow_headers([
+                    HeaderName::from_static("accept"),
+                    HeaderName::from_static("authorization"),
+                    HeaderName::from_static("content-type"),
+                    HeaderName::from_static("origin"),
+                ])
+                .expose_headers([HeaderName::from_static("date")]),
         )
 }
 
@@ -77,7 +141,7 @@ pub enum ErrorType {
 }
 
 impl ErrorType {
-    fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             ErrorType::BadData => "bad_data",
             ErrorType::Execution => "execution",

@@ -35,6 +35,31 @@ enum Format {
     Json,
 }
 
+/// Query engine limits of a node that serves PromQL.
+#[derive(Debug, clap::Args)]
+struct QueryArgs {
+    /// Maximum number of samples a single query may hold in memory.
+    #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
+    query_max_samples: usize,
+    /// Maximum time a query may take (Prometheus duration, e.g. 2m).
+    #[arg(long = "query.timeout", default_value = "2m", value_parser = parse_prom_duration)]
+    query_timeout: std::time::Duration,
+    /// How far back an instant selector looks for a sample.
+    #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = parse_prom_duration)]
+    query_lookback_delta: std::time::Duration,
+}
+
+impl QueryArgs {
+    fn options(&self) -> crate::promql::EngineOptions {
+        crate::promql::EngineOptions {
+            max_samples: self.query_max_samples,
+            timeout: self.query_timeout,
+            lookback_delta: self.query_lookback_delta,
+            ..crate::promql::EngineOptions::default()
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Validate a topology file; print every problem as file:line:column: message.
@@ -64,6 +89,8 @@ enum Command {
         topology: PathBuf,
         #[arg(long)]
         node: String,
+        #[command(flatten)]
+        query: QueryArgs,
     },
     /// Run one global node of a topology.
     Global {
@@ -71,6 +98,8 @@ enum Command {
         topology: PathBuf,
         #[arg(long)]
         node: String,
+        #[command(flatten)]
+        query: QueryArgs,
     },
     /// Run a demo exporter (synthetic, moving metrics) for trying promtier out.
     Demo {
@@ -93,8 +122,8 @@ pub fn main() -> ExitCode {
         Command::Check { topology } => check::run(&topology),
         Command::Plan { topology, format, resize } => plan::run(&topology, format == Format::Json, &resize),
         Command::Up { topology } => run::up(topology),
-        Command::Leaf { topology, node } => run::leaf(&topology, &node),
-        Command::Global { topology, node } => run::global(&topology, &node),
+        Command::Leaf { topology, node, query } => run::leaf(&topology, &node, query.options()),
+        Command::Global { topology, node, query } => run::global(&topology, &node, query.options()),
         Command::Demo { listen, series, seed } => run::demo(&listen, series, seed),
     };
     match result {
@@ -104,6 +133,10 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn parse_prom_duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::model::parse_duration(s).map_err(|e| e.to_string())
 }
 
 fn init_logging(level: &str, format: LogFormat) {

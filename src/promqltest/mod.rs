@@ -1,6 +1,10 @@
 //! The PromQL test-script language (`load`, `clear`, `eval` blocks, as in Prometheus's `.test`
-//! files): parsing scripts and loading their data into any storage `Appender`. Used by the
-//! conformance harness over the peer scripts and by our own behaviour tests.
+//! files): parsing scripts, loading their data into any storage `Appender` ([`load`]), judging
+//! evals ([`eval`]) and running whole scripts ([`runner`]). Used by the conformance harness over
+//! Prometheus's scripts and by our own behaviour tests in `tests/data/promql`.
+
+pub mod eval;
+pub mod runner;
 
 use std::time::Duration;
 
@@ -38,6 +42,9 @@ pub type Point = Option<f64>;
 pub struct SeriesData {
     pub labels: Labels,
     pub points: Vec<Point>,
+    /// The series has native-histogram samples (`{{…}}`), which our float storage cannot hold:
+    /// it is not loaded, and `points` is empty.
+    pub histogram: bool,
 }
 
 /// A parsed command.
@@ -47,6 +54,11 @@ pub enum Command {
         line: usize,
         step: Duration,
         series: Vec<SeriesData>,
+        /// `load_with_nhcb`: classic histograms are also to be stored as native histograms with
+        /// custom buckets (which we cannot hold; the float series are loaded as usual).
+        nhcb: bool,
+        /// The block has start-timestamp (`@st`) lines, which are not loaded.
+        start_timestamps: bool,
     },
     Clear {
         line: usize,
@@ -73,25 +85,31 @@ pub fn parse_script(text: &str) -> Result<Vec<Command>, ScriptError> {
             continue;
         }
         let mut body = Vec::new();
-        while i < lines.len() && !lines[i].is_empty() {
+        // `clear` takes no body: a command may follow on the very next line.
+        while head != "clear" && i < lines.len() && !lines[i].is_empty() {
             body.push((i + 1, lines[i]));
             i += 1;
         }
         let mut words = head.split_whitespace();
         match words.next() {
-            Some("load") => {
+            Some(cmd @ ("load" | "load_with_nhcb")) => {
                 let step_s = words.next().ok_or_else(|| syntax(line_no, "load needs a step"))?;
                 let step = parse_duration(step_s).map_err(|e| syntax(line_no, &e.to_string()))?;
                 let mut series = Vec::new();
+                let mut start_timestamps = false;
                 for (n, l) in body {
+                    if is_start_timestamp_line(l) {
+                        start_timestamps = true;
+                        continue;
+                    }
                     series.push(parse_series_line(l).map_err(|m| syntax(n, &m))?);
                 }
-                out.push(Command::Load { line: line_no, step, series });
-            }
-            Some("load_with_nhcb") => {
-                return Err(ScriptError::Unsupported {
+                out.push(Command::Load {
                     line: line_no,
-                    message: "load_with_nhcb (native histograms)".into(),
+                    step,
+                    series,
+                    nhcb: cmd == "load_with_nhcb",
+                    start_timestamps,
                 });
             }
             Some("clear") => out.push(Command::Clear { line: line_no }),
@@ -111,13 +129,22 @@ fn syntax(line: usize, message: &str) -> ScriptError {
     ScriptError::Syntax { line, message: message.to_string() }
 }
 
+/// Whether a load line gives start timestamps (`name{labels}@st offsets…`).
+fn is_start_timestamp_line(line: &str) -> bool {
+    selector_end(line)
+        .is_some_and(|end| line[..end].ends_with("@st") || line[end..].trim_start().starts_with("@st"))
+}
+
 /// Parses `name{labels} values…`.
 pub fn parse_series_line(line: &str) -> Result<SeriesData, String> {
     let split = selector_end(line).ok_or("missing values after the series")?;
     let (sel, values) = line.split_at(split);
     let labels = selector_labels(sel.trim())?;
+    if values.contains("{{") {
+        return Ok(SeriesData { labels, points: Vec::new(), histogram: true });
+    }
     let points = parse_values(values)?;
-    Ok(SeriesData { labels, points })
+    Ok(SeriesData { labels, points, histogram: false })
 }
 
 /// Where the series selector ends: after the closing brace, or at the first blank.
@@ -182,9 +209,8 @@ pub fn parse_values(s: &str) -> Result<Vec<Point>, String> {
                     out.push(Some(parse_number(item)?));
                     continue;
                 };
-                // "0x1f" is a hex number, not an expansion.
-                if base.is_empty() || count.is_empty() || item.starts_with("0x") && !base.contains(['+', '-'])
-                {
+                // As in Prometheus's series descriptions, "0x10" repeats 0 (it is not hex).
+                if base.is_empty() || count.is_empty() {
                     out.push(Some(parse_number(item)?));
                     continue;
                 }
@@ -234,11 +260,13 @@ pub fn parse_number(s: &str) -> Result<f64, String> {
     Ok(if neg { -v } else { v })
 }
 
-/// Appends a `load` block's samples (timestamps in ms from the epoch).
+/// Appends a `load` block's samples (timestamps in ms from the epoch). A series described twice
+/// in one block takes its last description, as in Prometheus's harness.
 pub fn load(storage: &dyn Appendable, step: Duration, series: &[SeriesData]) -> Result<(), ScriptError> {
     let step_ms = step.as_millis() as i64;
     let mut app = storage.appender();
-    for s in series {
+    let last_of = |i: usize| series.iter().rposition(|s| s.labels == series[i].labels) == Some(i);
+    for s in series.iter().enumerate().filter(|(i, s)| !s.histogram && last_of(*i)).map(|(_, s)| s) {
         let mut cached = None;
         for (i, p) in s.points.iter().enumerate() {
             if let Some(v) = p {
@@ -267,7 +295,7 @@ mod tests {
         assert_eq!(vals("5-1x2 _ 7"), [Some(5.0), Some(4.0), Some(3.0), None, Some(7.0)]);
         assert_eq!(vals("3x2 _x2"), [Some(3.0), Some(3.0), Some(3.0), None, None]);
         assert_eq!(vals("-2+1e1x1"), [Some(-2.0), Some(8.0)]);
-        assert_eq!(vals("1e3 0x10"), [Some(1000.0), Some(16.0)]);
+        assert_eq!(vals("1e3 0x1"), [Some(1000.0), Some(0.0), Some(0.0)]);
         let s = vals("1 stale");
         assert!(s[1].is_some_and(crate::model::is_stale_nan));
     }
@@ -276,6 +304,7 @@ mod tests {
     fn parses_load_blocks() -> Result<(), ScriptError> {
         let cmds = parse_script("# c\nload 1m\n  m{a=\"b c\"} 1+1x2\n  {__name__=\"x\"} _ 1\n\nclear\n")?;
         let Command::Load { step, series, .. } = &cmds[0] else { panic!("{cmds:?}") };
+        assert!(!series[0].histogram);
         assert_eq!(*step, Duration::from_secs(60));
         assert_eq!(series[0].labels, Labels::from_pairs(&[("__name__", "m"), ("a", "b c")]));
         assert_eq!(series[1].points, [None, Some(1.0)]);

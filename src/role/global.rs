@@ -14,12 +14,18 @@ use crate::dedup::MergeQueryable;
 use crate::federate::{self, DEFAULT_LOOKBACK, FederateState};
 use crate::global::GlobalIngest;
 use crate::metrics::Registry;
+use crate::promql::{Engine, EngineOptions};
 use crate::storage::{Queryable, Storage};
 use crate::topology::{DedupMode, Node, NodeRole, Topology};
 use crate::tsdb::{Head, HeadOptions};
 
 /// Runs the global `node` of `topology` until `shutdown`.
-pub async fn run(topology: &Topology, node: &Node, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    topology: &Topology,
+    node: &Node,
+    query: EngineOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let NodeRole::Global { name, .. } = &node.role else {
         bail!("node {:?} is a {} node, not a global", node.name, node.role.kind());
     };
@@ -52,6 +58,8 @@ pub async fn run(topology: &Topology, node: &Node, shutdown: CancellationToken) 
     });
     let ready_storage = storage.clone();
     let targets_ingest = ingest.clone();
+    let warnings_ingest = ingest.clone();
+    let status = super::leaf::status_info(topology, node, &query, head.clone());
     app = app.merge(api::router(ApiState {
         node: Arc::new(NodeInfo {
             name: node.name.clone(),
@@ -63,6 +71,13 @@ pub async fn run(topology: &Topology, node: &Node, shutdown: CancellationToken) 
         registry: registry.clone(),
         targets: Arc::new(move || targets_ingest.targets()),
         ready: Arc::new(move || ready_storage.ready().map_err(|e| e.to_string())),
+        storage: Some(view.clone()),
+        raw_storage: (cfg.dedup == DedupMode::Merge).then(|| -> Arc<dyn Queryable> { storage.clone() }),
+        warnings: Arc::new(move || warnings_ingest.warnings()),
+        engine: Arc::new(Engine::new(query)),
+        clock: Arc::new(crate::model::now_ms),
+        metadata: Arc::new(Vec::new),
+        status: Arc::new(status),
     }));
     if let Some(e) = ingest.elector() {
         app = app.merge(api::dedup::router(e.clone()));

@@ -1,5 +1,6 @@
 //! The leaf role: scrapes the targets its shard owns into its own storage and serves
-//! `/federate`, `/metrics`, the targets API and the status page.
+//! `/federate`, PromQL and the rest of the Prometheus HTTP API over that storage, `/metrics`, the
+//! targets API and the status page.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -8,10 +9,11 @@ use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
 use super::server;
-use crate::api::{self, ApiState, NodeInfo};
+use crate::api::{self, ApiState, HeadInfo, NodeInfo, StatusInfo};
 use crate::federate::{self, DEFAULT_LOOKBACK, FederateState};
 use crate::metrics::Registry;
-use crate::model::LabelsBuilder;
+use crate::model::{LabelsBuilder, PromDuration};
+use crate::promql::{Engine, EngineOptions};
 use crate::scrape::{ScrapeManager, TargetFilter};
 use crate::shard::Sharder;
 use crate::storage::Storage;
@@ -32,8 +34,18 @@ impl TargetFilter for ShardFilter {
     }
 }
 
-/// Runs the leaf `node` of `topology` until `shutdown`.
+/// Runs the leaf `node` of `topology` until `shutdown`, with Prometheus's default query limits.
 pub async fn run(topology: &Topology, node: &Node, shutdown: CancellationToken) -> anyhow::Result<()> {
+    run_with(topology, node, EngineOptions::default(), shutdown).await
+}
+
+/// Runs the leaf `node` of `topology` until `shutdown`, with the given query engine settings.
+pub async fn run_with(
+    topology: &Topology,
+    node: &Node,
+    query: EngineOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let NodeRole::Leaf { group, shard, .. } = &node.role else {
         bail!("node {:?} is a {} node, not a leaf", node.name, node.role.kind());
     };
@@ -65,6 +77,8 @@ pub async fn run(topology: &Topology, node: &Node, shutdown: CancellationToken) 
     });
     let ready_storage = storage.clone();
     let targets_manager = manager.clone();
+    let metadata_manager = manager.clone();
+    let status = status_info(topology, node, &query, head.clone());
     let app = fed.merge(api::router(ApiState {
         node: Arc::new(NodeInfo {
             name: node.name.clone(),
@@ -76,6 +90,13 @@ pub async fn run(topology: &Topology, node: &Node, shutdown: CancellationToken) 
         registry: registry.clone(),
         targets: Arc::new(move || targets_manager.targets()),
         ready: Arc::new(move || ready_storage.ready().map_err(|e| e.to_string())),
+        storage: Some(head.clone()),
+        raw_storage: None,
+        warnings: Arc::new(Vec::new),
+        engine: Arc::new(Engine::new(query)),
+        clock: Arc::new(crate::model::now_ms),
+        metadata: Arc::new(move || metadata_manager.metadata()),
+        status: Arc::new(status),
     }));
 
     let retention = node.retention;
@@ -86,6 +107,35 @@ pub async fn run(topology: &Topology, node: &Node, shutdown: CancellationToken) 
     );
     tracing::info!(node = %node.name, "leaf stopped");
     served
+}
+
+/// What `/api/v1/status/*` shows for a node with a head.
+pub(crate) fn status_info(
+    topology: &Topology,
+    node: &Node,
+    query: &EngineOptions,
+    head: Arc<Head>,
+) -> StatusInfo {
+    StatusInfo {
+        flags: [
+            ("topology.file", topology.source.display().to_string()),
+            ("node.name", node.name.clone()),
+            ("web.listen-address", node.listen.clone()),
+            ("storage.tsdb.retention.time", PromDuration(node.retention).to_string()),
+            ("query.lookback-delta", PromDuration(query.lookback_delta).to_string()),
+            ("query.max-samples", query.max_samples.to_string()),
+            ("query.timeout", PromDuration(query.timeout).to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+        config_yaml: std::fs::read_to_string(&topology.source).unwrap_or_default(),
+        retention: PromDuration(node.retention).to_string(),
+        head: Some(Arc::new(move || {
+            let st = head.stats();
+            HeadInfo { chunks: st.chunks, min_time: head.min_time(), max_time: head.max_time() }
+        })),
+    }
 }
 
 /// The longest scrape timeout among `jobs`: how late a sample may be committed after its timestamp.

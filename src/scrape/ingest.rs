@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use crate::exposition::{Entry, TextParser};
-use crate::model::{Labels, LabelsBuilder, STALE_NAN, SeriesKeyHasher};
+use crate::model::{Labels, LabelsBuilder, MetricType, STALE_NAN, SeriesKeyHasher};
 use crate::relabel::{RelabelConfig, relabel};
 use crate::storage::{AppendError, Appender, SeriesRef, Storage};
 
@@ -79,6 +79,14 @@ struct CacheEntry {
     tracked: bool,
 }
 
+/// A metric family's `# TYPE`, `# HELP` and `# UNIT`, for `/api/v1/metadata`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MetricMetadata {
+    pub kind: MetricType,
+    pub help: String,
+    pub unit: String,
+}
+
 /// The state a target's scrapes carry from one to the next.
 #[derive(Debug, Default)]
 pub struct IngestState {
@@ -88,9 +96,34 @@ pub struct IngestState {
     live_iteration: Option<u64>,
     /// Refs of the report series (`up`, …), by name.
     report_refs: HashMap<&'static str, SeriesRef>,
+    /// Metadata of the metric families the target exposes, by family name.
+    metadata: HashMap<String, MetricMetadata>,
+    /// Set when `metadata` changed since [`IngestState::take_metadata_change`].
+    metadata_changed: bool,
 }
 
 impl IngestState {
+    /// The target's metric metadata when it changed since the last call (cheap otherwise).
+    pub fn take_metadata_change(&mut self) -> Option<&HashMap<String, MetricMetadata>> {
+        if !std::mem::take(&mut self.metadata_changed) {
+            return None;
+        }
+        Some(&self.metadata)
+    }
+
+    /// Records one metadata line; allocates only when something changed.
+    fn note_metadata(&mut self, name: &str, update: impl FnOnce(&mut MetricMetadata) -> bool) {
+        match self.metadata.get_mut(name) {
+            Some(m) => self.metadata_changed |= update(m),
+            None => {
+                let mut m = MetricMetadata::default();
+                update(&mut m);
+                self.metadata.insert(name.to_string(), m);
+                self.metadata_changed = true;
+            }
+        }
+    }
+
     /// Number of series the cache knows (for memory accounting and tests).
     pub fn cached_series(&self) -> usize {
         self.cache.len()
@@ -196,6 +229,30 @@ impl IngestState {
         for entry in TextParser::new(body) {
             let series = match entry {
                 Ok(Entry::Series(s)) => s,
+                Ok(Entry::Type { name, kind }) => {
+                    self.note_metadata(&name, |m| std::mem::replace(&mut m.kind, kind) != kind);
+                    continue;
+                }
+                Ok(Entry::Help { name, text }) => {
+                    self.note_metadata(&name, |m| {
+                        let changed = m.help != *text;
+                        if changed {
+                            m.help = text.to_string();
+                        }
+                        changed
+                    });
+                    continue;
+                }
+                Ok(Entry::Unit { name, unit }) => {
+                    self.note_metadata(&name, |m| {
+                        let changed = m.unit != unit;
+                        if changed {
+                            m.unit = unit.to_string();
+                        }
+                        changed
+                    });
+                    continue;
+                }
                 Ok(_) => continue,
                 Err(e) => return Err(IngestError::Parse(e.to_string())),
             };
@@ -527,6 +584,26 @@ mod tests {
         // Cached as dropped: the second scrape does not re-run the rules but still drops it.
         let s = st.ingest(&head, &c, b"go_goroutines 6\nup_time 2\n", 2000)?;
         assert_eq!((s.scraped, s.post_relabel, s.series_added), (2, 1, 0));
+        Ok(())
+    }
+
+    #[test]
+    fn records_metadata_only_when_it_changes() -> Result<(), IngestError> {
+        let head = Head::default();
+        let mut state = IngestState::default();
+        let body = b"# HELP up_total Ups.\n# TYPE up_total counter\nup_total 1\n# TYPE t gauge\nt 2\n";
+        state.ingest(&head, &ctx(), body, 1000)?;
+        let meta = state.take_metadata_change().cloned().unwrap_or_default();
+        assert_eq!(
+            meta.get("up_total"),
+            Some(&MetricMetadata { kind: MetricType::Counter, help: "Ups.".into(), unit: String::new() })
+        );
+        assert_eq!(meta.get("t").map(|m| m.kind), Some(MetricType::Gauge));
+        state.ingest(&head, &ctx(), body, 2000)?;
+        assert!(state.take_metadata_change().is_none(), "unchanged metadata is not republished");
+        state.ingest(&head, &ctx(), b"# HELP t Temperature.\nt 3\n", 3000)?;
+        let meta = state.take_metadata_change().cloned().unwrap_or_default();
+        assert_eq!(meta.get("t").map(|m| m.help.as_str()), Some("Temperature."));
         Ok(())
     }
 }

@@ -41,6 +41,7 @@ pub struct TargetsSnapshot {
 struct Running {
     target: Target,
     status: Arc<Mutex<TargetStatus>>,
+    metadata: super::scrape_loop::TargetMetadata,
     removed: CancellationToken,
     handle: JoinHandle<()>,
 }
@@ -189,20 +190,36 @@ impl ScrapeManager {
                 label_name_length_limit: pool.job.label_name_length_limit,
                 label_value_length_limit: pool.job.label_value_length_limit,
             });
+            let metadata = super::scrape_loop::TargetMetadata::default();
             let sl = ScrapeLoop {
                 target: target.clone(),
                 client: client.clone(),
                 storage: self.storage.clone(),
                 ctx,
                 status: status.clone(),
+                metadata: metadata.clone(),
                 metrics: self.metrics.clone(),
                 job: pool.job.job_name.clone(),
                 offset_seed: self.offset_seed,
             };
             let handle = tokio::spawn(sl.run(shutdown.clone(), removed.clone()));
-            pool.running.insert(h, Running { target, status, removed, handle });
+            pool.running.insert(h, Running { target, status, metadata, removed, handle });
         }
         stopping
+    }
+
+    /// Metric metadata of every running target: (metric family, metadata) pairs, repeated per
+    /// target that reports them.
+    pub fn metadata(&self) -> Vec<(String, super::MetricMetadata)> {
+        let pools = self.pools.lock();
+        let mut out = Vec::new();
+        for p in pools.iter() {
+            for r in p.running.values() {
+                let m = r.metadata.lock().clone();
+                out.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        out
     }
 
     /// Every target with its latest state, sorted by job then URL.

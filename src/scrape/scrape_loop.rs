@@ -45,12 +45,16 @@ pub struct TargetStatus {
     pub series: u64,
 }
 
+/// The latest metric metadata a target reported, replaced wholesale when it changes.
+pub type TargetMetadata = Arc<Mutex<Arc<std::collections::HashMap<String, super::ingest::MetricMetadata>>>>;
+
 pub(crate) struct ScrapeLoop {
     pub(crate) target: Target,
     pub(crate) client: ScrapeClient,
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) ctx: Arc<SampleContext>,
     pub(crate) status: Arc<Mutex<TargetStatus>>,
+    pub(crate) metadata: TargetMetadata,
     pub(crate) metrics: Arc<ScrapeMetrics>,
     pub(crate) job: String,
     /// Mixed into the offset so that different nodes scrape the same target at different times.
@@ -125,17 +129,21 @@ impl ScrapeLoop {
                 ("scrape_series_added", stats.series_added as f64),
             ];
             let report_err = state.append_report(storage.as_ref(), &target_labels, ts, &report).err();
-            (state, outcome, duration, report_err)
+            let metadata = state.take_metadata_change().map(|m| Arc::new(m.clone()));
+            (state, outcome, duration, report_err, metadata)
         })
         .await;
-        let (state, outcome, duration, report_err) = match joined {
+        let (state, outcome, duration, report_err, metadata) = match joined {
             Ok(r) => r,
             Err(e) => {
                 // The blocking task panicked: start over with a fresh cache rather than stop.
                 tracing::error!(target = %self.target.url, error = %e, "scrape task failed");
-                (IngestState::default(), Err(format!("internal error: {e}")), started.elapsed(), None)
+                (IngestState::default(), Err(format!("internal error: {e}")), started.elapsed(), None, None)
             }
         };
+        if let Some(m) = metadata {
+            *self.metadata.lock() = m;
+        }
         if let Some(e) = report_err {
             tracing::warn!(target = %self.target.url, error = %e, "appending report series failed");
         }

@@ -129,6 +129,12 @@ impl Prometheus {
     /// Starts Prometheus with `config` (the text of a `prometheus.yml`) and waits until it is
     /// ready. Panics, showing the server's log, if it exits or does not become ready.
     pub(crate) fn start(config: &str) -> Prometheus {
+        Prometheus::start_with_data(config, |_| {})
+    }
+
+    /// Like [`Prometheus::start`], but first calls `prepare` with the (empty) TSDB directory,
+    /// e.g. to put blocks there with `promtool tsdb create-blocks-from`.
+    pub(crate) fn start_with_data(config: &str, prepare: impl Fn(&Path)) -> Prometheus {
         let binary = prometheus_binary();
         let mut last_log = String::new();
         for _attempt in 0..5 {
@@ -138,6 +144,9 @@ impl Prometheus {
             fs::write(&config_path, config).expect("write prometheus.yml");
             let log_path = dir.path().join("prometheus.log");
             let log = File::create(&log_path).expect("create the log file");
+            let data = dir.path().join("data");
+            fs::create_dir_all(&data).expect("create the TSDB directory");
+            prepare(&data);
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
             let child = Command::new(&binary)
                 .arg(format!("--config.file={}", config_path.display()))

@@ -13,7 +13,10 @@ use promtier::exposition::{Entry, SeriesLine, TextFormat, TextParser};
 use crate::{Report, Suite};
 
 pub(crate) const SUITES: &[Suite] =
-    &[Suite { name: "exposition", run: text_suite }, Suite { name: "openmetrics", run: openmetrics_suite }];
+    &[
+        Suite { name: "exposition", run: text_suite, report_only: false },
+        Suite { name: "openmetrics", run: openmetrics_suite, report_only: false },
+    ];
 
 /// Manifest cases that prometheus/common rejects but Prometheus's scrape parser accepts, and so
 /// do we. Keep in step with the parser: a listed case that we reject fails the suite.

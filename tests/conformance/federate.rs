@@ -20,7 +20,7 @@ use tower::ServiceExt;
 
 use crate::{Report, Suite};
 
-pub(crate) const SUITES: &[Suite] = &[Suite { name: "federate", run }];
+pub(crate) const SUITES: &[Suite] = &[Suite { name: "federate", run, report_only: false }];
 
 fn run(peer: &Path, report: &mut Report) {
     let dir = peer.join("federate");

@@ -23,13 +23,16 @@ macro_rules! suite_modules {
     };
 }
 
-suite_modules!(exposition, federate);
+suite_modules!(exposition, federate, promql);
 
-/// One named suite: runs its cases against the peer directory and records the outcomes.
+/// One named suite: runs its cases against the peer directory and records the outcomes. A
+/// report-only suite (material for experimental features) prints its failures but does not fail
+/// the run.
 #[derive(Clone, Copy)]
 pub(crate) struct Suite {
     pub(crate) name: &'static str,
     pub(crate) run: fn(&Path, &mut Report),
+    pub(crate) report_only: bool,
 }
 
 /// Outcomes of one suite's cases.
@@ -65,9 +68,10 @@ impl Report {
         self.notes.push((case.into(), remark.into()));
     }
 
-    fn print(&self, suite: &str) {
+    fn print(&self, suite: &str, report_only: bool) {
+        let tag = if report_only { " (report only)" } else { "" };
         println!(
-            "suite {suite}: {} passed, {} failed, {} skipped, {} lenient like Prometheus",
+            "suite {suite}{tag}: {} passed, {} failed, {} skipped, {} lenient like Prometheus",
             self.passed,
             self.failed.len(),
             self.skipped.len(),
@@ -106,17 +110,35 @@ fn main() -> ExitCode {
         eprintln!("conformance: PROMTIER_PEER_DIR={} is not a directory", dir.display());
         return ExitCode::from(2);
     }
-    // Arguments that are not flags select suites by name (cargo passes its own flags through).
+    // Arguments that are not flags select suites by name, or a family of suites by the part
+    // before a slash (`promql` runs `promql/functions`, …); cargo passes its own flags through.
     let wanted: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let selected = |name: &str| {
+        wanted.is_empty()
+            || wanted.iter().any(|w| w == name || name.split_once('/').is_some_and(|(family, _)| family == w))
+    };
     let mut failed = false;
+    let mut totals: Vec<(&str, [usize; 3])> = Vec::new();
     for suite in all_suites() {
-        if !wanted.is_empty() && !wanted.iter().any(|w| w == suite.name) {
+        if !selected(suite.name) {
             continue;
         }
         let mut report = Report::default();
         (suite.run)(&dir, &mut report);
-        report.print(suite.name);
-        failed |= !report.failed.is_empty();
+        report.print(suite.name, suite.report_only);
+        if !suite.report_only {
+            failed |= !report.failed.is_empty();
+        }
+        if let Some((family, _)) = suite.name.split_once('/') {
+            let counts = [report.passed, report.failed.len(), report.skipped.len()];
+            match totals.iter_mut().find(|(f, _)| *f == family) {
+                Some((_, t)) => (0..3).for_each(|i| t[i] += counts[i]),
+                None => totals.push((family, counts)),
+            }
+        }
+    }
+    for (family, [p, f, s]) in totals {
+        println!("total {family}: {p} passed, {f} failed, {s} skipped");
     }
     if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }

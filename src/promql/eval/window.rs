@@ -1,0 +1,170 @@
+//! Range functions (`rate`, `*_over_time`, …): per series, a window of samples slid over the
+//! steps — streamed from the storage iterator or from a subquery's points, staleness markers
+//! dropped — and the function evaluated on each window.
+
+use std::sync::Arc;
+
+use super::call::{invalid_quantile, unsupported};
+use super::{Evaluator, Series, Val};
+use crate::model::{Labels, Sample, is_stale_nan};
+use crate::promql::ast::{Call, Expr, VectorSelector};
+use crate::promql::engine::QueryError;
+use crate::promql::functions::Func;
+use crate::promql::functions::range::{self, RangeNote, Window};
+use crate::promql::value::Point;
+
+/// Where a range function's windows come from.
+enum Source<'e> {
+    Selector(&'e VectorSelector, i64),
+    Subquery(Vec<Series>, i64, i64, Option<i64>),
+}
+
+impl Evaluator<'_, '_> {
+    /// A function over a range vector: per series and step, the function of the samples in the
+    /// window `(t - offset - range, t - offset]`.
+    pub(super) fn range_call(&self, c: &Call) -> Result<Val, QueryError> {
+        let idx = c
+            .args
+            .iter()
+            .position(|a| matches!(a.unparen(), Expr::Matrix(..) | Expr::Subquery(_)))
+            .ok_or_else(|| unsupported(c.func))?;
+        let args = self.scalar_args(c, idx)?;
+        let n = self.steps();
+        let arg_span = c.args[idx].span();
+        let source = match c.args[idx].unparen() {
+            Expr::Matrix(vs, range, _) => Source::Selector(vs, *range),
+            Expr::Subquery(sq) => {
+                Source::Subquery(self.subquery(sq)?, sq.range, sq.offset, self.at_time(sq.at))
+            }
+            _ => return Err(unsupported(c.func)),
+        };
+        let (range, offset, at) = match &source {
+            Source::Selector(vs, r) => (*r, vs.offset, self.at_time(vs.at)),
+            Source::Subquery(_, r, o, at) => (*r, *o, *at),
+        };
+        // last/first_over_time act like an offset and keep the name.
+        let drop_name = !matches!(c.func, Func::LastOverTime | Func::FirstOverTime);
+        let mut notes = Vec::new();
+        let mut out: Vec<Series> = Vec::new();
+        let mut step_args = vec![0.0; args.len()];
+        let mut non_counter: Vec<String> = Vec::new();
+
+        let mut process = |labels: Arc<Labels>,
+                           input_drop: bool,
+                           samples: &mut dyn Iterator<Item = Sample>|
+         -> Result<(), QueryError> {
+            self.ctx.check_time("expression evaluation")?;
+            let mut it = samples.peekable();
+            let mut buf: Vec<Sample> = Vec::new();
+            let mut head = 0usize;
+            let mut points: Vec<Point> = Vec::new();
+            let mut held = 0usize;
+            // Under `@` the window is fixed; it is evaluated once unless the function also
+            // depends on the step (scalar arguments, predict_linear's prediction time).
+            let per_step = at.is_none() || !args.is_empty() || c.func == Func::PredictLinear;
+            for k in 0..n {
+                let ts = at.unwrap_or_else(|| self.ts(k));
+                if at.is_none() || k == 0 {
+                    let r = ts - offset;
+                    while let Some(p) = it.next_if(|p| p.t <= r) {
+                        if !is_stale_nan(p.v) {
+                            buf.push(p);
+                        }
+                    }
+                    while head < buf.len() && buf[head].t <= r - range {
+                        head += 1;
+                    }
+                    if head > 1024 && head * 2 > buf.len() {
+                        buf.drain(..head);
+                        head = 0;
+                    }
+                    let len = buf.len() - head;
+                    if len > held {
+                        self.ctx.add_samples(len - held)?;
+                    } else {
+                        self.ctx.sub_samples(held - len);
+                    }
+                    held = len;
+                }
+                if !per_step && k > 0 {
+                    if let Some(first) = points.first().copied() {
+                        points.push(Point { t: self.ts(k), v: first.v });
+                    }
+                    continue;
+                }
+                for (a, v) in args.iter().zip(step_args.iter_mut()) {
+                    *v = a[k];
+                }
+                let w = Window { samples: &buf[head..], ts, eval_ts: self.ts(k), range, offset };
+                if let Some(v) =
+                    range::eval(c.func, &w, &step_args, &mut notes).map_err(QueryError::Execution)?
+                {
+                    points.push(Point { t: self.ts(k), v });
+                }
+            }
+            self.ctx.sub_samples(held);
+            if !points.is_empty() {
+                if matches!(c.func, Func::Rate | Func::Increase)
+                    && let Some(name) = labels.metric_name()
+                    && !["_total", "_sum", "_count", "_bucket"].iter().any(|s| name.ends_with(s))
+                {
+                    non_counter.push(name.to_string());
+                }
+                self.ctx.add_samples(points.len())?;
+                out.push(Series { labels, points, drop_name: drop_name || input_drop });
+            }
+            Ok(())
+        };
+
+        match source {
+            Source::Selector(vs, range) => {
+                let (first, last) = match at {
+                    Some(t) => (t, t),
+                    None if n == 0 => return Ok(Val::Vector(Vec::new())),
+                    None => (self.start, self.ts(n - 1)),
+                };
+                let hints = crate::storage::SelectHints {
+                    func: Some(c.func.name().to_string()),
+                    step: self.interval,
+                    range,
+                };
+                let raw = self.select(vs, first - vs.offset - range + 1, last - vs.offset, &hints)?;
+                for s in raw {
+                    let mut it = s.samples;
+                    process(s.labels, false, &mut it)?;
+                }
+            }
+            Source::Subquery(series, ..) => {
+                for s in series {
+                    let mut it = s.points.into_iter().map(|p| Sample { t: p.t, v: p.v });
+                    process(s.labels, s.drop_name, &mut it)?;
+                }
+            }
+        }
+        let mut ann = self.ctx.annotations.borrow_mut();
+        for note in notes {
+            match note {
+                RangeNote::InvalidQuantile(q) => ann.warn(invalid_quantile(q), c.args[0].span()),
+            }
+        }
+        for name in non_counter {
+            ann.info(
+                format!(
+                    "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {name:?}"
+                ),
+                arg_span,
+            );
+        }
+        drop(ann);
+        if c.func == Func::AbsentOverTime {
+            let mut present = vec![false; n];
+            for s in &out {
+                for p in &s.points {
+                    present[self.step_index(p.t)] = true;
+                }
+            }
+            return Ok(Val::Vector(self.absent_series(&c.args[idx], &present)));
+        }
+        Ok(Val::Vector(out))
+    }
+}

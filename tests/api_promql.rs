@@ -1,0 +1,277 @@
+//! The PromQL HTTP API through the router, without sockets: Prometheus's JSON shapes, error
+//! types and status codes (bad PromQL is `400 bad_data` with a position, a query over the
+//! sample limit is `422 execution`, and the node keeps answering), POST forms, `match[]`
+//! lookups, status endpoints and CORS.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use promtier::api::{ApiState, NodeInfo, router};
+use promtier::metrics::Registry;
+use promtier::model::Labels;
+use promtier::promql::{Engine, EngineOptions};
+use promtier::promqltest::{load, parse_series_line};
+use promtier::scrape::MetricMetadata;
+use promtier::tsdb::Head;
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// A router over a head holding 200 `load{i=…}` series and a small counter, every 15s for 10m
+/// (t = 0 … 600s), with the sample limit set to `max_samples`.
+fn app(max_samples: usize) -> Router {
+    let head = Arc::new(Head::default());
+    let mut series = Vec::new();
+    for i in 0..200 {
+        series.push(parse_series_line(&format!("load{{i=\"{i}\", job=\"j\"}} 0+{i}x40")).expect("series"));
+    }
+    series.push(parse_series_line("http_requests_total{code=\"200\"} 0+10x40").expect("series"));
+    series.push(parse_series_line("http_requests_total{code=\"500\"} 0+1x40").expect("series"));
+    load(&*head, Duration::from_secs(15), &series).expect("load");
+    let node = NodeInfo {
+        name: "test".into(),
+        role: "leaf".into(),
+        cluster: "c".into(),
+        external_labels: Labels::empty(),
+        started: SystemTime::now(),
+    };
+    let mut state = ApiState::minimal(node, Arc::new(Registry::new()));
+    state.storage = Some(head);
+    state.engine = Arc::new(Engine::new(EngineOptions { max_samples, ..EngineOptions::default() }));
+    state.clock = Arc::new(|| 600_000);
+    router(state)
+}
+
+async fn call(app: &Router, req: Request<Body>) -> (StatusCode, Value, axum::http::HeaderMap) {
+    let resp = app.clone().oneshot(req).await.expect("router answers");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    let json = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
+    (status, json, headers)
+}
+
+async fn get(app: &Router, uri: &str) -> (StatusCode, Value) {
+    let (s, j, _) = call(app, Request::get(uri).body(Body::empty()).expect("request")).await;
+    (s, j)
+}
+
+fn enc(q: &str) -> String {
+    url::form_urlencoded::byte_serialize(q.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn instant_query_in_prometheus_shape() {
+    let app = app(1_000_000);
+    let (status, j) =
+        get(&app, &format!("/api/v1/query?query={}&time=600", enc("http_requests_total{code=\"200\"}")))
+            .await;
+    assert_eq!(status, StatusCode::OK, "{j}");
+    assert_eq!(
+        j,
+        serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": [
+            {"metric": {"__name__": "http_requests_total", "code": "200"}, "value": [600, "400"]}
+        ]}})
+    );
+    // The default time is "now" (the state's clock: 600s).
+    let (_, j) =
+        get(&app, &format!("/api/v1/query?query={}", enc("sum(rate(http_requests_total[1m]))"))).await;
+    assert_eq!(j["data"]["result"][0]["value"], serde_json::json!([600, "0.7333333333333333"]));
+    let (_, j) = get(&app, "/api/v1/query?query=1%2B1&time=2023-11-14T22:13:20.5Z").await;
+    assert_eq!(j["data"], serde_json::json!({"resultType": "scalar", "result": [1700000000.5, "2"]}));
+    let (_, j) = get(&app, "/api/v1/query?query=%22hi%22&time=1.5").await;
+    assert_eq!(j["data"], serde_json::json!({"resultType": "string", "result": [1.5, "hi"]}));
+}
+
+#[tokio::test]
+async fn range_query_by_post_form_with_warnings() {
+    let app = app(1_000_000);
+    let body = format!("query={}&start=0&end=60&step=30s", enc("sort(http_requests_total)"));
+    let req = Request::post("/api/v1/query_range")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .expect("request");
+    let (status, j, _) = call(&app, req).await;
+    assert_eq!(status, StatusCode::OK, "{j}");
+    assert_eq!(j["data"]["resultType"], "matrix");
+    assert_eq!(
+        j["data"]["result"][0],
+        serde_json::json!({"metric": {"__name__": "http_requests_total", "code": "200"},
+                           "values": [[0, "0"], [30, "20"], [60, "40"]]})
+    );
+    assert_eq!(
+        j["warnings"],
+        serde_json::json!([
+            "PromQL warning: sort is ineffective for range queries since results are always ordered by labels (1:1)"
+        ])
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_are_bad_data_with_positions() {
+    let app = app(1_000_000);
+    let (status, j) = get(&app, &format!("/api/v1/query?query={}", enc("sum(rate(x[5m])"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(j["status"], "error");
+    assert_eq!(j["errorType"], "bad_data");
+    assert_eq!(
+        j["error"],
+        "invalid parameter \"query\": 1:16: parse error: unexpected end of input in aggregation, expected \",\" or \")\""
+    );
+    let (status, j) = get(&app, &format!("/api/v1/query?query={}", enc("rate(http_requests_total)"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        j["error"].as_str().is_some_and(|e| e.starts_with("invalid parameter \"query\": 1:6: parse error:")),
+        "{j}"
+    );
+    let (status, j) = get(&app, &format!("/api/v1/query?query={}", enc("foo{a=~\"(\"}"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{j}");
+    let (status, j) = get(&app, "/api/v1/query?query=up&time=yesterday").await;
+    assert_eq!((status, j["errorType"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_data")));
+    assert_eq!(j["error"], "invalid parameter \"time\": cannot parse \"yesterday\" to a valid timestamp");
+    let (status, j) = get(&app, "/api/v1/query_range?query=up&start=0&end=100000&step=1").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        j["error"],
+        "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"
+    );
+    let (status, j) =
+        get(&app, &format!("/api/v1/query_range?query={}&start=0&end=60&step=15", enc("up[5m]"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        j["error"],
+        "invalid parameter \"query\": invalid expression type \"range vector\" for range query, must be Scalar or instant Vector"
+    );
+}
+
+#[tokio::test]
+async fn sample_limit_is_an_execution_error_and_the_node_keeps_serving() {
+    let app = app(1000);
+    let (status, j) = get(&app, &format!("/api/v1/query?query={}&time=600", enc("sum(load)"))).await;
+    assert_eq!(status, StatusCode::OK, "200 series fit: {j}");
+    // 200 series x 40 samples of raw data held at once.
+    let (status, j) = get(&app, &format!("/api/v1/query?query={}&time=600", enc("load[10m]"))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{j}");
+    assert_eq!(j["errorType"], "execution");
+    assert_eq!(j["error"], "query processing would load too many samples into memory in query execution");
+    let (status, _) = get(&app, &format!("/api/v1/query?query={}&time=600", enc("count(load)"))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, j) =
+        get(&app, &format!("/api/v1/query?query={}&time=600&timeout=0.000001", enc("sum(load)"))).await;
+    assert_eq!((status, j["errorType"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("timeout")), "{j}");
+}
+
+#[tokio::test]
+async fn series_and_label_lookups() {
+    let app = app(1_000_000);
+    let (status, j) = get(
+        &app,
+        &format!("/api/v1/series?match[]={}&match[]={}", enc("http_requests_total"), enc("load{i=\"7\"}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{j}");
+    assert_eq!(
+        j["data"],
+        serde_json::json!([
+            {"__name__": "http_requests_total", "code": "200"},
+            {"__name__": "http_requests_total", "code": "500"},
+            {"__name__": "load", "i": "7", "job": "j"}
+        ])
+    );
+    let (status, j) = get(&app, "/api/v1/series").await;
+    assert_eq!(
+        (status, j["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("no match[] parameter provided"))
+    );
+    let (_, j) = get(&app, "/api/v1/labels").await;
+    assert_eq!(j["data"], serde_json::json!(["__name__", "code", "i", "job"]));
+    let (_, j) = get(&app, &format!("/api/v1/labels?match[]={}", enc("http_requests_total"))).await;
+    assert_eq!(j["data"], serde_json::json!(["__name__", "code"]));
+    let (_, j) = get(&app, "/api/v1/label/__name__/values").await;
+    assert_eq!(j["data"], serde_json::json!(["http_requests_total", "load"]));
+    let (_, j) = get(&app, "/api/v1/label/i/values?limit=2").await;
+    assert_eq!(j["data"], serde_json::json!(["0", "1"]));
+    assert_eq!(j["warnings"], serde_json::json!(["results truncated due to limit"]));
+    // Before the data starts there is nothing.
+    let (_, j) = get(
+        &app,
+        &format!("/api/v1/label/code/values?start=-100&end=-10&match[]={}", enc("http_requests_total")),
+    )
+    .await;
+    assert_eq!(j["data"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn status_endpoints_and_cors() {
+    let app = app(1_000_000);
+    for path in [
+        "/api/v1/status/buildinfo",
+        "/api/v1/status/runtimeinfo",
+        "/api/v1/status/flags",
+        "/api/v1/status/config",
+        "/api/v1/metadata",
+    ] {
+        let (status, j) = get(&app, path).await;
+        assert_eq!((status, j["status"].as_str()), (StatusCode::OK, Some("success")), "{path}: {j}");
+    }
+    let (_, j) = get(&app, "/api/v1/status/tsdb?limit=1").await;
+    assert_eq!(j["data"]["headStats"]["numSeries"], 202);
+    assert_eq!(j["data"]["seriesCountByMetricName"], serde_json::json!([{"name": "load", "value": 200}]));
+    let (_, j) = get(&app, &format!("/api/v1/format_query?query={}", enc("sum(rate(x[5m]))by(job)"))).await;
+    assert_eq!(j["data"], "sum by (job) (rate(x[5m]))");
+    let (_, j) = get(&app, &format!("/api/v1/parse_query?query={}", enc("up == 1"))).await;
+    assert_eq!(j["data"]["type"], "binaryExpr");
+    let req = Request::get("/api/v1/query?query=1")
+        .header(header::ORIGIN, "https://grafana.example")
+        .body(Body::empty())
+        .expect("request");
+    let (_, _, headers) = call(&app, req).await;
+    assert_eq!(
+        headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).and_then(|v| v.to_str().ok()),
+        Some("https://grafana.example")
+    );
+}
+
+#[tokio::test]
+async fn metadata_from_the_scrapes() {
+    let node = NodeInfo {
+        name: "test".into(),
+        role: "leaf".into(),
+        cluster: "c".into(),
+        external_labels: Labels::empty(),
+        started: SystemTime::now(),
+    };
+    let mut state = ApiState::minimal(node, Arc::new(Registry::new()));
+    let counter = MetricMetadata {
+        kind: promtier::model::MetricType::Counter,
+        help: "Requests.".into(),
+        unit: String::new(),
+    };
+    let gauge = MetricMetadata {
+        kind: promtier::model::MetricType::Gauge,
+        help: "Temp.".into(),
+        unit: "celsius".into(),
+    };
+    let (c, g) = (counter.clone(), gauge.clone());
+    // Two targets report the counter identically: one entry.
+    state.metadata = Arc::new(move || {
+        vec![("req_total".into(), c.clone()), ("req_total".into(), c.clone()), ("temp".into(), g.clone())]
+    });
+    let app = router(state);
+    let (_, j) = get(&app, "/api/v1/metadata").await;
+    assert_eq!(
+        j["data"],
+        serde_json::json!({
+            "req_total": [{"type": "counter", "help": "Requests.", "unit": ""}],
+            "temp": [{"type": "gauge", "help": "Temp.", "unit": "celsius"}]
+        })
+    );
+    let (_, j) = get(&app, "/api/v1/metadata?metric=temp").await;
+    assert_eq!(j["data"].as_object().map(|o| o.len()), Some(1));
+    let (_, j) = get(&app, "/api/v1/metadata?limit=1").await;
+    assert_eq!(j["data"].as_object().map(|o| o.len()), Some(1));
+}
