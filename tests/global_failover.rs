@@ -113,6 +113,34 @@ fn failover_loses_nothing_and_never_fakes_a_counter_reset() {
         std::thread::sleep(Duration::from_secs(4));
         let until = now_ms() - 2_000;
         check_no_gap(global, &shard, kill_ms, until, &up_log);
+        // increase() across the kill on the global equals what the surviving leaf (which scraped
+        // every sample itself since the start) says, within one scrape's worth. (In the second
+        // round the survivor is the restarted replica, whose own history is too short.)
+        if round == 0 {
+            let survivor: SocketAddr =
+                ([127, 0, 0, 1], leaf_base + 2 * shard_with_data as u16 + if next == "a" { 0 } else { 1 })
+                    .into();
+            let at = (kill_ms + 3_000) as f64 / 1000.0;
+            let q = "increase(demo_http_requests_total[8s])";
+            let (ours, _) = instant(global, q, at);
+            let (truth, _) = instant(survivor, q, at);
+            assert!(!truth.is_empty());
+            // The global's series carry the leaves' external labels; the leaf's own do not.
+            let strip = |l: &std::collections::BTreeMap<String, String>| {
+                let mut l = l.clone();
+                l.retain(|k, _| k != "cluster" && k != "shard");
+                l
+            };
+            for (labels, v) in &truth {
+                let g = ours.iter().find(|(l, _)| strip(l) == *labels).map(|x| x.1).unwrap_or(f64::NAN);
+                // One scrape's worth: the counter's per-second rate.
+                let per_scrape = v / 8.0 + 1.0;
+                assert!(
+                    (g - v).abs() <= per_scrape,
+                    "{labels:?}: increase {g} on the global, {v} on the leaf"
+                );
+            }
+        }
         // The election shows on /metrics.
         let (_, metrics) = http_get(global, "/metrics", Duration::from_secs(5)).expect("metrics");
         let line = format!("promtier_dedup_elected{{shard=\"{shard}\",replica=\"{next}\"}} 1");

@@ -224,4 +224,30 @@ mod tests {
         assert!(q.label_values("replica", &[])?.is_empty());
         Ok(())
     }
+
+    #[test]
+    fn counter_hint_reaches_the_merge() -> Result<(), Box<dyn std::error::Error>> {
+        let head = Arc::new(Head::new(HeadOptions::default())?);
+        let mut app = head.appender();
+        // a stops after 20 s; b reads a little lower (skew).
+        let a = Labels::from_pairs(&[("__name__", "c_total"), ("replica", "a")]);
+        let b = Labels::from_pairs(&[("__name__", "c_total"), ("replica", "b")]);
+        for i in 0..3 {
+            app.append(None, &a, i * 10_000, 100.0 + 10.0 * i as f64)?;
+        }
+        for i in 0..6 {
+            app.append(None, &b, i * 10_000 + 5_000, 98.0 + 10.0 * i as f64)?;
+        }
+        app.commit()?;
+        let q = MergeQueryable { inner: head, replica_label: "replica".into() }.querier(0, 100_000)?;
+        let m = [Matcher::equal("__name__", "c_total")];
+        let values = |hints: &SelectHints| -> Result<Vec<f64>, StorageError> {
+            Ok(q.select_hinted(&m, hints)?.remove(0).samples.map(|s| s.v).collect())
+        };
+        let plain = values(&SelectHints::default())?;
+        assert!(plain.windows(2).any(|w| w[1] < w[0]), "{plain:?}");
+        let rate = values(&SelectHints { func: Some("rate".into()), ..Default::default() })?;
+        assert!(rate.windows(2).all(|w| w[1] >= w[0]), "{rate:?}");
+        Ok(())
+    }
 }

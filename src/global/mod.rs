@@ -294,16 +294,21 @@ impl GlobalIngest {
                 })
                 .collect();
         }
-        let mut down: Vec<String> = Vec::new();
+        // Other modes store every replica: a set is missing only when all its replicas are down.
+        let mut sets: Vec<(&str, bool)> = Vec::new();
         for (source, status) in &self.sources {
-            if status.lock().health == Health::Down {
-                down.push(format!(
-                    "source {} ({}) is down; its data may be incomplete",
-                    source.node, source.address
-                ));
+            let down = status.lock().health == Health::Down;
+            match sets.iter_mut().find(|(s, _)| *s == source.shard) {
+                Some((_, all_down)) => *all_down &= down,
+                None => sets.push((&source.shard, down)),
             }
         }
-        down
+        sets.into_iter()
+            .filter(|(_, all_down)| *all_down)
+            .map(|(shard, _)| {
+                format!("replica set {shard:?} has no healthy replica; its data may be incomplete")
+            })
+            .collect()
     }
 
     /// When the newest data of any source arrived (for freshness checks).

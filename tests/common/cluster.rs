@@ -60,3 +60,49 @@ pub(crate) fn stored(node: SocketAddr, selector: &str, since: i64) -> BTreeMap<L
     }
     out
 }
+
+/// An instant PromQL query through the HTTP API: (labels without `__name__`, value) per series,
+/// plus the response's warnings.
+pub(crate) fn instant(
+    node: SocketAddr,
+    query: &str,
+    time_s: f64,
+) -> (Vec<(BTreeMap<String, String>, f64)>, Vec<String>) {
+    try_instant(node, query, time_s).unwrap_or_else(|| panic!("{query}: no answer from {node}"))
+}
+
+/// [`instant`], `None` when the node does not answer (yet).
+pub(crate) fn try_instant(
+    node: SocketAddr,
+    query: &str,
+    time_s: f64,
+) -> Option<(Vec<(BTreeMap<String, String>, f64)>, Vec<String>)> {
+    let q: String = url::form_urlencoded::byte_serialize(query.as_bytes()).collect();
+    let (status, body) = super::http_get(
+        node,
+        &format!("/api/v1/query?query={q}&time={time_s}"),
+        std::time::Duration::from_secs(10),
+    )
+    .ok()?;
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(status, 200, "{query}: {body}");
+    let warnings = json["warnings"]
+        .as_array()
+        .map(|w| w.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    let rows = json["data"]["result"]
+        .as_array()
+        .expect("vector")
+        .iter()
+        .map(|r| {
+            let labels = r["metric"]
+                .as_object()
+                .expect("metric")
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                .collect();
+            (labels, r["value"][1].as_str().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN))
+        })
+        .collect();
+    Some((rows, warnings))
+}
