@@ -61,22 +61,17 @@ pub(crate) fn stored(node: SocketAddr, selector: &str, since: i64) -> BTreeMap<L
     out
 }
 
+/// Rows of an instant vector (labels, value) and the response's warnings.
+pub(crate) type Answer = (Vec<(BTreeMap<String, String>, f64)>, Vec<String>);
+
 /// An instant PromQL query through the HTTP API: (labels without `__name__`, value) per series,
 /// plus the response's warnings.
-pub(crate) fn instant(
-    node: SocketAddr,
-    query: &str,
-    time_s: f64,
-) -> (Vec<(BTreeMap<String, String>, f64)>, Vec<String>) {
+pub(crate) fn instant(node: SocketAddr, query: &str, time_s: f64) -> Answer {
     try_instant(node, query, time_s).unwrap_or_else(|| panic!("{query}: no answer from {node}"))
 }
 
 /// [`instant`], `None` when the node does not answer (yet).
-pub(crate) fn try_instant(
-    node: SocketAddr,
-    query: &str,
-    time_s: f64,
-) -> Option<(Vec<(BTreeMap<String, String>, f64)>, Vec<String>)> {
+pub(crate) fn try_instant(node: SocketAddr, query: &str, time_s: f64) -> Option<Answer> {
     let q: String = url::form_urlencoded::byte_serialize(query.as_bytes()).collect();
     let (status, body) = super::http_get(
         node,
