@@ -46,9 +46,9 @@ pub struct FederateState {
     pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
     /// Whether storage can serve reads (`503` otherwise).
     pub ready: Arc<dyn Fn() -> bool + Send + Sync>,
-    /// How long after its timestamp a sample may still be committed here (scrape timeout for a
-    /// leaf, federation interval + timeout for a global): the fast link's cursor lags by this.
-    pub ingest_lag: Duration,
+    /// The fast link's next cursor at a given time: no sample at or before it can still appear
+    /// here (a leaf knows its scrapes in flight; a global lags by its own pull delay).
+    pub next_cursor: Arc<dyn Fn(i64) -> i64 + Send + Sync>,
 }
 
 /// Routes `/federate` (GET and POST).
@@ -192,7 +192,7 @@ async fn handle_stream(
     }
     let gzip = accepts_gzip(&headers);
     let now = (st.clock)();
-    let next_cursor = now - st.ingest_lag.as_millis() as i64;
+    let next_cursor = (st.next_cursor)(now);
     let rendered = tokio::task::spawn_blocking(move || {
         let mut out = Vec::with_capacity(64 * 1024);
         let external = &st.external_labels;

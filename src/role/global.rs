@@ -54,7 +54,11 @@ pub async fn run(
         clock: Arc::new(crate::model::now_ms),
         ready: Arc::new(move || ready_storage.ready().is_ok()),
         // A sample is stored here up to one pull after its timestamp (plus the source's own lag).
-        ingest_lag: cfg.federate_interval + cfg.federate_timeout + Duration::from_secs(1),
+        next_cursor: {
+            let lag =
+                (cfg.federate_interval + cfg.federate_timeout + Duration::from_secs(1)).as_millis() as i64;
+            Arc::new(move |now| now - lag)
+        },
     });
     let ready_storage = storage.clone();
     let targets_ingest = ingest.clone();

@@ -73,7 +73,11 @@ pub async fn run_with(
         lookback: DEFAULT_LOOKBACK,
         clock: Arc::new(crate::model::now_ms),
         ready: Arc::new(move || ready_storage.ready().is_ok()),
-        ingest_lag: jobs_max_timeout(topology, &group_cfg.jobs) + Duration::from_secs(1),
+        next_cursor: {
+            let m = manager.clone();
+            // `now` was taken before the watermark is read (see ScrapeLoop::scrape_once).
+            Arc::new(move |now| m.commit_watermark().min(now) - 1)
+        },
     });
     let ready_storage = storage.clone();
     let targets_manager = manager.clone();
@@ -136,17 +140,6 @@ pub(crate) fn status_info(
             HeadInfo { chunks: st.chunks, min_time: head.min_time(), max_time: head.max_time() }
         })),
     }
-}
-
-/// The longest scrape timeout among `jobs`: how late a sample may be committed after its timestamp.
-fn jobs_max_timeout(topology: &Topology, jobs: &[String]) -> Duration {
-    topology
-        .jobs
-        .iter()
-        .filter(|j| jobs.contains(&j.job_name))
-        .map(|j| j.scrape_timeout)
-        .max()
-        .unwrap_or_default()
 }
 
 /// Drops data older than the retention period, once a minute.

@@ -4,6 +4,8 @@
 //! markers for series that disappeared.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use crate::exposition::{Entry, TextParser};
 use crate::model::{Labels, LabelsBuilder, MetricType, STALE_NAN, SeriesKeyHasher};
@@ -36,7 +38,7 @@ pub enum IngestError {
 }
 
 /// What the scrape's report series need, and per-sample rejections for `/metrics`.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IngestStats {
     /// Samples in the body (`scrape_samples_scraped`).
     pub scraped: u64,
@@ -49,6 +51,24 @@ pub struct IngestStats {
     pub out_of_bounds: u64,
     /// Staleness markers written for series that disappeared.
     pub stale_markers: u64,
+    /// The oldest sample timestamp appended (`i64::MAX` when none): explicit timestamps may be
+    /// older than the scrape.
+    pub oldest: i64,
+}
+
+impl Default for IngestStats {
+    fn default() -> IngestStats {
+        IngestStats {
+            scraped: 0,
+            post_relabel: 0,
+            series_added: 0,
+            out_of_order: 0,
+            duplicates: 0,
+            out_of_bounds: 0,
+            stale_markers: 0,
+            oldest: i64::MAX,
+        }
+    }
 }
 
 /// Label handling for one target's samples.
@@ -90,6 +110,9 @@ pub struct MetricMetadata {
 /// The state a target's scrapes carry from one to the next.
 #[derive(Debug, Default)]
 pub struct IngestState {
+    /// Lowered to the oldest timestamp a commit is about to make visible, so readers know no
+    /// sample older than it can still appear (the fast link's cursor). Reset by the owner.
+    watermark: Option<Arc<AtomicI64>>,
     cache: HashMap<Box<[u8]>, CacheEntry, SeriesKeyHasher>,
     iteration: u64,
     /// The iteration of the last successful scrape whose series are not yet marked stale.
@@ -124,6 +147,11 @@ impl IngestState {
         }
     }
 
+    /// Reports, through `watermark`, the oldest timestamp each commit makes visible.
+    pub fn set_watermark(&mut self, watermark: Arc<AtomicI64>) {
+        self.watermark = Some(watermark);
+    }
+
     /// Number of series the cache knows (for memory accounting and tests).
     pub fn cached_series(&self) -> usize {
         self.cache.len()
@@ -145,6 +173,9 @@ impl IngestState {
             Ok(mut stats) => {
                 stats.stale_markers = self.mark_stale(app.as_mut(), ts, |e| e.last_seen != iter);
                 self.live_iteration = Some(iter);
+                if let Some(w) = &self.watermark {
+                    w.fetch_min(stats.oldest.min(ts), Ordering::AcqRel);
+                }
                 match app.commit() {
                     Ok(_) => {
                         self.cache.retain(|_, e| e.last_seen + CACHE_KEEP_ITERATIONS >= iter);
@@ -261,6 +292,7 @@ impl IngestState {
                 Some(t) if ctx.honor_timestamps => (t, false),
                 _ => (ts, true),
             };
+            stats.oldest = stats.oldest.min(t);
             let v = series.value();
             let raw = series.raw();
             let cached: Option<SeriesRef> = match self.cache.get_mut(raw) {

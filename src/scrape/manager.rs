@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -40,6 +41,7 @@ pub struct TargetsSnapshot {
 
 struct Running {
     target: Target,
+    in_flight: Arc<AtomicI64>,
     status: Arc<Mutex<TargetStatus>>,
     metadata: super::scrape_loop::TargetMetadata,
     removed: CancellationToken,
@@ -191,6 +193,7 @@ impl ScrapeManager {
                 label_value_length_limit: pool.job.label_value_length_limit,
             });
             let metadata = super::scrape_loop::TargetMetadata::default();
+            let in_flight = Arc::new(AtomicI64::new(i64::MAX));
             let sl = ScrapeLoop {
                 target: target.clone(),
                 client: client.clone(),
@@ -201,11 +204,23 @@ impl ScrapeManager {
                 metrics: self.metrics.clone(),
                 job: pool.job.job_name.clone(),
                 offset_seed: self.offset_seed,
+                in_flight: in_flight.clone(),
             };
             let handle = tokio::spawn(sl.run(shutdown.clone(), removed.clone()));
-            pool.running.insert(h, Running { target, status, metadata, removed, handle });
+            pool.running.insert(h, Running { target, in_flight, status, metadata, removed, handle });
         }
         stopping
+    }
+
+    /// The oldest timestamp a scrape in progress may still commit, or `i64::MAX` when none is
+    /// in progress: everything older is already visible (the fast link's cursor).
+    pub fn commit_watermark(&self) -> i64 {
+        self.pools
+            .lock()
+            .iter()
+            .flat_map(|p| p.running.values().map(|r| r.in_flight.load(Ordering::Acquire)))
+            .min()
+            .unwrap_or(i64::MAX)
     }
 
     /// Metric metadata of every running target: (metric family, metadata) pairs, repeated per

@@ -3,6 +3,7 @@
 //! staleness when the target fails or is removed.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
@@ -59,6 +60,8 @@ pub(crate) struct ScrapeLoop {
     pub(crate) job: String,
     /// Mixed into the offset so that different nodes scrape the same target at different times.
     pub(crate) offset_seed: u64,
+    /// The oldest timestamp this loop may still commit (`i64::MAX` between scrapes).
+    pub(crate) in_flight: Arc<AtomicI64>,
 }
 
 impl ScrapeLoop {
@@ -67,6 +70,7 @@ impl ScrapeLoop {
         let interval = self.target.interval;
         let first = self.first_delay(interval);
         let mut state = IngestState::default();
+        state.set_watermark(self.in_flight.clone());
         let mut this = self;
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -102,7 +106,12 @@ impl ScrapeLoop {
 
     async fn scrape_once(self, state: IngestState) -> (IngestState, ScrapeLoop) {
         let started = Instant::now();
-        let ts = now_ms();
+        // From here until the report is committed, samples stamped `ts` (or older, with explicit
+        // timestamps) may still become visible. Publish before taking `ts`, so that a reader who
+        // sees no scrape in flight took its own clock before `ts`.
+        let published = now_ms();
+        self.in_flight.store(published, Ordering::Release);
+        let ts = now_ms().max(published);
         let fetched = self.client.scrape(&self.target.url, self.target.timeout).await;
         let storage = self.storage.clone();
         let ctx = self.ctx.clone();
@@ -133,6 +142,7 @@ impl ScrapeLoop {
             (state, outcome, duration, report_err, metadata)
         })
         .await;
+        self.in_flight.store(i64::MAX, Ordering::Release);
         let (state, outcome, duration, report_err, metadata) = match joined {
             Ok(r) => r,
             Err(e) => {

@@ -72,7 +72,7 @@ fn run(peer: &Path, report: &mut Report) {
                 lookback,
                 clock: Arc::new(move || now),
                 ready: Arc::new(move || ready),
-                ingest_lag: Duration::ZERO,
+                next_cursor: Arc::new(|now| now),
             };
             let case = if ready { name.clone() } else { format!("{name} (storage not ready)") };
             let (code, body) = match rt.block_on(get(router(state), &format!("/federate?{params}"))) {
