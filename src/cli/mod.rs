@@ -2,11 +2,13 @@
 //! `role` are the only places that use `anyhow`; everything below returns typed errors.
 
 mod check;
+mod import;
 mod plan;
 mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -64,6 +66,20 @@ enum Command {
         topology: PathBuf,
         #[arg(long)]
         node: String,
+        /// Time span of a block cut from the head (Prometheus: --storage.tsdb.min-block-duration).
+        #[arg(long = "tsdb.block-duration", value_parser = parse_duration, default_value = "2h")]
+        block_duration: Duration,
+        /// Delete the oldest blocks while the TSDB takes more than this many bytes.
+        #[arg(long = "tsdb.retention-size")]
+        retention_size: Option<u64>,
+        /// WAL fsync policy: `commit` (before each commit returns) or an interval (e.g. `1s`).
+        #[arg(long = "tsdb.wal-sync", value_parser = parse_wal_sync, default_value = "1s")]
+        wal_sync: crate::tsdb::wal::WalSync,
+    },
+    /// TSDB tools.
+    Tsdb {
+        #[command(subcommand)]
+        command: TsdbCommand,
     },
     /// Run a demo exporter (synthetic, moving metrics) for trying promtier out.
     Demo {
@@ -78,6 +94,34 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum TsdbCommand {
+    /// Backfill an OpenMetrics file (timestamps in seconds, ending in # EOF) into a data
+    /// directory as blocks; a node started on that directory serves them.
+    Import {
+        /// The node's data directory (a topology node's `<data_dir>/<name>`).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The OpenMetrics text file.
+        file: PathBuf,
+        /// Time span of each block written.
+        #[arg(long = "block-duration", value_parser = parse_duration, default_value = "2h")]
+        block_duration: Duration,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = crate::model::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() { Err("must be positive".into()) } else { Ok(d) }
+}
+
+fn parse_wal_sync(s: &str) -> Result<crate::tsdb::wal::WalSync, String> {
+    match s {
+        "commit" => Ok(crate::tsdb::wal::WalSync::Commit),
+        other => parse_duration(other).map(crate::tsdb::wal::WalSync::Periodic),
+    }
+}
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -86,7 +130,14 @@ pub fn main() -> ExitCode {
         Command::Check { topology } => check::run(&topology),
         Command::Plan { topology, format, resize } => plan::run(&topology, format == Format::Json, &resize),
         Command::Up { topology } => run::up(topology),
-        Command::Leaf { topology, node } => run::leaf(&topology, &node),
+        Command::Leaf { topology, node, block_duration, retention_size, wal_sync } => run::leaf(
+            &topology,
+            &node,
+            crate::role::leaf::LeafOptions { block_duration, retention_size, wal_sync },
+        ),
+        Command::Tsdb { command: TsdbCommand::Import { data_dir, file, block_duration } } => {
+            import::run(&data_dir, &file, block_duration)
+        }
         Command::Demo { listen, series, seed } => run::demo(&listen, series, seed),
     };
     match result {

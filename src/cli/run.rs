@@ -49,13 +49,13 @@ pub(super) fn up(file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     with_shutdown(|token| async move { role::up::run(&file, &t, token).await })
 }
 
-pub(super) fn leaf(file: &Path, node: &str) -> anyhow::Result<ExitCode> {
+pub(super) fn leaf(file: &Path, node: &str, opts: role::leaf::LeafOptions) -> anyhow::Result<ExitCode> {
     let t = topology::load(file)?;
     let n = t.node(node).cloned().with_context(|| {
         let names: Vec<&str> = t.nodes.iter().map(|n| n.name.as_str()).collect();
         format!("no node {node:?} in {} (nodes: {})", file.display(), names.join(", "))
     })?;
-    with_shutdown(|token| async move { role::leaf::run(&t, &n, token).await })
+    with_shutdown(|token| async move { role::leaf::run(&t, &n, opts, token).await })
 }
 
 pub(super) fn demo(listen: &str, series: u32, seed: u64) -> anyhow::Result<ExitCode> {
