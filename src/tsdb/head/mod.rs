@@ -165,6 +165,8 @@ pub(crate) struct HeadInner {
     /// Samples older than this are refused also at commit, however early they were staged:
     /// raised by the database before it writes a block (see [`Head::raise_min_valid_time`]).
     commit_floor: AtomicI64,
+    /// The highest `mint` truncation was called with: the floor of [`Head::min_time`].
+    truncated_to: AtomicI64,
     /// Oldest and newest sample timestamps appended (`i64::MAX`/`i64::MIN` when none).
     min_time: AtomicI64,
     max_time: AtomicI64,
@@ -209,6 +211,7 @@ impl Head {
                 next_ref: AtomicU64::new(1),
                 min_valid_time: AtomicI64::new(i64::MIN),
                 commit_floor: AtomicI64::new(i64::MIN),
+                truncated_to: AtomicI64::new(i64::MIN),
                 min_time: AtomicI64::new(i64::MAX),
                 max_time: AtomicI64::new(i64::MIN),
                 log_lock: Mutex::new(()),
@@ -241,7 +244,7 @@ impl Head {
     /// truncation: the truncation point), or `None` for an empty head.
     pub fn min_time(&self) -> Option<i64> {
         let t = self.inner.min_time.load(Ordering::Acquire);
-        let floor = self.inner.min_valid_time.load(Ordering::Acquire);
+        let floor = self.inner.truncated_to.load(Ordering::Acquire);
         (t != i64::MAX).then_some(t.max(floor))
     }
 
@@ -356,6 +359,7 @@ impl Head {
 impl HeadInner {
     fn truncate(&self, mint: i64) -> TruncateStats {
         self.min_valid_time.fetch_max(mint, Ordering::AcqRel);
+        self.truncated_to.fetch_max(mint, Ordering::AcqRel);
         let (mut chunks, mut bytes) = (0u64, 0u64);
         let removed = self.series.remove_where(|s| {
             let mut st = s.state.lock();
