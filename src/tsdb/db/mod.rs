@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 
 use self::querier::MergeQuerier;
 use super::block::{
@@ -34,6 +34,86 @@ use crate::storage::{Appendable, Appender, Querier, Queryable, Storage, StorageE
 use crate::tsdb::chunkenc::XorIterator;
 
 const HOUR_MS: i64 = 3_600_000;
+
+/// How long a cut waits for queriers that may still need the head's copy of its range.
+const READER_WAIT: Duration = Duration::from_secs(30);
+
+/// Counts open queriers by the epoch of the block list they saw. Cutting a block advances the
+/// epoch after publishing the block, then waits until no querier of an older epoch is open
+/// before truncating the head — so a querier sees every range in a block or in the head.
+#[derive(Default)]
+struct ReadEpochs {
+    state: Mutex<(u64, std::collections::BTreeMap<u64, usize>)>,
+    changed: Condvar,
+}
+
+impl ReadEpochs {
+    fn enter(self: &Arc<Self>) -> ReaderGuard {
+        let mut st = self.state.lock();
+        let epoch = st.0;
+        *st.1.entry(epoch).or_default() += 1;
+        ReaderGuard { epochs: Arc::clone(self), epoch }
+    }
+
+    fn advance(&self) -> u64 {
+        let mut st = self.state.lock();
+        st.0 += 1;
+        st.0
+    }
+
+    /// Waits until no reader of an epoch before `epoch` is open; false on timeout.
+    fn wait_before(&self, epoch: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.state.lock();
+        while st.1.range(..epoch).next().is_some() {
+            if self.changed.wait_until(&mut st, deadline).timed_out() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+struct ReaderGuard {
+    epochs: Arc<ReadEpochs>,
+    epoch: u64,
+}
+
+impl Drop for ReaderGuard {
+    fn drop(&mut self) {
+        let mut st = self.epochs.state.lock();
+        if let Some(n) = st.1.get_mut(&self.epoch) {
+            *n -= 1;
+            if *n == 0 {
+                st.1.remove(&self.epoch);
+            }
+        }
+        drop(st);
+        self.epochs.changed.notify_all();
+    }
+}
+
+/// A querier that holds its reader registration for as long as it lives. Returned iterators
+/// own their data (chunk handles), so they may outlive it.
+struct TrackedQuerier {
+    inner: Box<dyn Querier>,
+    _guard: ReaderGuard,
+}
+
+impl Querier for TrackedQuerier {
+    fn select(&self, matchers: &[crate::model::Matcher]) -> Result<Vec<crate::storage::Series>, StorageError> {
+        self.inner.select(matchers)
+    }
+    fn latest(&self, matchers: &[crate::model::Matcher]) -> Result<Vec<crate::storage::LatestSample>, StorageError> {
+        self.inner.latest(matchers)
+    }
+    fn label_names(&self, matchers: &[crate::model::Matcher]) -> Result<Vec<String>, StorageError> {
+        self.inner.label_names(matchers)
+    }
+    fn label_values(&self, name: &str, matchers: &[crate::model::Matcher]) -> Result<Vec<String>, StorageError> {
+        self.inner.label_values(name, matchers)
+    }
+}
 
 /// How a [`Db`] behaves.
 #[derive(Debug, Clone)]
@@ -208,6 +288,8 @@ struct DbInner {
     blocks: RwLock<Vec<Arc<Block>>>,
     /// One maintenance cycle at a time.
     maintain_lock: Mutex<()>,
+    /// Open queriers by the block-list epoch they started in; see [`ReadEpochs`].
+    readers: Arc<ReadEpochs>,
     counters: Counters,
     replay: wal::ReplayStats,
     replay_time: Duration,
@@ -266,6 +348,7 @@ impl Db {
                 wal,
                 blocks: RwLock::new(blocks),
                 maintain_lock: Mutex::new(()),
+                readers: Arc::new(ReadEpochs::default()),
                 counters: Counters::default(),
                 replay,
                 replay_time,
@@ -353,9 +436,17 @@ impl Db {
                 samples = meta.stats.num_samples, bytes = block.size(),
                 duration_ms = started.elapsed().as_millis() as u64, "head cut into a block"
             );
-            let mut blocks = inner.blocks.write();
-            blocks.push(block);
-            blocks.sort_by_key(|b| (b.meta().min_time, b.meta().max_time));
+            {
+                let mut blocks = inner.blocks.write();
+                blocks.push(block);
+                blocks.sort_by_key(|b| (b.meta().min_time, b.meta().max_time));
+            }
+            // A querier that listed the blocks before this one was added reads [a, b) from the
+            // head: let those finish before the head lets go of it.
+            let epoch = inner.readers.advance();
+            if !inner.readers.wait_before(epoch, READER_WAIT) {
+                tracing::warn!("queriers still open after {READER_WAIT:?}; truncating the head anyway");
+            }
         }
         head.truncate(b);
         inner.counters.cuts.fetch_add(1, Ordering::Relaxed);
@@ -638,16 +729,18 @@ impl Appendable for Db {
 
 impl Queryable for Db {
     fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier>, StorageError> {
+        // Registered before the block list is read (see `ReadEpochs`).
+        let guard = self.inner.readers.enter();
         let blocks: Vec<Arc<Block>> =
             self.inner.blocks.read().iter().filter(|b| b.overlaps(mint, maxt)).cloned().collect();
         let head = self.inner.head.querier(mint, maxt)?;
         if blocks.is_empty() {
-            return Ok(head);
+            return Ok(Box::new(TrackedQuerier { inner: head, _guard: guard }));
         }
         let mut parts: Vec<Box<dyn Querier>> =
             blocks.into_iter().map(|b| Box::new(BlockQuerier::new(b, mint, maxt)) as Box<dyn Querier>).collect();
         parts.push(head);
-        Ok(Box::new(MergeQuerier::new(parts)))
+        Ok(Box::new(TrackedQuerier { inner: Box::new(MergeQuerier::new(parts)), _guard: guard }))
     }
 }
 
