@@ -47,8 +47,12 @@ fn stored(dir: &Path) -> BTreeMap<Key, BTreeSet<(i64, u64)>> {
     let mut out = BTreeMap::new();
     for s in q.select(&parse_selector("{__name__=~\".+\"}").expect("selector")).expect("select") {
         let name = s.labels.metric_name().unwrap_or_default().to_string();
-        let labels: Vec<(String, String)> =
-            s.labels.iter().filter(|l| l.name != "__name__").map(|l| (l.name.clone(), l.value.clone())).collect();
+        let labels: Vec<(String, String)> = s
+            .labels
+            .iter()
+            .filter(|l| l.name != "__name__")
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect();
         out.insert((name, labels), s.samples.map(|x| (x.t, x.v.to_bits())).collect());
     }
     out
@@ -80,13 +84,16 @@ fn acknowledged_samples_survive_sigkill() {
         &demo_log,
     );
     let leaf: SocketAddr = ([127, 0, 0, 1], leaf_port).into();
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
+    let seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+            | 1;
     eprintln!("crash test seed {seed}");
     let mut rng = Rng(seed);
     let mut acked: BTreeMap<Key, BTreeSet<(i64, u64)>> = BTreeMap::new();
     let record = |body: &str, acked: &mut BTreeMap<Key, BTreeSet<(i64, u64)>>| {
         for (name, labels, v, ts) in parse_text_rows(body) {
-            let labels: Vec<(String, String)> = labels.into_iter().filter(|(n, _)| !external.contains(n)).collect();
+            let labels: Vec<(String, String)> =
+                labels.into_iter().filter(|(n, _)| !external.contains(n)).collect();
             let ts = ts.expect("federate samples carry timestamps");
             acked.entry((name, labels)).or_default().insert((ts, v.to_bits()));
         }
@@ -102,10 +109,16 @@ fn acknowledged_samples_survive_sigkill() {
         // One round in five is killed while starting (opening the TSDB, replaying the WAL).
         let kill_early = round < ROUNDS && rng.below(5) == 0;
         if !kill_early {
-            wait_until(&format!("round {round}: the leaf to serve /federate"), Duration::from_secs(30), logs, || {
-                let (status, body) = everything(leaf)?;
-                (status == 200 && body.contains("demo_http_requests_total")).then(|| record(&body, &mut acked))
-            });
+            wait_until(
+                &format!("round {round}: the leaf to serve /federate"),
+                Duration::from_secs(30),
+                logs,
+                || {
+                    let (status, body) = everything(leaf)?;
+                    (status == 200 && body.contains("demo_http_requests_total"))
+                        .then(|| record(&body, &mut acked))
+                },
+            );
         }
         if round == ROUNDS {
             // The last start: served, then stopped cleanly.
@@ -113,7 +126,8 @@ fn acknowledged_samples_survive_sigkill() {
             assert!(logs().contains("TSDB closed"), "clean close on SIGTERM:\n{}", logs());
             break;
         }
-        let mut run_for = Duration::from_millis(if kill_early { rng.below(400) } else { 300 + rng.below(2500) });
+        let mut run_for =
+            Duration::from_millis(if kill_early { rng.below(400) } else { 300 + rng.below(2500) });
         if !kill_early && rng.below(2) == 0 {
             // Aim at a cut: the head gives up [k·2s, (k+1)·2s) once it holds samples from 1 s past
             // that range, and the maintenance loop looks every 200 ms.
@@ -142,7 +156,9 @@ fn acknowledged_samples_survive_sigkill() {
         }
         let has_tmp = |d: &Path| {
             std::fs::read_dir(d)
-                .map(|rd| rd.filter_map(Result::ok).any(|e| e.file_name().to_string_lossy().ends_with(".tmp")))
+                .map(|rd| {
+                    rd.filter_map(Result::ok).any(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+                })
                 .unwrap_or(false)
         };
         let interrupted = has_tmp(&node.data_dir) || has_tmp(&node.data_dir.join("wal"));

@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use proptest::prelude::*;
 use promtier::model::{Labels, STALE_NAN_BITS, parse_selector};
 use promtier::storage::{Appendable, Queryable, Storage};
 use promtier::tsdb::fs::FaultyFs;
 use promtier::tsdb::wal::WalSync;
 use promtier::tsdb::{Db, DbOptions};
+use proptest::prelude::*;
 
 type Dump = BTreeMap<String, Vec<(i64, u64)>>;
 
@@ -85,7 +85,8 @@ fn torn_wal_tail_is_cut_and_the_db_starts() {
         fill(&db, 5, (0..20).map(|i| i * 1000), &mut model);
     }
     let wal = dir.path().join("wal");
-    let mut segs: Vec<_> = std::fs::read_dir(&wal).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_file()).collect();
+    let mut segs: Vec<_> =
+        std::fs::read_dir(&wal).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_file()).collect();
     segs.sort();
     // The newest segment is empty (opened by the last start); tear the one before it.
     let torn = segs.iter().rev().find(|p| std::fs::metadata(p).unwrap().len() > 0).unwrap().clone();
@@ -130,8 +131,10 @@ fn blocks_are_cut_queried_checkpointed_and_compacted() {
     assert_eq!(latest[0].sample.t, 25_000);
     assert_eq!(q.label_values("i", &[]).unwrap().len(), 20);
     // The WAL holds a checkpoint plus what came after; replay restores the head only.
-    let wal: Vec<String> =
-        std::fs::read_dir(dir.path().join("wal")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    let wal: Vec<String> = std::fs::read_dir(dir.path().join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into())
+        .collect();
     assert!(wal.iter().any(|n| n.starts_with("checkpoint.")), "{wal:?}");
     drop(db);
     let db = Db::open(dir.path(), opts(10_000)).unwrap();
@@ -178,7 +181,13 @@ fn failed_block_write_keeps_the_head_and_succeeds_later() {
     assert!(db.maintain().is_err());
     assert!(db.blocks().is_empty());
     assert_eq!(dump(&db, i64::MIN, i64::MAX), model);
-    assert!(!std::fs::read_dir(dir.path()).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
+    assert!(
+        !std::fs::read_dir(dir.path()).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".tmp"))
+    );
     fs.set_space(None);
     assert_eq!(db.maintain().unwrap().blocks_cut, 1);
     assert_eq!(dump(&db, i64::MIN, i64::MAX), model);
@@ -187,7 +196,11 @@ fn failed_block_write_keeps_the_head_and_succeeds_later() {
 #[derive(Debug, Clone)]
 enum Op {
     /// Append at the next timestamps (step ms) for these series, with these values.
-    Append { step: i64, series: Vec<u8>, values: Vec<u64> },
+    Append {
+        step: i64,
+        series: Vec<u8>,
+        values: Vec<u64>,
+    },
     Maintain,
     Reopen,
 }

@@ -86,8 +86,11 @@ fn old_blocks_disappear_whole_and_queries_never_see_part_of_one() {
         .count();
     assert_eq!(on_disk, metas.len());
     drop(db);
-    let db = Db::open(dir.path(), DbOptions { block_range_ms: RANGE, retention_ms: Some(RETENTION), ..DbOptions::default() })
-        .unwrap();
+    let db = Db::open(
+        dir.path(),
+        DbOptions { block_range_ms: RANGE, retention_ms: Some(RETENTION), ..DbOptions::default() },
+    )
+    .unwrap();
     let q = db.querier(i64::MIN, i64::MAX).unwrap();
     let s = q.select(&parse_selector("m{i=\"0\"}").unwrap()).unwrap();
     let ts: Vec<i64> = s.into_iter().next().unwrap().samples.map(|x| x.t).collect();

@@ -147,7 +147,12 @@ pub(super) fn run(data_dir: &Path, file: &Path, block_duration: Duration) -> any
             eprint!("\r  parsed {:>3}% ({done} bytes)", done * 100 / total);
             let _ = std::io::stderr().flush();
         },
-        |m| eprintln!("\n  wrote block {} [{} .. {}) {} series, {} samples", m.ulid, m.min_time, m.max_time, m.stats.num_series, m.stats.num_samples),
+        |m| {
+            eprintln!(
+                "\n  wrote block {} [{} .. {}) {} series, {} samples",
+                m.ulid, m.min_time, m.max_time, m.stats.num_series, m.stats.num_samples
+            )
+        },
     )?;
     eprintln!();
     for b in &report.bad {
@@ -190,7 +195,8 @@ temp 21.5 1700003600\n\
         assert!(report.bad[2].message.contains("timestamp"));
         assert_eq!((report.samples, report.series), (3, 2));
         assert_eq!(report.blocks.len(), 2, "two block ranges");
-        let db = Db::open(dir.path(), DbOptions { block_range_ms: 3_600_000, ..DbOptions::default() }).unwrap();
+        let db =
+            Db::open(dir.path(), DbOptions { block_range_ms: 3_600_000, ..DbOptions::default() }).unwrap();
         let q = db.querier(0, i64::MAX).unwrap();
         let got: Vec<(String, Vec<(i64, f64)>)> = q
             .select(&parse_selector("{__name__=~\".+\"}").unwrap())

@@ -60,7 +60,11 @@ pub fn plan(metas: &[BlockMeta], ranges: &[i64]) -> Option<Vec<String>> {
 
 /// Merges `blocks` into a new block in `parent` and returns its meta. The parents stay in place:
 /// the caller swaps them out once the new block is open.
-pub(crate) fn merge(blocks: &[Arc<Block>], parent: &Path, fs: &dyn FileSystem) -> Result<BlockMeta, BlockError> {
+pub(crate) fn merge(
+    blocks: &[Arc<Block>],
+    parent: &Path,
+    fs: &dyn FileSystem,
+) -> Result<BlockMeta, BlockError> {
     let mut all: Vec<(Labels, usize, Vec<super::index::ChunkMeta>)> = Vec::new();
     for (i, b) in blocks.iter().enumerate() {
         for s in b.all_series() {

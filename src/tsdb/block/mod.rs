@@ -88,11 +88,8 @@ pub fn new_ulid() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let ms = now.as_millis() as u64 & ((1 << 48) - 1);
-    let seed = [
-        now.as_nanos() as u64,
-        u64::from(std::process::id()),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-    ];
+    let seed =
+        [now.as_nanos() as u64, u64::from(std::process::id()), COUNTER.fetch_add(1, Ordering::Relaxed)];
     let bytes: Vec<u8> = seed.iter().flat_map(|x| x.to_le_bytes()).collect();
     let rand = xxhash_rust::xxh3::xxh3_128(&bytes) & ((1u128 << 80) - 1);
     let v: u128 = (u128::from(ms) << 80) | rand;
@@ -196,13 +193,16 @@ impl Block {
     /// The bytes and encoding of the chunk at `c`, optionally checking its CRC.
     pub(crate) fn chunk(&self, c: &ChunkMeta, verify: bool) -> Result<(u8, ChunkBytes), BlockError> {
         let data: &[u8] = &self.chunks;
-        let bad = |what: &str| BlockError::Corrupt(format!("{}: chunk at {}: {what}", self.dir.display(), c.offset));
+        let bad = |what: &str| {
+            BlockError::Corrupt(format!("{}: chunk at {}: {what}", self.dir.display(), c.offset))
+        };
         let mut d = Decoder::at(data, c.offset as usize);
         let len = d.uvarint().map_err(|e| bad(&e.to_string()))? as usize;
         let enc_at = d.position();
         let encoding = d.u8().map_err(|e| bad(&e.to_string()))?;
         let start = d.position();
-        let end = start.checked_add(len).filter(|&e| e + 4 <= data.len()).ok_or_else(|| bad("out of range"))?;
+        let end =
+            start.checked_add(len).filter(|&e| e + 4 <= data.len()).ok_or_else(|| bad("out of range"))?;
         if verify {
             let mut crc = [0u8; 4];
             crc.copy_from_slice(&data[end..end + 4]);
@@ -217,7 +217,9 @@ impl Block {
     }
 
     /// Every series of the block with its chunk references, in label order.
-    pub(crate) fn all_series(&self) -> impl Iterator<Item = Result<(Labels, Vec<ChunkMeta>), BlockError>> + '_ {
+    pub(crate) fn all_series(
+        &self,
+    ) -> impl Iterator<Item = Result<(Labels, Vec<ChunkMeta>), BlockError>> + '_ {
         (0..self.index.num_series() as u32).map(|id| self.index.series(id))
     }
 }

@@ -102,13 +102,19 @@ fn write_into(
     }
     let meta = BlockMeta { ulid: ulid.to_string(), min_time, max_time, stats, compaction, version: 1 };
     let meta_path = tmp.join(META_FILE);
-    let json = serde_json::to_vec_pretty(&meta).map_err(|source| BlockError::Meta { path: meta_path.clone(), source })?;
+    let json = serde_json::to_vec_pretty(&meta)
+        .map_err(|source| BlockError::Meta { path: meta_path.clone(), source })?;
     write_file(fs, &meta_path, &json)?;
     sync_dir(tmp).map_err(io_err(tmp))?;
     Ok(meta)
 }
 
-fn flush(file: &mut dyn WriteFile, buf: &mut Vec<u8>, written: &mut u64, path: &Path) -> Result<(), BlockError> {
+fn flush(
+    file: &mut dyn WriteFile,
+    buf: &mut Vec<u8>,
+    written: &mut u64,
+    path: &Path,
+) -> Result<(), BlockError> {
     file.write_all(buf).map_err(io_err(path))?;
     *written += buf.len() as u64;
     buf.clear();

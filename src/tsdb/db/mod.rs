@@ -28,7 +28,7 @@ use super::block::{
 };
 use super::fs::{FileSystem, RealFs};
 use super::head::{CommitLog, CommitRecord, ExportSeries, MemSeries};
-use super::wal::{self, RefSample, Record, Wal, WalError, WalSync};
+use super::wal::{self, Record, RefSample, Wal, WalError, WalSync};
 use super::{Head, HeadError, HeadOptions, HeadStats};
 use crate::storage::{Appendable, Appender, Querier, Queryable, Storage, StorageError};
 use crate::tsdb::chunkenc::XorIterator;
@@ -101,16 +101,26 @@ struct TrackedQuerier {
 }
 
 impl Querier for TrackedQuerier {
-    fn select(&self, matchers: &[crate::model::Matcher]) -> Result<Vec<crate::storage::Series>, StorageError> {
+    fn select(
+        &self,
+        matchers: &[crate::model::Matcher],
+    ) -> Result<Vec<crate::storage::Series>, StorageError> {
         self.inner.select(matchers)
     }
-    fn latest(&self, matchers: &[crate::model::Matcher]) -> Result<Vec<crate::storage::LatestSample>, StorageError> {
+    fn latest(
+        &self,
+        matchers: &[crate::model::Matcher],
+    ) -> Result<Vec<crate::storage::LatestSample>, StorageError> {
         self.inner.latest(matchers)
     }
     fn label_names(&self, matchers: &[crate::model::Matcher]) -> Result<Vec<String>, StorageError> {
         self.inner.label_names(matchers)
     }
-    fn label_values(&self, name: &str, matchers: &[crate::model::Matcher]) -> Result<Vec<String>, StorageError> {
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[crate::model::Matcher],
+    ) -> Result<Vec<String>, StorageError> {
         self.inner.label_values(name, matchers)
     }
 }
@@ -193,9 +203,10 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DbError + '_ {
 impl From<WalError> for StorageError {
     fn from(e: WalError) -> StorageError {
         match e {
-            WalError::Io { path, source } => {
-                StorageError::Io(std::io::Error::new(source.kind(), format!("WAL {}: {source}", path.display())))
-            }
+            WalError::Io { path, source } => StorageError::Io(std::io::Error::new(
+                source.kind(),
+                format!("WAL {}: {source}", path.display()),
+            )),
         }
     }
 }
@@ -260,7 +271,10 @@ impl CommitLog for WalLog {
         if !record.series.is_empty() {
             wal::encode_series(&mut buf, record.series.iter().map(|s| (s.r, &*s.labels)));
         }
-        wal::encode_samples(&mut buf, record.samples.iter().map(|s| RefSample { r: s.series.r, t: s.t, v: s.v }));
+        wal::encode_samples(
+            &mut buf,
+            record.samples.iter().map(|s| RefSample { r: s.series.r, t: s.t, v: s.v }),
+        );
         wal.log(&buf).map_err(StorageError::from)
     }
 }
@@ -302,7 +316,10 @@ impl Db {
     /// skipped with an error log (left on disk for inspection).
     pub fn open(dir: &Path, opts: DbOptions) -> Result<Db, DbError> {
         if opts.block_range_ms <= 0 {
-            return Err(DbError::InvalidOption { option: "block_range_ms", reason: "must be positive".into() });
+            return Err(DbError::InvalidOption {
+                option: "block_range_ms",
+                reason: "must be positive".into(),
+            });
         }
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let blocks = load_blocks(dir)?;
@@ -429,7 +446,8 @@ impl Db {
         head.raise_min_valid_time(b);
         let series = head.export(a, b - 1, true);
         if !series.is_empty() {
-            let meta = write_block(&inner.dir, &*inner.opts.fs, a, b, BlockCompaction::default(), to_write(series))?;
+            let meta =
+                write_block(&inner.dir, &*inner.opts.fs, a, b, BlockCompaction::default(), to_write(series))?;
             let block = Arc::new(Block::open(&inner.dir.join(&meta.ulid))?);
             tracing::info!(
                 block = %meta.ulid, min_time = a, max_time = b, series = meta.stats.num_series,
@@ -677,7 +695,8 @@ fn load_blocks(dir: &Path) -> Result<Vec<Arc<Block>>, DbError> {
     }
     let replaced: std::collections::HashSet<String> =
         blocks.iter().flat_map(|b| b.meta().compaction.parents.iter().cloned()).collect();
-    let (gone, mut keep): (Vec<_>, Vec<_>) = blocks.into_iter().partition(|b| replaced.contains(&b.meta().ulid));
+    let (gone, mut keep): (Vec<_>, Vec<_>) =
+        blocks.into_iter().partition(|b| replaced.contains(&b.meta().ulid));
     for b in gone {
         tracing::info!(block = %b.meta().ulid, "removing a block that compaction replaced");
         remove_block_dir(b.dir())?;
@@ -737,8 +756,10 @@ impl Queryable for Db {
         if blocks.is_empty() {
             return Ok(Box::new(TrackedQuerier { inner: head, _guard: guard }));
         }
-        let mut parts: Vec<Box<dyn Querier>> =
-            blocks.into_iter().map(|b| Box::new(BlockQuerier::new(b, mint, maxt)) as Box<dyn Querier>).collect();
+        let mut parts: Vec<Box<dyn Querier>> = blocks
+            .into_iter()
+            .map(|b| Box::new(BlockQuerier::new(b, mint, maxt)) as Box<dyn Querier>)
+            .collect();
         parts.push(head);
         Ok(Box::new(TrackedQuerier { inner: Box::new(MergeQuerier::new(parts)), _guard: guard }))
     }
@@ -751,7 +772,8 @@ impl Storage for Db {
         }
         if !self.inner.wal.healthy() {
             return Err(StorageError::NotReady(
-                "WAL writes are failing (disk full or I/O error); appends are refused until one succeeds".into(),
+                "WAL writes are failing (disk full or I/O error); appends are refused until one succeeds"
+                    .into(),
             ));
         }
         Ok(())

@@ -22,9 +22,14 @@ impl MergeQuerier {
 }
 
 /// Merges label-sorted lists; `combine` folds items with equal labels (in part order).
-fn merge_sorted<T>(lists: Vec<Vec<T>>, labels: impl Fn(&T) -> &Labels, mut combine: impl FnMut(Vec<T>) -> T) -> Vec<T> {
+fn merge_sorted<T>(
+    lists: Vec<Vec<T>>,
+    labels: impl Fn(&T) -> &Labels,
+    mut combine: impl FnMut(Vec<T>) -> T,
+) -> Vec<T> {
     let total = lists.iter().map(Vec::len).sum();
-    let mut iters: Vec<Peekable<std::vec::IntoIter<T>>> = lists.into_iter().map(|l| l.into_iter().peekable()).collect();
+    let mut iters: Vec<Peekable<std::vec::IntoIter<T>>> =
+        lists.into_iter().map(|l| l.into_iter().peekable()).collect();
     let mut out = Vec::with_capacity(total);
     loop {
         let mut min: Option<&Labels> = None;
@@ -81,7 +86,10 @@ impl Querier for MergeQuerier {
                     Some(a) if a.sample.t > x.sample.t => Some(a),
                     _ => Some(x),
                 })
-                .unwrap_or_else(|| LatestSample { labels: Arc::new(Labels::empty()), sample: Sample { t: 0, v: 0.0 } })
+                .unwrap_or_else(|| LatestSample {
+                    labels: Arc::new(Labels::empty()),
+                    sample: Sample { t: 0, v: 0.0 },
+                })
             },
         ))
     }

@@ -33,8 +33,8 @@ use self::appender::HeadAppender;
 use self::order::LabelOrder;
 use self::postings::MemPostings;
 use self::querier::HeadQuerier;
-pub(crate) use self::series::{ExportChunk, MemSeries};
 use self::series::{Appendable as Check, CutPolicy, StripeSeries};
+pub(crate) use self::series::{ExportChunk, MemSeries};
 
 /// Where a head writes each commit before applying it (the write-ahead log). `log` must not
 /// return until the record is as durable as the log promises; an error fails the commit.
@@ -400,9 +400,9 @@ impl HeadInner {
         pending: u32,
         new_ref: impl FnOnce() -> SeriesRef,
     ) -> (Arc<MemSeries>, bool) {
-        let (s, created) = self
-            .series
-            .get_or_create(hash, labels, || Arc::new(MemSeries::new(new_ref(), hash, labels.clone(), pending)));
+        let (s, created) = self.series.get_or_create(hash, labels, || {
+            Arc::new(MemSeries::new(new_ref(), hash, labels.clone(), pending))
+        });
         if created {
             self.postings.write().add(s.r, &s.labels);
             self.order.add(&s);

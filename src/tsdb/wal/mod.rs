@@ -22,9 +22,9 @@ use parking_lot::Mutex;
 
 use super::fs::{FileSystem, WriteFile, sync_dir};
 
-pub(crate) use record::{Frame, RefSample, decode, encode_chunk, encode_samples, encode_series, read_frame};
-pub use record::RecordError;
 pub(crate) use record::Record;
+pub use record::RecordError;
+pub(crate) use record::{Frame, RefSample, decode, encode_chunk, encode_samples, encode_series, read_frame};
 
 /// Default size at which a segment is closed and the next one started.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 128 << 20;
@@ -153,7 +153,13 @@ impl Wal {
             fs,
             segment_bytes: segment_bytes.max(1 << 16),
             sync_mode,
-            w: Mutex::new(Writer { segment: first_segment, file: None, offset: 0, written: 0, broken: false }),
+            w: Mutex::new(Writer {
+                segment: first_segment,
+                file: None,
+                offset: 0,
+                written: 0,
+                broken: false,
+            }),
             durable: Mutex::new(0),
             healthy: AtomicBool::new(true),
             counters: WalCounters::default(),
@@ -237,7 +243,9 @@ impl Wal {
         }
         let path = self.dir.join(segment_name(w.segment));
         let offset = w.offset;
-        let Some(file) = w.file.as_mut() else { return Err(io_err(&path)(std::io::ErrorKind::NotFound.into())) };
+        let Some(file) = w.file.as_mut() else {
+            return Err(io_err(&path)(std::io::ErrorKind::NotFound.into()));
+        };
         match file.write_all(records) {
             Ok(()) => {
                 w.offset += records.len() as u64;
@@ -464,8 +472,12 @@ pub(crate) fn replay(dir: &Path, mut apply: impl FnMut(Record<'_>)) -> Result<Re
     }
     stats.next_segment = live.last().map_or(first, |l| l + 1).max(first);
     tracing::info!(
-        segments = stats.segments, records = stats.records, bytes = stats.bytes, torn = stats.torn,
-        duration_ms = started.elapsed().as_millis() as u64, "WAL replay finished"
+        segments = stats.segments,
+        records = stats.records,
+        bytes = stats.bytes,
+        torn = stats.torn,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "WAL replay finished"
     );
     Ok(stats)
 }
@@ -558,7 +570,8 @@ mod tests {
         assert_eq!((stats.torn, stats.next_segment), (1, 2));
         assert_eq!(std::fs::metadata(&seg).unwrap().len(), whole as u64, "torn tail cut off");
         // Reopening writes a new segment after it.
-        let wal = Wal::create(dir.path(), Arc::new(RealFs), stats.next_segment, 1 << 20, WalSync::Commit).unwrap();
+        let wal =
+            Wal::create(dir.path(), Arc::new(RealFs), stats.next_segment, 1 << 20, WalSync::Commit).unwrap();
         wal.log(&samples(&[(1, 50)])).unwrap();
         assert_eq!(read_all(dir.path()).0.len(), 4);
     }
@@ -566,8 +579,9 @@ mod tests {
     #[test]
     fn segments_rotate_and_checkpoint_replaces_them() {
         let dir = tempfile::tempdir().unwrap();
-        let wal = Wal::create(dir.path(), Arc::new(RealFs), 0, 1 << 16, WalSync::Periodic(Duration::from_secs(1)))
-            .unwrap();
+        let wal =
+            Wal::create(dir.path(), Arc::new(RealFs), 0, 1 << 16, WalSync::Periodic(Duration::from_secs(1)))
+                .unwrap();
         for i in 0..5000 {
             wal.log(&samples(&[(1, i), (2, i)])).unwrap();
         }

@@ -30,7 +30,11 @@ pub(crate) enum Record<'a> {
     Series(Vec<(SeriesRef, Labels)>),
     Samples(Vec<RefSample>),
     /// A series' samples as an encoded chunk (encoding byte, then the chunk bytes).
-    Chunk { r: SeriesRef, encoding: u8, bytes: &'a [u8] },
+    Chunk {
+        r: SeriesRef,
+        encoding: u8,
+        bytes: &'a [u8],
+    },
 }
 
 /// Appends one framed record whose payload `body` writes (type byte first).
@@ -45,7 +49,10 @@ pub(crate) fn frame(buf: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
     buf[start + 4..start + 8].copy_from_slice(&crc);
 }
 
-pub(crate) fn encode_series<'a>(buf: &mut Vec<u8>, series: impl IntoIterator<Item = (SeriesRef, &'a Labels)>) {
+pub(crate) fn encode_series<'a>(
+    buf: &mut Vec<u8>,
+    series: impl IntoIterator<Item = (SeriesRef, &'a Labels)>,
+) {
     frame(buf, |b| {
         b.push(TYPE_SERIES);
         for (r, labels) in series {
