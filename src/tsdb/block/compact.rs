@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::{Block, BlockCompaction, BlockError, BlockMeta, ChunkBytes, ENCODING_XOR, WriteChunk, writer};
 use crate::model::{Labels, Sample};
-use crate::tsdb::chunkenc::{XorAppender, XorIterator};
+use crate::tsdb::chunkenc::{ChunkIter, XorAppender};
 use crate::tsdb::fs::FileSystem;
 
 /// Samples per chunk when chunks have to be re-encoded.
@@ -114,7 +114,7 @@ pub(crate) fn merge(
 fn reencode(chunks: &[WriteChunk]) -> Vec<WriteChunk> {
     let mut samples: Vec<Sample> = Vec::new();
     for c in chunks {
-        samples.extend(XorIterator::new(c.bytes.as_ref()));
+        samples.extend(ChunkIter::new(c.encoding, c.bytes.as_ref()).into_iter().flatten());
     }
     samples.sort_by_key(|s| s.t);
     samples.dedup_by_key(|s| s.t);

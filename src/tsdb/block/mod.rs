@@ -30,8 +30,7 @@ pub(crate) const CHUNKS_MAGIC: &[u8; 4] = b"PTCK";
 pub(crate) const CHUNKS_VERSION: u8 = 1;
 pub(crate) const CHUNKS_HEADER_LEN: usize = 8;
 
-/// Chunk encoding byte: the XOR chunk of `chunkenc` (same value as Prometheus's).
-pub const ENCODING_XOR: u8 = 1;
+pub use crate::tsdb::chunkenc::{ENCODING_PACKED, ENCODING_XOR};
 
 /// Why a block could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -210,7 +209,7 @@ impl Block {
                 return Err(bad("checksum mismatch"));
             }
         }
-        if encoding != ENCODING_XOR {
+        if encoding != ENCODING_XOR && encoding != ENCODING_PACKED {
             return Err(bad(&format!("unknown encoding {encoding}")));
         }
         Ok((encoding, ChunkBytes::Mapped { map: Arc::clone(&self.chunks), start, end }))

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::{Block, BlockError, ChunkBytes};
 use crate::model::{Labels, Matcher, Sample};
 use crate::storage::{LatestSample, Querier, Series, StorageError};
-use crate::tsdb::chunkenc::XorIterator;
+use crate::tsdb::chunkenc::ChunkIter;
 
 impl From<BlockError> for StorageError {
     fn from(e: BlockError) -> StorageError {
@@ -31,14 +31,14 @@ impl BlockQuerier {
     }
 
     /// Matching series with their chunks overlapping the range, in label order.
-    fn series(&self, matchers: &[Matcher]) -> Result<Vec<(Labels, Vec<ChunkBytes>)>, BlockError> {
+    fn series(&self, matchers: &[Matcher]) -> Result<Vec<(Labels, Vec<(u8, ChunkBytes)>)>, BlockError> {
         let ids = self.block.index().select(matchers)?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let (labels, metas) = self.block.index().series(id)?;
             let mut chunks = Vec::new();
             for c in metas.iter().filter(|c| c.max_t >= self.mint && c.min_t <= self.maxt) {
-                chunks.push(self.block.chunk(c, false)?.1);
+                chunks.push(self.block.chunk(c, false)?);
             }
             if !chunks.is_empty() {
                 out.push((labels, chunks));
@@ -64,8 +64,8 @@ impl Querier for BlockQuerier {
         let mut out = Vec::new();
         for (labels, chunks) in self.series(matchers)? {
             // Newest chunk first: the first that has a sample in range answers.
-            let found = chunks.into_iter().rev().find_map(|c| {
-                XorIterator::new(c).take_while(|s| s.t <= self.maxt).filter(|s| s.t >= self.mint).last()
+            let found = chunks.into_iter().rev().find_map(|(enc, c)| {
+                ChunkIter::new(enc, c)?.take_while(|s| s.t <= self.maxt).filter(|s| s.t >= self.mint).last()
             });
             if let Some(sample) = found {
                 out.push(LatestSample { labels: Arc::new(labels), sample });
@@ -101,8 +101,8 @@ impl Querier for BlockQuerier {
 
 /// Decodes chunks one at a time, yielding only samples in `[mint, maxt]`.
 pub(crate) struct ChunkRangeIter {
-    chunks: std::vec::IntoIter<ChunkBytes>,
-    cur: Option<XorIterator<ChunkBytes>>,
+    chunks: std::vec::IntoIter<(u8, ChunkBytes)>,
+    cur: Option<ChunkIter<ChunkBytes>>,
     mint: i64,
     maxt: i64,
     /// Decoded ahead so that a series without samples in range is known before it is returned.
@@ -111,7 +111,7 @@ pub(crate) struct ChunkRangeIter {
 
 impl ChunkRangeIter {
     /// `None` when no sample of `chunks` is in range.
-    pub(crate) fn new(chunks: Vec<ChunkBytes>, mint: i64, maxt: i64) -> Option<ChunkRangeIter> {
+    pub(crate) fn new(chunks: Vec<(u8, ChunkBytes)>, mint: i64, maxt: i64) -> Option<ChunkRangeIter> {
         let mut it = ChunkRangeIter { chunks: chunks.into_iter(), cur: None, mint, maxt, first: None };
         it.first = Some(it.next()?);
         Some(it)
@@ -129,7 +129,9 @@ impl Iterator for ChunkRangeIter {
             let s = match self.cur.as_mut() {
                 Some(it) => it.next(),
                 None => {
-                    let mut it = XorIterator::new(self.chunks.next()?);
+                    let (enc, bytes) = self.chunks.next()?;
+                    // Encodings were checked when the chunk was looked up.
+                    let mut it = ChunkIter::new(enc, bytes)?;
                     let first = it.seek(self.mint);
                     self.cur = Some(it);
                     first

@@ -68,11 +68,18 @@ fn write_into(
         }
         let mut metas = Vec::with_capacity(chunks.len());
         for c in chunks {
-            let data = c.bytes.as_ref();
+            // Blocks keep the smaller of the XOR chunk and its packed form.
+            let packed = (c.encoding == super::ENCODING_XOR)
+                .then(|| crate::tsdb::chunkenc::pack_if_smaller(c.bytes.as_ref()))
+                .flatten();
+            let (encoding, data) = match &packed {
+                Some(p) => (super::ENCODING_PACKED, p.as_slice()),
+                None => (c.encoding, c.bytes.as_ref()),
+            };
             let offset = written + buf.len() as u64;
             put_uvarint(&mut buf, data.len() as u64);
             let crc_from = buf.len();
-            buf.push(c.encoding);
+            buf.push(encoding);
             buf.extend_from_slice(data);
             let crc = crc32fast::hash(&buf[crc_from..]);
             buf.extend_from_slice(&crc.to_le_bytes());

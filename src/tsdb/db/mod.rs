@@ -31,7 +31,7 @@ use super::head::{CommitLog, CommitRecord, ExportSeries, MemSeries};
 use super::wal::{self, Record, RefSample, Wal, WalError, WalSync};
 use super::{Head, HeadError, HeadOptions, HeadStats};
 use crate::storage::{Appendable, Appender, Querier, Queryable, Storage, StorageError};
-use crate::tsdb::chunkenc::XorIterator;
+use crate::tsdb::chunkenc::ChunkIter;
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -725,8 +725,9 @@ fn replay_into(head: &Head, wal_dir: &Path) -> Result<wal::ReplayStats, DbError>
             skipped += s;
         }
         Record::Chunk { r, encoding, bytes } => match refs.get(&r) {
-            Some(m) if encoding == ENCODING_XOR => {
-                let (a, s) = head.replay_samples(XorIterator::new(bytes).map(|x| (&**m, x.t, x.v)));
+            Some(m) if ChunkIter::new(encoding, bytes).is_some() => {
+                let it = ChunkIter::new(encoding, bytes).into_iter().flatten();
+                let (a, s) = head.replay_samples(it.map(|x| (&**m, x.t, x.v)));
                 applied += a;
                 skipped += s;
             }
