@@ -257,3 +257,68 @@ proptest! {
         prop_assert_eq!(&dump(&db, i64::MIN, i64::MAX), &model);
     }
 }
+
+#[test]
+fn block_index_answers_matchers_like_the_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts(1000)).unwrap();
+    let head = promtier::tsdb::Head::new(promtier::tsdb::HeadOptions { chunk_range_ms: 1000, ..Default::default() })
+        .unwrap();
+    let jobs = ["api", "db", "web\nx", "a|b"];
+    for t in (0..8000).step_by(250) {
+        let (mut a, mut b) = (db.appender(), head.appender());
+        for i in 0..40usize {
+            let mut pairs = vec![("__name__", if i % 3 == 0 { "up" } else { "req_total" }), ("job", jobs[i % 4])];
+            let inst = format!("host-{i}");
+            pairs.push(("instance", &inst));
+            if i % 5 == 0 {
+                pairs.push(("env", "prod"));
+            }
+            let l = Labels::from_pairs(&pairs);
+            a.append(None, &l, t, i as f64).unwrap();
+            b.append(None, &l, t, i as f64).unwrap();
+        }
+        a.commit().unwrap();
+        b.commit().unwrap();
+    }
+    db.maintain().unwrap();
+    assert!(db.blocks().len() >= 2);
+    let selectors = [
+        "{__name__=~\".+\"}",
+        "up",
+        "req_total{job=\"db\"}",
+        "{job=~\"a.*|db\"}",
+        "{job!=\"api\", env=\"\"}",
+        "{env!=\"\"}",
+        "{job=~\"web.x\"}",
+        "{job=\"a|b\", instance=~\"host-1.*\"}",
+        "{job!~\"api|db\", __name__=\"up\"}",
+        "{nope=\"x\"}",
+        "{instance=~\"host-(3|7)\"}",
+    ];
+    for (lo, hi) in [(0, 2999), (500, 1700), (0, 0)] {
+        let (qd, qh) = (db.querier(lo, hi).unwrap(), head.querier(lo, hi).unwrap());
+        for sel in selectors {
+            let ms = parse_selector(sel).unwrap();
+            let got: Vec<(String, Vec<(i64, u64)>)> = qd
+                .select(&ms)
+                .unwrap()
+                .into_iter()
+                .map(|s| (s.labels.to_string(), s.samples.map(|x| (x.t, x.v.to_bits())).collect()))
+                .collect();
+            let want: Vec<(String, Vec<(i64, u64)>)> = qh
+                .select(&ms)
+                .unwrap()
+                .into_iter()
+                .map(|s| (s.labels.to_string(), s.samples.map(|x| (x.t, x.v.to_bits())).collect()))
+                .collect();
+            assert_eq!(got, want, "{sel} in [{lo}, {hi}]");
+            let lat = |q: &dyn promtier::storage::Querier| -> Vec<(String, i64)> {
+                q.latest(&ms).unwrap().into_iter().map(|l| (l.labels.to_string(), l.sample.t)).collect()
+            };
+            assert_eq!(lat(qd.as_ref()), lat(qh.as_ref()), "latest {sel}");
+            assert_eq!(qd.label_values("job", &ms).unwrap(), qh.label_values("job", &ms).unwrap(), "{sel}");
+            assert_eq!(qd.label_names(&ms).unwrap(), qh.label_names(&ms).unwrap(), "{sel}");
+        }
+    }
+}
