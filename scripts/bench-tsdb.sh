@@ -20,7 +20,7 @@ PROMETHEUS_BIN=${PROMETHEUS_BIN:-/usr/bin/prometheus}
 TARGETS_PY=${TARGETS_PY:-$ROOT/../shared/bench/targets.py}
 [ -f "$TARGETS_PY" ] || TARGETS_PY=/work/shared/bench/targets.py
 FLEET_PORT=${FLEET_PORT:-21000} PORT=${PORT:-19300}
-WORK=${WORK:-$(mktemp -d /tmp/bench-tsdb.XXXXXX)}
+WORK=${WORK:-$(mktemp -d /tmp/bench-tsdb.XXXXXX)}; mkdir -p "$WORK"
 SYSTEMS=${SYSTEMS:-"promtier prometheus"}
 echo "work dir: $WORK; $K targets x $S series, interval $INTERVAL, block $BLOCK, ${DURATION}s per system"
 PIDS=()
@@ -36,8 +36,8 @@ for i in $(seq 0 $((K - 1))); do targets="$targets${targets:+, }'127.0.0.1:$((FL
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-metric() { # url name
-  curl -sf --max-time 10 "$1/metrics" | awk -v n="$2" '$1 == n {print $2}' | head -1
+metric() { # url name: the sum over the metric's series (any labels)
+  curl -sf --max-time 10 "$1/metrics" | awk -v n="$2" '$1 == n || index($1, n "{") == 1 {s += $2; f = 1} END {if (f) print s}'
 }
 wait_ready() { # url timeout_s ; prints seconds waited
   local t0 t1; t0=$(date +%s.%N)
@@ -48,7 +48,7 @@ wait_ready() { # url timeout_s ; prints seconds waited
   echo "not ready: $1" >&2; return 1
 }
 
-start_system() { # system datadir log
+start_system() { # system datadir log; sets SYS_PID (not in a subshell: PIDS must see the wrapper)
   local sys=$1 data=$2 log=$3
   if [ "$sys" = promtier ]; then
     cat > "$WORK/topology.yaml" <<EOF
@@ -61,7 +61,7 @@ leaves:
   - {group: bench, jobs: [bench], listen: '127.0.0.1:$PORT'}
 EOF
     timeout $((DURATION + 600)) "$PROMTIER_BIN" leaf --topology "$WORK/topology.yaml" --node bench-0-a \
-      --tsdb.block-duration "$BLOCK" > "$log" 2>&1 &
+      --tsdb.block-duration "$BLOCK" --tsdb.max-block-duration "$BLOCK" > "$log" 2>&1 &
   else
     cat > "$WORK/prometheus.yml" <<EOF
 global: {scrape_interval: $INTERVAL, scrape_timeout: 900ms}
@@ -73,8 +73,11 @@ EOF
       --storage.tsdb.path="$data" --web.listen-address=127.0.0.1:$PORT --storage.tsdb.retention.time=1d \
       --storage.tsdb.min-block-duration="$BLOCK" --storage.tsdb.max-block-duration="$BLOCK" > "$log" 2>&1 &
   fi
-  PIDS+=($!)
-  echo $!
+  local wrapper=$!
+  PIDS+=($wrapper)
+  # The system itself is the child of `timeout`.
+  for _ in $(seq 1 50); do pgrep -P "$wrapper" > /dev/null && break; sleep 0.1; done
+  SYS_PID=$(pgrep -P "$wrapper" | head -1)
 }
 
 block_report() { # datadir -> "bytes samples series index_bytes"
@@ -107,7 +110,7 @@ for sys in $SYSTEMS; do
   for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$((FLEET_PORT + K - 1))/metrics" && break; sleep 0.2; done
   data="$WORK/data-$sys"; mkdir -p "$data"
   url="http://127.0.0.1:$PORT"
-  pid=$(start_system "$sys" "$data" "$WORK/$sys.log")
+  start_system "$sys" "$data" "$WORK/$sys.log"; pid=$SYS_PID
   wait_ready "$url" 120 > /dev/null
   if [ "$sys" = promtier ]; then
     samples_metric=promtier_tsdb_head_samples_appended_total; series_metric=promtier_tsdb_head_series
@@ -129,10 +132,10 @@ for sys in $SYSTEMS; do
   sleep 1
   if [ "$sys" = prometheus ]; then walsz=$(( $(dir_bytes "$datadir/wal") + $(dir_bytes "$datadir/chunks_head") ));
   else walsz=$(dir_bytes "$datadir/wal"); fi
-  pid=$(start_system "$sys" "$data" "$WORK/$sys-restart.log")
+  start_system "$sys" "$data" "$WORK/$sys-restart.log"; pid=$SYS_PID
   replay=$(wait_ready "$url" 300)
   kill -TERM "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   python3 - "$sys" "$c0" "$c1" "$s0" "$s1" "$t0" "$t1" "$rss" "$series" "$bbytes" "$bsamples" "$bseries" "$bindex" "$walsz" "$replay" > "$WORK/result-$sys.json" <<'PY'
 import json, os, sys
 sys_, c0, c1, s0, s1, t0, t1, rss, series, bb, bs, bser, bidx, wal, replay = sys.argv[1:]

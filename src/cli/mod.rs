@@ -69,6 +69,10 @@ enum Command {
         /// Time span of a block cut from the head (Prometheus: --storage.tsdb.min-block-duration).
         #[arg(long = "tsdb.block-duration", value_parser = parse_duration, default_value = "2h")]
         block_duration: Duration,
+        /// Largest block compaction builds (Prometheus: --storage.tsdb.max-block-duration);
+        /// default a tenth of the retention, at most 31d. Equal to the block duration: no compaction.
+        #[arg(long = "tsdb.max-block-duration", value_parser = parse_duration)]
+        max_block_duration: Option<Duration>,
         /// Delete the oldest blocks while the TSDB takes more than this many bytes.
         #[arg(long = "tsdb.retention-size")]
         retention_size: Option<u64>,
@@ -130,10 +134,10 @@ pub fn main() -> ExitCode {
         Command::Check { topology } => check::run(&topology),
         Command::Plan { topology, format, resize } => plan::run(&topology, format == Format::Json, &resize),
         Command::Up { topology } => run::up(topology),
-        Command::Leaf { topology, node, block_duration, retention_size, wal_sync } => run::leaf(
+        Command::Leaf { topology, node, block_duration, max_block_duration, retention_size, wal_sync } => run::leaf(
             &topology,
             &node,
-            crate::role::leaf::LeafOptions { block_duration, retention_size, wal_sync },
+            crate::role::leaf::LeafOptions { block_duration, max_block_duration, retention_size, wal_sync },
         ),
         Command::Tsdb { command: TsdbCommand::Import { data_dir, file, block_duration } } => {
             import::run(&data_dir, &file, block_duration)

@@ -26,6 +26,8 @@ use crate::tsdb::{Db, DbOptions};
 pub struct LeafOptions {
     /// Span of a level-1 block (Prometheus's `--storage.tsdb.min-block-duration`).
     pub block_duration: Duration,
+    /// Largest block compaction builds (`None`: the database's default).
+    pub max_block_duration: Option<Duration>,
     /// Delete oldest blocks beyond this many bytes.
     pub retention_size: Option<u64>,
     pub wal_sync: WalSync,
@@ -35,6 +37,7 @@ impl Default for LeafOptions {
     fn default() -> LeafOptions {
         LeafOptions {
             block_duration: Duration::from_secs(2 * 3600),
+            max_block_duration: None,
             retention_size: None,
             wal_sync: WalSync::Periodic(Duration::from_secs(1)),
         }
@@ -72,6 +75,7 @@ pub async fn run(
 
     let db_opts = DbOptions {
         block_range_ms: opts.block_duration.as_millis() as i64,
+        max_block_range_ms: opts.max_block_duration.map(|d| d.as_millis() as i64),
         retention_ms: Some(node.retention.as_millis() as i64),
         max_bytes: opts.retention_size,
         wal_sync: opts.wal_sync,

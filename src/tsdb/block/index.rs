@@ -15,8 +15,9 @@ pub(crate) const INDEX_MAGIC: &[u8; 4] = b"PTIX";
 pub(crate) const INDEX_VERSION: u8 = 1;
 /// Header: magic, version, three zero bytes.
 const HEADER_LEN: usize = 8;
-/// Trailer: five section offsets and the series count (`u64` LE each), then CRC32 of all before.
-const TOC_LEN: usize = 6 * 8 + 4;
+/// Trailer: five section offsets, the series count, the time base of chunk references and the
+/// width of series offsets (`u64` LE each), then CRC32 of everything before.
+const TOC_LEN: usize = 8 * 8 + 4;
 
 /// Where one chunk of a series is and what time it covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,15 +30,21 @@ pub(crate) struct ChunkMeta {
 
 /// Encodes an index for `series`, which must be sorted by labels.
 pub(crate) fn encode(series: &[(&Labels, &[ChunkMeta])]) -> Vec<u8> {
+    // Values go to the symbol table; names (few) are numbered by their place in the sorted list of
+    // names, so a series' name references are one byte.
     let mut symbols: BTreeSet<&str> = BTreeSet::new();
+    let mut names: BTreeSet<&str> = BTreeSet::new();
     for (labels, _) in series {
         for l in labels.iter() {
-            symbols.insert(&l.name);
+            names.insert(&l.name);
             symbols.insert(&l.value);
         }
     }
     let symbol_id: HashMap<&str, u64> = symbols.iter().enumerate().map(|(i, s)| (*s, i as u64)).collect();
     let sym = |s: &str| symbol_id.get(s).copied().unwrap_or(0);
+    let name_id: HashMap<&str, u64> = names.iter().enumerate().map(|(i, s)| (*s, i as u64)).collect();
+    // Chunk times are stored from the earliest chunk start: a few bytes instead of eight.
+    let base_t = series.iter().filter_map(|(_, c)| c.first().map(|c| c.min_t)).min().unwrap_or(0);
 
     let mut out = Vec::with_capacity(series.len() * 64 + 1024);
     out.extend_from_slice(INDEX_MAGIC);
@@ -57,7 +64,7 @@ pub(crate) fn encode(series: &[(&Labels, &[ChunkMeta])]) -> Vec<u8> {
         offsets.push(out.len() as u64);
         put_uvarint(&mut out, labels.len() as u64);
         for l in labels.iter() {
-            put_uvarint(&mut out, sym(&l.name));
+            put_uvarint(&mut out, name_id.get(l.name.as_str()).copied().unwrap_or(0));
             put_uvarint(&mut out, sym(&l.value));
             postings.entry(&l.name).or_default().entry(&l.value).or_default().push(id as u32);
         }
@@ -65,7 +72,7 @@ pub(crate) fn encode(series: &[(&Labels, &[ChunkMeta])]) -> Vec<u8> {
         let (mut prev_max, mut prev_off) = (0i64, 0u64);
         for (i, c) in chunks.iter().enumerate() {
             if i == 0 {
-                put_varint(&mut out, c.min_t);
+                put_varint(&mut out, c.min_t.wrapping_sub(base_t));
             } else {
                 put_varint(&mut out, c.min_t.wrapping_sub(prev_max));
             }
@@ -76,8 +83,13 @@ pub(crate) fn encode(series: &[(&Labels, &[ChunkMeta])]) -> Vec<u8> {
     }
 
     let offsets_at = out.len() as u64;
+    let width: u64 = if offsets_at <= u64::from(u32::MAX) { 4 } else { 8 };
     for o in offsets {
-        out.extend_from_slice(&o.to_le_bytes());
+        if width == 4 {
+            out.extend_from_slice(&(o as u32).to_le_bytes());
+        } else {
+            out.extend_from_slice(&o.to_le_bytes());
+        }
     }
 
     let postings_at = out.len() as u64;
@@ -99,7 +111,7 @@ pub(crate) fn encode(series: &[(&Labels, &[ChunkMeta])]) -> Vec<u8> {
     let table_at = out.len() as u64;
     put_uvarint(&mut out, table.len() as u64);
     for (name, entries) in &table {
-        put_uvarint(&mut out, sym(name));
+        put_bytes(&mut out, name.as_bytes());
         put_uvarint(&mut out, entries.len() as u64);
         let mut prev = 0u64;
         for (value, at) in entries {
@@ -109,7 +121,7 @@ pub(crate) fn encode(series: &[(&Labels, &[ChunkMeta])]) -> Vec<u8> {
         }
     }
 
-    for x in [symbols_at, series_at, offsets_at, postings_at, table_at, series.len() as u64] {
+    for x in [symbols_at, series_at, offsets_at, postings_at, table_at, series.len() as u64, base_t as u64, width] {
         out.extend_from_slice(&x.to_le_bytes());
     }
     let crc = crc32fast::hash(&out);
@@ -124,8 +136,12 @@ pub(crate) struct IndexReader {
     symbols: Vec<String>,
     /// Label name → (value, postings offset), values sorted.
     table: BTreeMap<String, Vec<(String, usize)>>,
+    /// Label names by id (sorted), as series entries reference them.
+    names: Vec<String>,
     offsets_at: usize,
+    offset_width: usize,
     n_series: usize,
+    base_t: i64,
 }
 
 fn corrupt(what: impl std::fmt::Display) -> BlockError {
@@ -149,9 +165,12 @@ impl IndexReader {
         }
         let mut toc = Decoder::at(data, data.len() - TOC_LEN);
         let mut next = || toc.u64_le().map(|x| x as usize).map_err(corrupt);
-        let (symbols_at, _series_at, offsets_at, _postings_at, table_at, n_series) =
-            (next()?, next()?, next()?, next()?, next()?, next()?);
-        if offsets_at.saturating_add(n_series.saturating_mul(8)) > body {
+        let (symbols_at, _series_at, offsets_at, _postings_at, table_at, n_series, base_t, offset_width) =
+            (next()?, next()?, next()?, next()?, next()?, next()?, next()? as i64, next()?);
+        if offset_width != 4 && offset_width != 8 {
+            return Err(corrupt("bad series offset width"));
+        }
+        if offsets_at.saturating_add(n_series.saturating_mul(offset_width)) > body {
             return Err(corrupt("series table out of range"));
         }
         let mut d = Decoder::at(data, symbols_at);
@@ -163,8 +182,10 @@ impl IndexReader {
         let get = |i: u64| symbols.get(i as usize).cloned().ok_or_else(|| corrupt("bad symbol id"));
         let mut d = Decoder::at(data, table_at);
         let mut table = BTreeMap::new();
+        let mut names = Vec::new();
         for _ in 0..d.uvarint().map_err(corrupt)? {
-            let name = get(d.uvarint().map_err(corrupt)?)?;
+            let name = d.str().map_err(corrupt)?.to_string();
+            names.push(name.clone());
             let n = d.uvarint().map_err(corrupt)?;
             let mut values = Vec::with_capacity(n.min(1 << 20) as usize);
             let mut at = 0u64;
@@ -175,7 +196,7 @@ impl IndexReader {
             }
             table.insert(name, values);
         }
-        Ok(IndexReader { map, symbols, table, offsets_at, n_series })
+        Ok(IndexReader { map, symbols, table, names, offsets_at, offset_width, n_series, base_t })
     }
 
     pub(crate) fn num_series(&self) -> usize {
@@ -189,13 +210,19 @@ impl IndexReader {
     /// Labels and chunk references of series `id`.
     pub(crate) fn series(&self, id: u32) -> Result<(Labels, Vec<ChunkMeta>), BlockError> {
         let data: &[u8] = &self.map;
-        let mut d = Decoder::at(data, self.offsets_at + id as usize * 8);
-        let at = d.u64_le().map_err(corrupt)? as usize;
+        let mut d = Decoder::at(data, self.offsets_at + id as usize * self.offset_width);
+        let at = match self.offset_width {
+            4 => {
+                let b = d.take(4).map_err(corrupt)?;
+                u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+            }
+            _ => d.u64_le().map_err(corrupt)? as usize,
+        };
         let mut d = Decoder::at(data, at);
         let n = d.uvarint().map_err(corrupt)?;
         let mut pairs = Vec::with_capacity(n.min(64) as usize);
         for _ in 0..n {
-            let name = self.symbol(d.uvarint().map_err(corrupt)?)?;
+            let name = self.names.get(d.uvarint().map_err(corrupt)? as usize).ok_or_else(|| corrupt("bad name id"))?;
             let value = self.symbol(d.uvarint().map_err(corrupt)?)?;
             pairs.push(Label::new(name, value));
         }
@@ -204,7 +231,7 @@ impl IndexReader {
         let (mut prev_max, mut prev_off) = (0i64, 0u64);
         for i in 0..n {
             let delta = d.varint().map_err(corrupt)?;
-            let min_t = if i == 0 { delta } else { prev_max.wrapping_add(delta) };
+            let min_t = if i == 0 { self.base_t.wrapping_add(delta) } else { prev_max.wrapping_add(delta) };
             let max_t = min_t.wrapping_add(d.uvarint().map_err(corrupt)? as i64);
             let offset = prev_off.wrapping_add(d.varint().map_err(corrupt)? as u64);
             chunks.push(ChunkMeta { min_t, max_t, offset });

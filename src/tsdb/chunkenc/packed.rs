@@ -15,6 +15,8 @@ use super::bstream::{BitReader, BitWriter};
 /// Header: sample count (`u16` BE, as XOR) and a flags byte.
 pub const PACKED_HEADER_LEN: usize = 3;
 const FLAG_INTEGERS: u8 = 1;
+/// With [`FLAG_INTEGERS`]: no value decreases (counters), so deltas are coded without zig-zag.
+const FLAG_NON_DECREASING: u8 = 2;
 /// A Rice quotient of this many ones is an escape: 64 raw bits follow.
 const ESCAPE: u64 = 32;
 const NO_WINDOW: u8 = 0xff;
@@ -95,7 +97,13 @@ pub fn encode_packed(samples: &[Sample]) -> Result<Vec<u8>, ChunkError> {
         return Err(ChunkError::Full);
     }
     let ints: Option<Vec<i64>> = samples.iter().map(|s| as_integer(s.v)).collect();
-    let flags = if ints.is_some() { FLAG_INTEGERS } else { 0 };
+    // Non-decreasing with deltas that fit an i64 (no wrap-around), so they read back unsigned.
+    let non_decreasing = ints.as_ref().is_some_and(|iv| iv.windows(2).all(|p| p[1].checked_sub(p[0]).is_some_and(|d| d >= 0)));
+    let flags = match (&ints, non_decreasing) {
+        (Some(_), true) => FLAG_INTEGERS | FLAG_NON_DECREASING,
+        (Some(_), false) => FLAG_INTEGERS,
+        (None, _) => 0,
+    };
     let mut header = (samples.len() as u16).to_be_bytes().to_vec();
     header.push(flags);
     let mut w = BitWriter::resume(header, PACKED_HEADER_LEN * 8);
@@ -112,6 +120,7 @@ pub fn encode_packed(samples: &[Sample]) -> Result<Vec<u8>, ChunkError> {
     let dods: Vec<u64> = deltas.windows(2).map(|d| zigzag(d[1].wrapping_sub(d[0]))).collect();
     let kt = best_k(&dods);
     let vdeltas: Vec<u64> = match &ints {
+        Some(iv) if non_decreasing => iv.windows(2).map(|p| p[1].wrapping_sub(p[0]) as u64).collect(),
         Some(iv) => iv.windows(2).map(|p| zigzag(p[1].wrapping_sub(p[0]))).collect(),
         None => Vec::new(),
     };
@@ -197,6 +206,7 @@ pub struct PackedIterator<B> {
     total: usize,
     read: usize,
     integers: bool,
+    non_decreasing: bool,
     kt: u32,
     kv: u32,
     t: i64,
@@ -210,10 +220,12 @@ impl<B: AsRef<[u8]>> PackedIterator<B> {
     pub fn new(data: B) -> PackedIterator<B> {
         let b = data.as_ref();
         let len = b.len();
-        let (total, integers) = match b {
-            [hi, lo, flags, ..] => (usize::from(u16::from_be_bytes([*hi, *lo])), flags & FLAG_INTEGERS != 0),
-            _ => (0, false),
+        let (total, flags) = match b {
+            [hi, lo, flags, ..] => (usize::from(u16::from_be_bytes([*hi, *lo])), *flags),
+            _ => (0, 0),
         };
+        let integers = flags & FLAG_INTEGERS != 0;
+        let non_decreasing = integers && flags & FLAG_NON_DECREASING != 0;
         let err = (len < PACKED_HEADER_LEN).then_some(ChunkError::TooShort { len });
         PackedIterator {
             data,
@@ -221,6 +233,7 @@ impl<B: AsRef<[u8]>> PackedIterator<B> {
             total,
             read: 0,
             integers,
+            non_decreasing,
             kt: 0,
             kv: 0,
             t: 0,
@@ -268,7 +281,9 @@ impl<B: AsRef<[u8]>> PackedIterator<B> {
                 }
                 self.t = self.t.wrapping_add(self.delta);
                 if self.integers {
-                    self.iv = self.iv.wrapping_add(unzigzag(read_rice(r, data, self.kv)?));
+                    let d = read_rice(r, data, self.kv)?;
+                    let d = if self.non_decreasing { d as i64 } else { unzigzag(d) };
+                    self.iv = self.iv.wrapping_add(d);
                     self.iv as f64
                 } else {
                     let mut x = XorValues { prev: self.xor.0, leading: self.xor.1, trailing: self.xor.2 };
@@ -365,6 +380,14 @@ mod tests {
             let mut t = start / 2;
             let mut v = 0i64;
             let s: Vec<(i64, u64)> = steps.iter().map(|&(dt, dv)| { t = t.saturating_add(dt); v += dv; (t, (v as f64).to_bits()) }).collect();
+            prop_assert_eq!(round_trip(&s), s);
+        }
+
+        #[test]
+        fn counters_round_trip(start in any::<i64>(), steps in prop::collection::vec((0i64..100_000, prop_oneof![0i64..30, 0i64..(1 << 40)]), 0..200)) {
+            let mut t = start / 2;
+            let mut v = -(1i64 << 52);
+            let s: Vec<(i64, u64)> = steps.iter().map(|&(dt, dv)| { t = t.saturating_add(dt); v = v.saturating_add(dv); (t, (v as f64).to_bits()) }).collect();
             prop_assert_eq!(round_trip(&s), s);
         }
     }
