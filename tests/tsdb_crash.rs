@@ -123,7 +123,11 @@ fn acknowledged_samples_survive_sigkill() {
         if round == ROUNDS {
             // The last start: served, its TSDB statistics on /metrics, then stopped cleanly.
             let (_, metrics) = http_get(leaf, "/metrics", Duration::from_secs(5)).expect("/metrics");
-            for name in ["promtier_tsdb_wal_commits_total", "promtier_tsdb_head_cuts_total", "promtier_tsdb_blocks_loaded"] {
+            for name in [
+                "promtier_tsdb_wal_commits_total",
+                "promtier_tsdb_head_cuts_total",
+                "promtier_tsdb_blocks_loaded",
+            ] {
                 assert!(metrics.contains(name), "{name} missing from /metrics:\n{metrics}");
             }
             proc.stop();

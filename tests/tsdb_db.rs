@@ -68,6 +68,8 @@ fn wal_replay_restores_unflushed_head() {
     }
     let db = Db::open(dir.path(), opts(3_600_000)).unwrap();
     assert_eq!(dump(&db, i64::MIN, i64::MAX), model);
+    let second = Db::open(dir.path(), opts(3_600_000)).expect_err("one process per data directory");
+    assert!(second.to_string().contains("in use"), "{second}");
     // Appending goes on after the replayed data, under the same series.
     fill(&db, 10, [61_000], &mut model);
     drop(db);
@@ -262,13 +264,15 @@ proptest! {
 fn block_index_answers_matchers_like_the_head() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(dir.path(), opts(1000)).unwrap();
-    let head = promtier::tsdb::Head::new(promtier::tsdb::HeadOptions { chunk_range_ms: 1000, ..Default::default() })
-        .unwrap();
+    let head =
+        promtier::tsdb::Head::new(promtier::tsdb::HeadOptions { chunk_range_ms: 1000, ..Default::default() })
+            .unwrap();
     let jobs = ["api", "db", "web\nx", "a|b"];
     for t in (0..8000).step_by(250) {
         let (mut a, mut b) = (db.appender(), head.appender());
         for i in 0..40usize {
-            let mut pairs = vec![("__name__", if i % 3 == 0 { "up" } else { "req_total" }), ("job", jobs[i % 4])];
+            let mut pairs =
+                vec![("__name__", if i % 3 == 0 { "up" } else { "req_total" }), ("job", jobs[i % 4])];
             let inst = format!("host-{i}");
             pairs.push(("instance", &inst));
             if i % 5 == 0 {

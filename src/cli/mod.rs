@@ -134,11 +134,18 @@ pub fn main() -> ExitCode {
         Command::Check { topology } => check::run(&topology),
         Command::Plan { topology, format, resize } => plan::run(&topology, format == Format::Json, &resize),
         Command::Up { topology } => run::up(topology),
-        Command::Leaf { topology, node, block_duration, max_block_duration, retention_size, wal_sync } => run::leaf(
-            &topology,
-            &node,
-            crate::role::leaf::LeafOptions { block_duration, max_block_duration, retention_size, wal_sync },
-        ),
+        Command::Leaf { topology, node, block_duration, max_block_duration, retention_size, wal_sync } => {
+            run::leaf(
+                &topology,
+                &node,
+                crate::role::leaf::LeafOptions {
+                    block_duration,
+                    max_block_duration,
+                    retention_size,
+                    wal_sync,
+                },
+            )
+        }
         Command::Tsdb { command: TsdbCommand::Import { data_dir, file, block_duration } } => {
             import::run(&data_dir, &file, block_duration)
         }

@@ -121,7 +121,9 @@ pub(crate) fn encode(series: &[(&Labels, &[ChunkMeta])]) -> Vec<u8> {
         }
     }
 
-    for x in [symbols_at, series_at, offsets_at, postings_at, table_at, series.len() as u64, base_t as u64, width] {
+    for x in
+        [symbols_at, series_at, offsets_at, postings_at, table_at, series.len() as u64, base_t as u64, width]
+    {
         out.extend_from_slice(&x.to_le_bytes());
     }
     let crc = crc32fast::hash(&out);
@@ -222,7 +224,10 @@ impl IndexReader {
         let n = d.uvarint().map_err(corrupt)?;
         let mut pairs = Vec::with_capacity(n.min(64) as usize);
         for _ in 0..n {
-            let name = self.names.get(d.uvarint().map_err(corrupt)? as usize).ok_or_else(|| corrupt("bad name id"))?;
+            let name = self
+                .names
+                .get(d.uvarint().map_err(corrupt)? as usize)
+                .ok_or_else(|| corrupt("bad name id"))?;
             let value = self.symbol(d.uvarint().map_err(corrupt)?)?;
             pairs.push(Label::new(name, value));
         }

@@ -19,6 +19,9 @@ impl From<BlockError> for StorageError {
     }
 }
 
+/// A selected series: its labels and its chunks (encoding, bytes) overlapping the range.
+type SeriesChunks = (Labels, Vec<(u8, ChunkBytes)>);
+
 pub(crate) struct BlockQuerier {
     block: Arc<Block>,
     mint: i64,
@@ -31,7 +34,7 @@ impl BlockQuerier {
     }
 
     /// Matching series with their chunks overlapping the range, in label order.
-    fn series(&self, matchers: &[Matcher]) -> Result<Vec<(Labels, Vec<(u8, ChunkBytes)>)>, BlockError> {
+    fn series(&self, matchers: &[Matcher]) -> Result<Vec<SeriesChunks>, BlockError> {
         let ids = self.block.index().select(matchers)?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {

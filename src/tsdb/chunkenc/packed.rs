@@ -98,7 +98,8 @@ pub fn encode_packed(samples: &[Sample]) -> Result<Vec<u8>, ChunkError> {
     }
     let ints: Option<Vec<i64>> = samples.iter().map(|s| as_integer(s.v)).collect();
     // Non-decreasing with deltas that fit an i64 (no wrap-around), so they read back unsigned.
-    let non_decreasing = ints.as_ref().is_some_and(|iv| iv.windows(2).all(|p| p[1].checked_sub(p[0]).is_some_and(|d| d >= 0)));
+    let non_decreasing =
+        ints.as_ref().is_some_and(|iv| iv.windows(2).all(|p| p[1].checked_sub(p[0]).is_some_and(|d| d >= 0)));
     let flags = match (&ints, non_decreasing) {
         (Some(_), true) => FLAG_INTEGERS | FLAG_NON_DECREASING,
         (Some(_), false) => FLAG_INTEGERS,
@@ -334,7 +335,9 @@ mod tests {
 
     #[test]
     fn integers_floats_and_special_values() {
-        let ints: Vec<(i64, u64)> = (0..120).map(|i| (1_700_000_000_000 + i * 15_000 + (i % 3), ((i * 7) as f64).to_bits())).collect();
+        let ints: Vec<(i64, u64)> = (0..120)
+            .map(|i| (1_700_000_000_000 + i * 15_000 + (i % 3), ((i * 7) as f64).to_bits()))
+            .collect();
         assert_eq!(round_trip(&ints), ints);
         let mixed = vec![
             (1, 1.5f64.to_bits()),
@@ -344,7 +347,8 @@ mod tests {
             (5, (i64::MAX as f64).to_bits()),
         ];
         assert_eq!(round_trip(&mixed), mixed);
-        let big = vec![(0, (-(2f64.powi(62))).to_bits()), (1, 2f64.powi(62).to_bits()), (i64::MAX, 0f64.to_bits())];
+        let big =
+            vec![(0, (-(2f64.powi(62))).to_bits()), (1, 2f64.powi(62).to_bits()), (i64::MAX, 0f64.to_bits())];
         assert_eq!(round_trip(&big), big);
         assert_eq!(round_trip(&[]), vec![]);
         assert_eq!(round_trip(&[(-5, 3)]), vec![(-5, 3)]);
@@ -362,7 +366,12 @@ mod tests {
             samples.push(Sample { t, v });
         }
         let packed = encode_packed(&samples).unwrap();
-        assert!(packed.len() * 10 < xor.bytes().len() * 6, "packed {} vs xor {}", packed.len(), xor.bytes().len());
+        assert!(
+            packed.len() * 10 < xor.bytes().len() * 6,
+            "packed {} vs xor {}",
+            packed.len(),
+            xor.bytes().len()
+        );
     }
 
     proptest! {

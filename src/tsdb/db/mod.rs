@@ -194,6 +194,8 @@ pub enum DbError {
     Head(#[from] HeadError),
     #[error("invalid database option {option}: {reason}")]
     InvalidOption { option: &'static str, reason: String },
+    #[error("data directory {path} is in use by another process (its lock file is held)")]
+    Locked { path: PathBuf },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DbError + '_ {
@@ -308,6 +310,8 @@ struct DbInner {
     replay: wal::ReplayStats,
     replay_time: Duration,
     closed: AtomicBool,
+    /// Held (an exclusive `flock`) for as long as the database is open: one process per directory.
+    _lock: std::fs::File,
 }
 
 impl Db {
@@ -322,6 +326,14 @@ impl Db {
             });
         }
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let lock_path = dir.join("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        lock.try_lock().map_err(|_| DbError::Locked { path: dir.to_path_buf() })?;
         let blocks = load_blocks(dir)?;
         let log = Arc::new(WalLog::default());
         let head = Head::with_log(
@@ -370,6 +382,7 @@ impl Db {
                 replay,
                 replay_time,
                 closed: AtomicBool::new(false),
+                _lock: lock,
             }),
         })
     }
