@@ -8,6 +8,10 @@
 //! duplicate timestamp with another value, no timestamp) are reported the same way. The samples
 //! are gathered in an in-memory head (no WAL: the blocks are the output) and written block range
 //! by block range. The good lines are written even when some are bad; the exit status says so.
+//!
+//! Blocks appear atomically (see `block::writer`), so importing into the directory of a running
+//! node is safe; the node reads them when it next starts. As with Prometheus, backfill ranges
+//! older than the node's head: a node refuses samples older than the end of its newest block.
 
 use std::io::Write;
 use std::path::Path;
