@@ -6,7 +6,7 @@
 //! - [`exposition`]: the Prometheus text format — our zero-copy parser and the writer.
 //! - [`relabel`]: relabelling with Prometheus semantics.
 //! - [`shard`]: `hashmod` (Prometheus-compatible) and consistent-hash target sharding.
-//! - [`tsdb`]: promtier's own time-series database (head of compressed chunks).
+//! - [`tsdb`]: promtier's own time-series database (head, write-ahead log, blocks, compaction).
 //! - [`promql`]: PromQL parsing (promql-parser) and our evaluation engine over the `Querier`.
 //! - [`metrics`]: the node's own `/metrics` registry.
 //! - [`topology`]: the topology file — raw YAML, validation, typed configuration, node naming.

@@ -2,11 +2,13 @@
 //! `role` are the only places that use `anyhow`; everything below returns typed errors.
 
 mod check;
+mod import;
 mod plan;
 mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -35,9 +37,9 @@ enum Format {
     Json,
 }
 
-/// Query engine limits of a node that serves PromQL.
+/// Settings of a node that stores data and serves PromQL (leaf, global).
 #[derive(Debug, clap::Args)]
-struct QueryArgs {
+struct NodeArgs {
     /// Maximum number of samples a single query may hold in memory.
     #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
     query_max_samples: usize,
@@ -47,15 +49,36 @@ struct QueryArgs {
     /// How far back an instant selector looks for a sample.
     #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = parse_prom_duration)]
     query_lookback_delta: std::time::Duration,
+    /// Time span of a block cut from the head (Prometheus: --storage.tsdb.min-block-duration).
+    #[arg(long = "tsdb.block-duration", value_parser = parse_duration, default_value = "2h")]
+    block_duration: Duration,
+    /// Largest block compaction builds (Prometheus: --storage.tsdb.max-block-duration);
+    /// default a tenth of the retention, at most 31d. Equal to the block duration: no compaction.
+    #[arg(long = "tsdb.max-block-duration", value_parser = parse_duration)]
+    max_block_duration: Option<Duration>,
+    /// Delete the oldest blocks while the TSDB takes more than this many bytes.
+    #[arg(long = "tsdb.retention-size")]
+    retention_size: Option<u64>,
+    /// WAL fsync policy: `commit` (before each commit returns) or an interval (e.g. `1s`).
+    #[arg(long = "tsdb.wal-sync", value_parser = parse_wal_sync, default_value = "1s")]
+    wal_sync: crate::tsdb::wal::WalSync,
 }
 
-impl QueryArgs {
-    fn options(&self) -> crate::promql::EngineOptions {
-        crate::promql::EngineOptions {
-            max_samples: self.query_max_samples,
-            timeout: self.query_timeout,
-            lookback_delta: self.query_lookback_delta,
-            ..crate::promql::EngineOptions::default()
+impl NodeArgs {
+    fn options(&self) -> crate::role::NodeOptions {
+        crate::role::NodeOptions {
+            query: crate::promql::EngineOptions {
+                max_samples: self.query_max_samples,
+                timeout: self.query_timeout,
+                lookback_delta: self.query_lookback_delta,
+                ..crate::promql::EngineOptions::default()
+            },
+            storage: crate::role::storage::StorageOptions {
+                block_duration: self.block_duration,
+                max_block_duration: self.max_block_duration,
+                retention_size: self.retention_size,
+                wal_sync: self.wal_sync,
+            },
         }
     }
 }
@@ -90,7 +113,7 @@ enum Command {
         #[arg(long)]
         node: String,
         #[command(flatten)]
-        query: QueryArgs,
+        node_args: NodeArgs,
     },
     /// Run one global node of a topology.
     Global {
@@ -99,7 +122,12 @@ enum Command {
         #[arg(long)]
         node: String,
         #[command(flatten)]
-        query: QueryArgs,
+        node_args: NodeArgs,
+    },
+    /// TSDB tools.
+    Tsdb {
+        #[command(subcommand)]
+        command: TsdbCommand,
     },
     /// Run a demo exporter (synthetic, moving metrics) for trying promtier out.
     Demo {
@@ -114,6 +142,34 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum TsdbCommand {
+    /// Backfill an OpenMetrics file (timestamps in seconds, ending in # EOF) into a data
+    /// directory as blocks; a node started on that directory serves them.
+    Import {
+        /// The node's data directory (a topology node's `<data_dir>/<name>`).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The OpenMetrics text file.
+        file: PathBuf,
+        /// Time span of each block written.
+        #[arg(long = "block-duration", value_parser = parse_duration, default_value = "2h")]
+        block_duration: Duration,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = crate::model::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() { Err("must be positive".into()) } else { Ok(d) }
+}
+
+fn parse_wal_sync(s: &str) -> Result<crate::tsdb::wal::WalSync, String> {
+    match s {
+        "commit" => Ok(crate::tsdb::wal::WalSync::Commit),
+        other => parse_duration(other).map(crate::tsdb::wal::WalSync::Periodic),
+    }
+}
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -122,8 +178,11 @@ pub fn main() -> ExitCode {
         Command::Check { topology } => check::run(&topology),
         Command::Plan { topology, format, resize } => plan::run(&topology, format == Format::Json, &resize),
         Command::Up { topology } => run::up(topology),
-        Command::Leaf { topology, node, query } => run::leaf(&topology, &node, query.options()),
-        Command::Global { topology, node, query } => run::global(&topology, &node, query.options()),
+        Command::Leaf { topology, node, node_args } => run::leaf(&topology, &node, node_args.options()),
+        Command::Global { topology, node, node_args } => run::global(&topology, &node, node_args.options()),
+        Command::Tsdb { command: TsdbCommand::Import { data_dir, file, block_duration } } => {
+            import::run(&data_dir, &file, block_duration)
+        }
         Command::Demo { listen, series, seed } => run::demo(&listen, series, seed),
     };
     match result {

@@ -58,18 +58,14 @@ fn node(file: &Path, node: &str) -> anyhow::Result<(topology::Topology, topology
     Ok((t, n))
 }
 
-pub(super) fn leaf(file: &Path, name: &str, query: crate::promql::EngineOptions) -> anyhow::Result<ExitCode> {
+pub(super) fn leaf(file: &Path, name: &str, opts: role::NodeOptions) -> anyhow::Result<ExitCode> {
     let (t, n) = node(file, name)?;
-    with_shutdown(|token| async move { role::leaf::run_with(&t, &n, query, token).await })
+    with_shutdown(|token| async move { role::leaf::run(&t, &n, &opts, token).await })
 }
 
-pub(super) fn global(
-    file: &Path,
-    name: &str,
-    query: crate::promql::EngineOptions,
-) -> anyhow::Result<ExitCode> {
+pub(super) fn global(file: &Path, name: &str, opts: role::NodeOptions) -> anyhow::Result<ExitCode> {
     let (t, n) = node(file, name)?;
-    with_shutdown(|token| async move { role::global::run(&t, &n, query, token).await })
+    with_shutdown(|token| async move { role::global::run(&t, &n, &opts, token).await })
 }
 
 pub(super) fn demo(listen: &str, series: u32, seed: u64) -> anyhow::Result<ExitCode> {

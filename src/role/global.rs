@@ -8,33 +8,32 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
-use super::server;
+use super::{NodeOptions, server};
 use crate::api::{self, ApiState, NodeInfo};
 use crate::dedup::MergeQueryable;
 use crate::federate::{self, DEFAULT_LOOKBACK, FederateState};
 use crate::global::GlobalIngest;
 use crate::metrics::Registry;
-use crate::promql::{Engine, EngineOptions};
+use crate::promql::Engine;
 use crate::storage::{Queryable, Storage};
 use crate::topology::{DedupMode, Node, NodeRole, Topology};
-use crate::tsdb::{Head, HeadOptions};
 
 /// Runs the global `node` of `topology` until `shutdown`.
 pub async fn run(
     topology: &Topology,
     node: &Node,
-    query: EngineOptions,
+    opts: &NodeOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let NodeRole::Global { name, .. } = &node.role else {
         bail!("node {:?} is a {} node, not a global", node.name, node.role.kind());
     };
     let cfg = topology.global(name).with_context(|| format!("global {name:?} not in topology"))?;
-    let head = Arc::new(Head::new(HeadOptions::default())?);
-    let storage: Arc<dyn Storage> = head.clone();
+    let db = super::storage::open(node, &opts.storage).await?;
+    let storage: Arc<dyn Storage> = Arc::new(db.clone());
     let registry = Arc::new(Registry::new());
     crate::metrics::register_process_metrics(&registry, &node.name);
-    super::telemetry::register_head_metrics(&registry, head.clone());
+    super::telemetry::register_db_metrics(&registry, db.clone());
     let ingest = Arc::new(GlobalIngest::new(topology, cfg, storage.clone(), &registry));
 
     // What readers see: in merge mode one series per replica set; otherwise what is stored.
@@ -63,7 +62,7 @@ pub async fn run(
     let ready_storage = storage.clone();
     let targets_ingest = ingest.clone();
     let warnings_ingest = ingest.clone();
-    let status = super::leaf::status_info(topology, node, &query, head.clone());
+    let status = super::leaf::status_info(topology, node, &opts.query, db.clone());
     app = app.merge(api::router(ApiState {
         node: Arc::new(NodeInfo {
             name: node.name.clone(),
@@ -78,7 +77,7 @@ pub async fn run(
         storage: Some(view.clone()),
         raw_storage: (cfg.dedup == DedupMode::Merge).then(|| -> Arc<dyn Queryable> { storage.clone() }),
         warnings: Arc::new(move || warnings_ingest.warnings()),
-        engine: Arc::new(Engine::new(query)),
+        engine: Arc::new(Engine::new(opts.query.clone())),
         clock: Arc::new(crate::model::now_ms),
         metadata: Arc::new(Vec::new),
         status: Arc::new(status),
@@ -86,12 +85,12 @@ pub async fn run(
     if let Some(e) = ingest.elector() {
         app = app.merge(api::dedup::router(e.clone()));
     }
-    let retention = node.retention;
     let (_, served, _) = tokio::join!(
         ingest.run(shutdown.clone()),
         server::serve(listener, app, shutdown.clone()),
-        super::leaf::retention_loop(head.clone(), retention, shutdown.clone()),
+        super::storage::run_until_shutdown(db.clone(), &opts.storage, shutdown.clone()),
     );
+    super::storage::close(db).await;
     tracing::info!(node = %node.name, "global stopped");
     served
 }

@@ -1,14 +1,15 @@
-//! The leaf role: scrapes the targets its shard owns into its own storage and serves
-//! `/federate`, PromQL and the rest of the Prometheus HTTP API over that storage, `/metrics`, the
-//! targets API and the status page.
+//! The leaf role: scrapes the targets its shard owns into its own TSDB (in the node's data
+//! directory) and serves `/federate` (and the fast link), PromQL and the rest of the Prometheus
+//! HTTP API, `/metrics`, the targets API and the status page. The TSDB's maintenance and WAL
+//! syncing run beside the scrapes; the TSDB is closed (final WAL sync) after everything stopped.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
-use super::server;
+use super::{NodeOptions, server, storage};
 use crate::api::{self, ApiState, HeadInfo, NodeInfo, StatusInfo};
 use crate::federate::{self, DEFAULT_LOOKBACK, FederateState};
 use crate::metrics::Registry;
@@ -18,7 +19,7 @@ use crate::scrape::{ScrapeManager, TargetFilter};
 use crate::shard::Sharder;
 use crate::storage::Storage;
 use crate::topology::{Node, NodeRole, Topology};
-use crate::tsdb::{Head, HeadOptions};
+use crate::tsdb::Db;
 
 /// Keeps the targets of one shard of a group.
 pub struct ShardFilter {
@@ -34,16 +35,11 @@ impl TargetFilter for ShardFilter {
     }
 }
 
-/// Runs the leaf `node` of `topology` until `shutdown`, with Prometheus's default query limits.
-pub async fn run(topology: &Topology, node: &Node, shutdown: CancellationToken) -> anyhow::Result<()> {
-    run_with(topology, node, EngineOptions::default(), shutdown).await
-}
-
-/// Runs the leaf `node` of `topology` until `shutdown`, with the given query engine settings.
-pub async fn run_with(
+/// Runs the leaf `node` of `topology` until `shutdown`.
+pub async fn run(
     topology: &Topology,
     node: &Node,
-    query: EngineOptions,
+    opts: &NodeOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let NodeRole::Leaf { group, shard, .. } = &node.role else {
@@ -54,21 +50,21 @@ pub async fn run_with(
     let jobs: Vec<_> =
         topology.jobs.iter().filter(|j| group_cfg.jobs.contains(&j.job_name)).cloned().collect();
 
-    let head = Arc::new(Head::new(HeadOptions::default())?);
-    let storage: Arc<dyn Storage> = head.clone();
+    let db = storage::open(node, &opts.storage).await?;
+    let stored: Arc<dyn Storage> = Arc::new(db.clone());
     let registry = Arc::new(Registry::new());
     crate::metrics::register_process_metrics(&registry, &node.name);
-    super::telemetry::register_head_metrics(&registry, head.clone());
+    super::telemetry::register_db_metrics(&registry, db.clone());
     let filter =
         Arc::new(ShardFilter { sharder: group_cfg.sharder.clone(), shard: *shard, group: group.clone() });
     let seed = crate::model::hash_label_pairs([("node", node.name.as_str())]);
-    let manager = Arc::new(ScrapeManager::new(jobs, storage.clone(), filter, &registry, seed));
+    let manager = Arc::new(ScrapeManager::new(jobs, stored.clone(), filter, &registry, seed));
 
     let listener = server::bind(&node.listen).await?;
     tracing::info!(node = %node.name, listen = %node.listen, group = %group, shard, "leaf started");
-    let ready_storage = storage.clone();
+    let ready_storage = stored.clone();
     let fed = federate::router(FederateState {
-        storage: storage.clone(),
+        storage: stored.clone(),
         external_labels: node.external_labels.clone(),
         lookback: DEFAULT_LOOKBACK,
         clock: Arc::new(crate::model::now_ms),
@@ -79,10 +75,9 @@ pub async fn run_with(
             Arc::new(move |now| m.commit_watermark().min(now) - 1)
         },
     });
-    let ready_storage = storage.clone();
+    let ready_storage = stored.clone();
     let targets_manager = manager.clone();
     let metadata_manager = manager.clone();
-    let status = status_info(topology, node, &query, head.clone());
     let app = fed.merge(api::router(ApiState {
         node: Arc::new(NodeInfo {
             name: node.name.clone(),
@@ -94,37 +89,34 @@ pub async fn run_with(
         registry: registry.clone(),
         targets: Arc::new(move || targets_manager.targets()),
         ready: Arc::new(move || ready_storage.ready().map_err(|e| e.to_string())),
-        storage: Some(head.clone()),
+        storage: Some(Arc::new(db.clone())),
         raw_storage: None,
         warnings: Arc::new(Vec::new),
-        engine: Arc::new(Engine::new(query)),
+        engine: Arc::new(Engine::new(opts.query.clone())),
         clock: Arc::new(crate::model::now_ms),
         metadata: Arc::new(move || metadata_manager.metadata()),
-        status: Arc::new(status),
+        status: Arc::new(status_info(topology, node, &opts.query, db.clone())),
     }));
 
-    let retention = node.retention;
     let (_, served, _) = tokio::join!(
         manager.run(shutdown.clone()),
         server::serve(listener, app, shutdown.clone()),
-        retention_loop(head.clone(), retention, shutdown.clone()),
+        storage::run_until_shutdown(db.clone(), &opts.storage, shutdown.clone()),
     );
+    // Scrapes and requests have stopped: the last commits are in the WAL; make them durable.
+    storage::close(db).await;
     tracing::info!(node = %node.name, "leaf stopped");
     served
 }
 
-/// What `/api/v1/status/*` shows for a node with a head.
-pub(crate) fn status_info(
-    topology: &Topology,
-    node: &Node,
-    query: &EngineOptions,
-    head: Arc<Head>,
-) -> StatusInfo {
+/// What `/api/v1/status/*` shows for a node with a TSDB.
+pub(crate) fn status_info(topology: &Topology, node: &Node, query: &EngineOptions, db: Db) -> StatusInfo {
     StatusInfo {
         flags: [
             ("topology.file", topology.source.display().to_string()),
             ("node.name", node.name.clone()),
             ("web.listen-address", node.listen.clone()),
+            ("storage.tsdb.path", node.data_dir.display().to_string()),
             ("storage.tsdb.retention.time", PromDuration(node.retention).to_string()),
             ("query.lookback-delta", PromDuration(query.lookback_delta).to_string()),
             ("query.max-samples", query.max_samples.to_string()),
@@ -136,24 +128,8 @@ pub(crate) fn status_info(
         config_yaml: std::fs::read_to_string(&topology.source).unwrap_or_default(),
         retention: PromDuration(node.retention).to_string(),
         head: Some(Arc::new(move || {
-            let st = head.stats();
-            HeadInfo { chunks: st.chunks, min_time: head.min_time(), max_time: head.max_time() }
+            let head = db.head();
+            HeadInfo { chunks: head.stats().chunks, min_time: head.min_time(), max_time: head.max_time() }
         })),
-    }
-}
-
-/// Drops data older than the retention period, once a minute.
-pub(crate) async fn retention_loop(head: Arc<Head>, retention: Duration, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let mint = crate::model::now_ms() - retention.as_millis() as i64;
-        let head = head.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || head.truncate(mint)).await {
-            tracing::error!(error = %e, "retention task failed");
-        }
     }
 }

@@ -1,15 +1,117 @@
-//! `/metrics` collectors for the components a role wires together (storage statistics).
+//! `/metrics` collectors for the components a role wires together (storage statistics: head,
+//! WAL, blocks, compaction, retention).
 
 use std::sync::Arc;
 
 use crate::metrics::{MetricsWriter, Registry};
 use crate::model::MetricType;
-use crate::tsdb::Head;
+use crate::tsdb::{Db, HeadStats};
 
-/// Exposes the head's statistics as `promtier_tsdb_head_*` metrics.
-pub(crate) fn register_head_metrics(registry: &Registry, head: Arc<Head>) {
+/// Exposes the database's statistics: `promtier_tsdb_head_*`, `promtier_tsdb_wal_*`,
+/// `promtier_tsdb_blocks_*`, compaction and retention counters.
+pub(crate) fn register_db_metrics(registry: &Registry, db: Db) {
     registry.register(Arc::new(move |w: &mut MetricsWriter| {
-        let s = head.stats();
+        let s = db.stats();
+        write_head(w, &s.head);
+        let g = MetricType::Gauge;
+        let c = MetricType::Counter;
+        let rows: [(&str, &str, MetricType, f64); 22] = [
+            ("promtier_tsdb_blocks_loaded", "Blocks on disk that queries read.", g, s.blocks as f64),
+            ("promtier_tsdb_blocks_bytes", "Bytes of the blocks on disk.", g, s.block_bytes as f64),
+            ("promtier_tsdb_blocks_samples", "Samples held in blocks.", g, s.block_samples as f64),
+            (
+                "promtier_tsdb_lowest_timestamp_seconds",
+                "Oldest sample time in the TSDB.",
+                g,
+                s.min_time.map_or(f64::NAN, |t| t as f64 / 1000.0),
+            ),
+            (
+                "promtier_tsdb_wal_storage_size_bytes",
+                "Bytes of WAL segments and checkpoints on disk.",
+                g,
+                s.wal_disk_bytes as f64,
+            ),
+            (
+                "promtier_tsdb_wal_written_bytes_total",
+                "Bytes of records written to the WAL.",
+                c,
+                s.wal_written_bytes as f64,
+            ),
+            ("promtier_tsdb_wal_commits_total", "Commits written to the WAL.", c, s.wal_commits as f64),
+            (
+                "promtier_tsdb_wal_write_failures_total",
+                "WAL writes that failed (the commit failed).",
+                c,
+                s.wal_write_failures as f64,
+            ),
+            ("promtier_tsdb_wal_fsyncs_total", "WAL fsyncs.", c, s.wal_fsyncs as f64),
+            (
+                "promtier_tsdb_wal_fsync_failures_total",
+                "WAL fsyncs that failed.",
+                c,
+                s.wal_fsync_failures as f64,
+            ),
+            ("promtier_tsdb_wal_fsync_seconds_total", "Time spent in WAL fsyncs.", c, s.wal_fsync_seconds),
+            (
+                "promtier_tsdb_wal_segments_created_total",
+                "WAL segments started.",
+                c,
+                s.wal_segments_created as f64,
+            ),
+            (
+                "promtier_tsdb_wal_segment_current",
+                "Number of the WAL segment being written.",
+                g,
+                s.wal_current_segment as f64,
+            ),
+            ("promtier_tsdb_checkpoints_total", "WAL checkpoints written.", c, s.wal_checkpoints as f64),
+            (
+                "promtier_tsdb_checkpoint_failures_total",
+                "WAL checkpoints that failed.",
+                c,
+                s.wal_checkpoint_failures as f64,
+            ),
+            ("promtier_tsdb_head_cuts_total", "Block ranges cut out of the head.", c, s.cuts as f64),
+            ("promtier_tsdb_head_cut_failures_total", "Block cuts that failed.", c, s.cut_failures as f64),
+            (
+                "promtier_tsdb_compactions_total",
+                "Compactions of blocks into a bigger block.",
+                c,
+                s.compactions as f64,
+            ),
+            (
+                "promtier_tsdb_compaction_failures_total",
+                "Compactions that failed.",
+                c,
+                s.compaction_failures as f64,
+            ),
+            (
+                "promtier_tsdb_retention_deleted_blocks_total",
+                "Blocks deleted by time or size retention.",
+                c,
+                s.retention_deleted_blocks as f64,
+            ),
+            (
+                "promtier_tsdb_wal_replay_duration_seconds",
+                "Time the WAL replay took at start.",
+                g,
+                s.replay_seconds,
+            ),
+            (
+                "promtier_tsdb_wal_replay_bytes",
+                "Bytes of WAL records replayed at start.",
+                g,
+                s.replay_bytes as f64,
+            ),
+        ];
+        for (name, help, kind, v) in rows {
+            w.single(name, help, kind, v);
+        }
+    }));
+}
+
+fn write_head(w: &mut MetricsWriter, s: &HeadStats) {
+    {
         let g = MetricType::Gauge;
         let c = MetricType::Counter;
         w.single("promtier_tsdb_head_series", "Series held in the head.", g, s.series as f64);
@@ -57,5 +159,5 @@ pub(crate) fn register_head_metrics(registry: &Registry, head: Arc<Head>) {
             c,
             s.out_of_bounds as f64,
         );
-    }));
+    }
 }

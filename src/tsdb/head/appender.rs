@@ -134,19 +134,28 @@ impl Appender for HeadAppender<'_> {
 
     fn commit(mut self: Box<Self>) -> Result<CommitStats, StorageError> {
         let staged = std::mem::take(&mut self.staged);
+        let head = self.head;
+        let _gate = head.commit_gate.read();
         if let Err(e) = self.head.write_ahead(&staged) {
             // Nothing acknowledged: unpin like a rollback.
             self.staged = staged;
             self.unpin_all();
             return Err(e);
         }
-        let head = self.head;
         let mut stats = CommitStats { new_series: self.created, ..CommitStats::default() };
         let (mut chunks, mut bytes) = (0u64, 0u64);
         let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
         for Staged { series, t, v } in staged {
             let mut st = series.state.lock();
             st.pending = st.pending.saturating_sub(1);
+            // Checked again under the series lock: the floor may have risen since staging (a
+            // block was cut), and what is below it must not reach the head.
+            if t < head.commit_floor.load(Ordering::Acquire) {
+                drop(st);
+                self.count_rejection(&AppendError::OutOfBounds);
+                stats.rejected += 1;
+                continue;
+            }
             match st.check(t, v) {
                 Ok(Appendable::Yes) => match st.append(t, v, head.policy) {
                     Ok(effect) => {
@@ -194,7 +203,7 @@ impl HeadInner {
     /// The write-ahead seam: builds the commit record and makes it durable before any sample is
     /// applied. Series go into the record the first time a commit carries samples for them (the
     /// `logged` flag, flipped under `log_lock` so that a series record is always written before
-    /// any other commit's samples for it). Without a log yet, building the record is all it does.
+    /// any other commit's samples for it). Without a log, building the record is all it does.
     pub(crate) fn write_ahead(&self, staged: &[Staged]) -> Result<(), StorageError> {
         if staged.is_empty() {
             return Ok(());
@@ -205,8 +214,10 @@ impl HeadInner {
         series.sort_unstable_by_key(|s| s.r);
         series.dedup_by_key(|s| s.r);
         let record = CommitRecord { series, samples: staged };
-        // The log write goes here; only once it succeeded are the series marked as logged.
-        debug_assert!(record.series.len() <= record.samples.len());
+        // Only once the log has the record are the series marked as logged.
+        if let Some(log) = &self.log {
+            log.log(&record)?;
+        }
         for s in &record.series {
             s.logged.store(true, Ordering::Release);
         }

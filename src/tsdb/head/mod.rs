@@ -3,9 +3,11 @@
 //! Prometheus's ordering rules, queries over a time range, and truncation for retention.
 //!
 //! It implements the `storage` traits and knows nothing of scraping or HTTP. Durability is not
-//! here yet: [`Appender::commit`](crate::storage::Appender::commit) builds a commit record and
-//! hands it to one function (`HeadInner::write_ahead`) before applying it, which is where the
-//! write-ahead log plugs in.
+//! here: [`Appender::commit`](crate::storage::Appender::commit) builds a commit record and hands
+//! it to a [`CommitLog`] (the database's write-ahead log) before applying it; a head built with
+//! [`Head::new`] has none and lives in memory only. For the database around it the head also
+//! replays logged records (`replay_series`, `replay_samples`), hands out its chunks for blocks and
+//! checkpoints (`export`), and refuses samples below a floor (`raise_min_valid_time`).
 //!
 //! Chunks are cut every [`HeadOptions::samples_per_chunk`] samples (120 by default: 30 min at a
 //! 15 s interval) and also whenever a sample crosses a multiple of [`HeadOptions::chunk_range_ms`]
@@ -26,11 +28,26 @@ use parking_lot::{Mutex, RwLock};
 use crate::model::{Labels, Matcher};
 use crate::storage::{Appendable, Appender, Querier, Queryable, SeriesRef, Storage, StorageError};
 
+pub(crate) use self::appender::CommitRecord;
 use self::appender::HeadAppender;
 use self::order::LabelOrder;
 use self::postings::MemPostings;
 use self::querier::HeadQuerier;
-use self::series::{CutPolicy, MemSeries, StripeSeries};
+use self::series::{Appendable as Check, CutPolicy, StripeSeries};
+pub(crate) use self::series::{ExportChunk, MemSeries};
+
+/// Where a head writes each commit before applying it (the write-ahead log). `log` must not
+/// return until the record is as durable as the log promises; an error fails the commit.
+pub(crate) trait CommitLog: Send + Sync {
+    fn log(&self, record: &CommitRecord<'_>) -> Result<(), StorageError>;
+}
+
+/// One series handed out by [`Head::export`]: its ref, labels and chunks in the range.
+pub(crate) struct ExportSeries {
+    pub(crate) r: SeriesRef,
+    pub(crate) labels: Arc<Labels>,
+    pub(crate) chunks: Vec<ExportChunk>,
+}
 
 /// Why a head could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -143,29 +160,45 @@ pub(crate) struct HeadInner {
     order: LabelOrder,
     /// The next series ref; refs only grow, so a ref is never reused.
     next_ref: AtomicU64,
-    /// Samples older than this are out of bounds (raised by truncation).
+    /// Samples older than this are out of bounds (raised by truncation), checked when staged.
     min_valid_time: AtomicI64,
+    /// Samples older than this are refused also at commit, however early they were staged:
+    /// raised by the database before it writes a block (see [`Head::raise_min_valid_time`]).
+    commit_floor: AtomicI64,
+    /// The highest `mint` truncation was called with: the floor of [`Head::min_time`].
+    truncated_to: AtomicI64,
     /// Oldest and newest sample timestamps appended (`i64::MAX`/`i64::MIN` when none).
     min_time: AtomicI64,
     max_time: AtomicI64,
     /// Serialises the logging step of commits, so series records precede their samples.
     log_lock: Mutex<()>,
+    /// The write-ahead log, if any.
+    log: Option<Arc<dyn CommitLog>>,
+    /// Held shared by every commit from logging to applying, and exclusively by
+    /// [`Head::quiesce`]: so that when a quiesced action runs, every logged commit is applied.
+    commit_gate: RwLock<()>,
     counters: Counters,
 }
 
 impl Default for Head {
     fn default() -> Head {
-        Head::build(HeadOptions::default())
+        Head::build(HeadOptions::default(), None)
     }
 }
 
 impl Head {
     pub fn new(opts: HeadOptions) -> Result<Head, HeadError> {
         opts.validate()?;
-        Ok(Head::build(opts))
+        Ok(Head::build(opts, None))
     }
 
-    fn build(opts: HeadOptions) -> Head {
+    /// A head that writes every commit to `log` before applying it.
+    pub(crate) fn with_log(opts: HeadOptions, log: Arc<dyn CommitLog>) -> Result<Head, HeadError> {
+        opts.validate()?;
+        Ok(Head::build(opts, Some(log)))
+    }
+
+    fn build(opts: HeadOptions, log: Option<Arc<dyn CommitLog>>) -> Head {
         Head {
             inner: Arc::new(HeadInner {
                 policy: CutPolicy {
@@ -177,9 +210,13 @@ impl Head {
                 order: LabelOrder::default(),
                 next_ref: AtomicU64::new(1),
                 min_valid_time: AtomicI64::new(i64::MIN),
+                commit_floor: AtomicI64::new(i64::MIN),
+                truncated_to: AtomicI64::new(i64::MIN),
                 min_time: AtomicI64::new(i64::MAX),
                 max_time: AtomicI64::new(i64::MIN),
                 log_lock: Mutex::new(()),
+                log,
+                commit_gate: RwLock::new(()),
                 counters: Counters::default(),
             }),
         }
@@ -207,7 +244,7 @@ impl Head {
     /// truncation: the truncation point), or `None` for an empty head.
     pub fn min_time(&self) -> Option<i64> {
         let t = self.inner.min_time.load(Ordering::Acquire);
-        let floor = self.inner.min_valid_time.load(Ordering::Acquire);
+        let floor = self.inner.truncated_to.load(Ordering::Acquire);
         (t != i64::MAX).then_some(t.max(floor))
     }
 
@@ -223,11 +260,106 @@ impl Head {
     pub fn truncate(&self, mint: i64) -> TruncateStats {
         self.inner.truncate(mint)
     }
+
+    /// From now on samples older than `t` are refused (`OutOfBounds`), also at commit time for
+    /// samples staged earlier. The database raises it before handing a range to a block, so no
+    /// sample can land in that range after it was written.
+    pub(crate) fn raise_min_valid_time(&self, t: i64) {
+        self.inner.commit_floor.fetch_max(t, Ordering::AcqRel);
+        self.inner.min_valid_time.fetch_max(t, Ordering::AcqRel);
+    }
+
+    /// Runs `f` while no commit is between logging and applying. The WAL rotates a segment for
+    /// a checkpoint under it: every commit logged in the older segments is then in the head, so
+    /// the checkpoint (taken from the head) holds it.
+    pub(crate) fn quiesce<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _gate = self.inner.commit_gate.write();
+        f()
+    }
+
+    pub(crate) fn min_valid_time(&self) -> i64 {
+        self.inner.min_valid_time.load(Ordering::Acquire)
+    }
+
+    /// Recreates a logged series under its logged ref (or returns the live series with the same
+    /// labels, which then stands for that ref too). Replayed series count as logged.
+    pub(crate) fn replay_series(&self, r: SeriesRef, labels: &Labels) -> Arc<MemSeries> {
+        let inner = &self.inner;
+        inner.next_ref.fetch_max(r.saturating_add(1), Ordering::AcqRel);
+        let (s, _) = inner.get_or_create_with(labels.hash(), labels, 0, || r);
+        s.logged.store(true, Ordering::Release);
+        s
+    }
+
+    /// Applies logged samples directly (no log, no staging). Samples the ordering rules or the
+    /// floor refuse are skipped and returned as the second count; they were never acknowledged
+    /// or are already in a block.
+    pub(crate) fn replay_samples<'a>(
+        &self,
+        samples: impl IntoIterator<Item = (&'a MemSeries, i64, f64)>,
+    ) -> (u64, u64) {
+        let inner = &self.inner;
+        let floor = self.min_valid_time();
+        let (mut applied, mut skipped, mut chunks, mut bytes) = (0u64, 0u64, 0i64, 0i64);
+        let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
+        for (s, t, v) in samples {
+            let mut st = s.state.lock();
+            if t < floor || !matches!(st.check(t, v), Ok(Check::Yes)) {
+                skipped += 1;
+                continue;
+            }
+            match st.append(t, v, inner.policy) {
+                Ok(e) => {
+                    applied += 1;
+                    chunks += i64::from(e.new_chunk);
+                    bytes += e.bytes_added as i64;
+                    min_t = min_t.min(t);
+                    max_t = max_t.max(t);
+                }
+                Err(_) => skipped += 1,
+            }
+        }
+        let c = &inner.counters;
+        c.samples_appended.fetch_add(applied, Ordering::Relaxed);
+        c.chunks.fetch_add(chunks, Ordering::Relaxed);
+        c.chunk_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if applied > 0 {
+            inner.min_time.fetch_min(min_t, Ordering::AcqRel);
+            inner.max_time.fetch_max(max_t, Ordering::AcqRel);
+        }
+        (applied, skipped)
+    }
+
+    /// The series' chunks with samples in `[mint, maxt]` (cut to the range). With `sorted`, in
+    /// label order and only series with such chunks (for a block); else every series, chunks
+    /// or not, in no order (for a checkpoint, which must carry every live series' labels).
+    pub(crate) fn export(&self, mint: i64, maxt: i64, sorted: bool) -> Vec<ExportSeries> {
+        let inner = &self.inner;
+        let collect = |s: &Arc<MemSeries>| ExportSeries {
+            r: s.r,
+            labels: Arc::clone(&s.labels),
+            chunks: s.state.lock().chunks_in(mint, maxt),
+        };
+        if sorted {
+            inner
+                .order
+                .sort(inner.select_series(&[]))
+                .iter()
+                .map(collect)
+                .filter(|e| !e.chunks.is_empty())
+                .collect()
+        } else {
+            let mut out = Vec::new();
+            inner.series.for_each(|s| out.push(collect(s)));
+            out
+        }
+    }
 }
 
 impl HeadInner {
     fn truncate(&self, mint: i64) -> TruncateStats {
         self.min_valid_time.fetch_max(mint, Ordering::AcqRel);
+        self.truncated_to.fetch_max(mint, Ordering::AcqRel);
         let (mut chunks, mut bytes) = (0u64, 0u64);
         let removed = self.series.remove_where(|s| {
             let mut st = s.state.lock();
@@ -258,9 +390,18 @@ impl HeadInner {
     /// The live series with these labels, created (with `pending` staged samples already counted)
     /// when missing. Allocates only when creating.
     fn get_or_create(&self, hash: u64, labels: &Labels, pending: u32) -> (Arc<MemSeries>, bool) {
+        self.get_or_create_with(hash, labels, pending, || self.next_ref.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn get_or_create_with(
+        &self,
+        hash: u64,
+        labels: &Labels,
+        pending: u32,
+        new_ref: impl FnOnce() -> SeriesRef,
+    ) -> (Arc<MemSeries>, bool) {
         let (s, created) = self.series.get_or_create(hash, labels, || {
-            let r = self.next_ref.fetch_add(1, Ordering::Relaxed);
-            Arc::new(MemSeries::new(r, hash, labels.clone(), pending))
+            Arc::new(MemSeries::new(new_ref(), hash, labels.clone(), pending))
         });
         if created {
             self.postings.write().add(s.r, &s.labels);

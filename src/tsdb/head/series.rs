@@ -61,6 +61,15 @@ pub(crate) struct SealedChunk {
     pub(crate) bytes: Arc<[u8]>,
 }
 
+/// A chunk handed out for writing a block or a checkpoint.
+#[derive(Clone)]
+pub(crate) struct ExportChunk {
+    pub(crate) min_t: i64,
+    pub(crate) max_t: i64,
+    /// XOR-encoded samples.
+    pub(crate) bytes: Arc<[u8]>,
+}
+
 /// The chunk being appended to.
 pub(crate) struct OpenChunk {
     pub(crate) min_t: i64,
@@ -154,6 +163,37 @@ impl SeriesState {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.open.is_none() && self.sealed.is_empty()
+    }
+
+    /// The chunks holding samples in `[mint, maxt]`, oldest first. Chunks inside the range are
+    /// shared (the open one copied); a chunk reaching outside it is re-encoded with only the
+    /// samples inside, so the result never holds a sample outside the range.
+    pub(crate) fn chunks_in(&self, mint: i64, maxt: i64) -> Vec<ExportChunk> {
+        let mut out = Vec::new();
+        let open = self.open.as_ref().map(|o| (o.min_t, o.max_t, Arc::<[u8]>::from(o.app.bytes())));
+        let all = self.sealed.iter().map(|c| (c.min_t, c.max_t, Arc::clone(&c.bytes))).chain(open);
+        for (min_t, max_t, bytes) in all {
+            if max_t < mint || min_t > maxt {
+                continue;
+            }
+            if min_t >= mint && max_t <= maxt {
+                out.push(ExportChunk { min_t, max_t, bytes });
+                continue;
+            }
+            let mut app = XorAppender::new();
+            let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+            for s in XorIterator::new(&*bytes).filter(|s| s.t >= mint && s.t <= maxt) {
+                // Cannot fail: the source chunk held at least as many samples.
+                if app.append(s.t, s.v).is_ok() {
+                    lo = lo.min(s.t);
+                    hi = hi.max(s.t);
+                }
+            }
+            if app.num_samples() > 0 {
+                out.push(ExportChunk { min_t: lo, max_t: hi, bytes: Arc::from(app.bytes()) });
+            }
+        }
+        out
     }
 
     #[cfg(test)]
@@ -415,7 +455,6 @@ impl StripeSeries {
         (s, true)
     }
 
-    #[cfg(test)]
     /// Calls `f` on every series, one ref stripe (read-locked) at a time.
     pub(crate) fn for_each(&self, mut f: impl FnMut(&Arc<MemSeries>)) {
         for stripe in self.by_ref.iter() {
