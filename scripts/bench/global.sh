@@ -87,10 +87,14 @@ def cpu_rss(pid):
     st = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(st[11]) + int(st[12])) / CLK, int(open(f"/proc/{pid}/statm").read().split()[1]) * PAGE
 def metric(port, name, labels=""):
+    """Sum of the samples of exactly `name` (any labels containing `labels`)."""
     txt = get(f"http://127.0.0.1:{port}/metrics")
     tot = 0.0
     for l in txt.splitlines():
-        if l.startswith(name) and (labels in l) and not l.startswith("#"):
+        if l.startswith("#"):
+            continue
+        series = l.rsplit(" ", 1)[0]
+        if (series == name or series.startswith(name + "{")) and labels in l:
             tot += float(l.rsplit(" ", 1)[1])
     return tot
 def newest_up_age(port):

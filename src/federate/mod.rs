@@ -89,21 +89,32 @@ async fn handle(
         Ok::<_, FederateError>(out)
     })
     .await;
+    body_response(rendered, TEXT_CONTENT_TYPE, gzip, "federation")
+}
+
+/// The response for a body rendered on a blocking thread: the body with its content type (and
+/// gzip encoding), or a 500 that names `what` failed (logged too).
+fn body_response<E: std::fmt::Display>(
+    rendered: Result<Result<Vec<u8>, E>, tokio::task::JoinError>,
+    content_type: &'static str,
+    gzip: bool,
+    what: &str,
+) -> Response {
     match rendered {
         Ok(Ok(body)) => {
             let mut resp = Response::new(Body::from(body));
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_CONTENT_TYPE));
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             if gzip {
                 resp.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             }
             resp
         }
         Ok(Err(e)) => {
-            tracing::error!(error = %e, "federation failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, format!("federation failed: {e}\n")).into_response()
+            tracing::error!(error = %e, "{what} failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("{what} failed: {e}\n")).into_response()
         }
         Err(e) => {
-            tracing::error!(error = %e, "federation task failed");
+            tracing::error!(error = %e, "{what} task failed");
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
         }
     }
@@ -203,25 +214,7 @@ async fn handle_stream(
         Ok::<_, stream::StreamError>(out)
     })
     .await;
-    match rendered {
-        Ok(Ok(body)) => {
-            let mut resp = Response::new(Body::from(body));
-            resp.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(stream::STREAM_CONTENT_TYPE));
-            if gzip {
-                resp.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-            }
-            resp
-        }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "federation stream failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, format!("federation stream failed: {e}\n")).into_response()
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "federation stream task failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
-        }
-    }
+    body_response(rendered, stream::STREAM_CONTENT_TYPE, gzip, "federation stream")
 }
 
 fn accepts_gzip(headers: &HeaderMap) -> bool {
