@@ -344,7 +344,56 @@ impl BuildHasher for BuildMix {
     }
 }
 
-type RefMap = HashMap<SeriesRef, Arc<MemSeries>, BuildMix>;
+/// The series of one ref stripe, in a dense array: refs are handed out in sequence, so within a
+/// stripe `ref >> stripe_bits` is a dense slot number. A lookup is an index, not a hash probe
+/// (the scrape hot path does one per sample). Slots of removed series are emptied; leading empty
+/// slots are dropped (retention removes the oldest series first), so the array stays near the
+/// live series count.
+#[derive(Default)]
+struct RefSlab {
+    /// Slot number of `slots[0]`.
+    base: u64,
+    slots: std::collections::VecDeque<Option<Arc<MemSeries>>>,
+}
+
+impl RefSlab {
+    fn get(&self, slot: u64) -> Option<&Arc<MemSeries>> {
+        let i = slot.checked_sub(self.base)?;
+        self.slots.get(usize::try_from(i).ok()?)?.as_ref()
+    }
+
+    fn insert(&mut self, slot: u64, s: Arc<MemSeries>) {
+        if self.slots.is_empty() {
+            self.base = slot;
+        }
+        // Refs only grow, so a slot below the base never comes back; be safe anyway.
+        while slot < self.base {
+            self.slots.push_front(None);
+            self.base -= 1;
+        }
+        let i = (slot - self.base) as usize;
+        if self.slots.len() <= i {
+            self.slots.resize(i + 1, None);
+        }
+        self.slots[i] = Some(s);
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Arc<MemSeries>> {
+        self.slots.iter().flatten()
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&Arc<MemSeries>) -> bool) {
+        for slot in self.slots.iter_mut() {
+            if slot.as_ref().is_some_and(|s| !keep(s)) {
+                *slot = None;
+            }
+        }
+        while matches!(self.slots.front(), Some(None)) {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+    }
+}
 
 /// Series of one hash stripe: the first series per label hash, plus the rare others that share it.
 #[derive(Default)]
@@ -402,7 +451,9 @@ impl HashStripe {
 /// a lock. Lock order: hash stripe, then ref stripe, then a series' state; never the reverse.
 pub(crate) struct StripeSeries {
     mask: u64,
-    by_ref: Box<[RwLock<RefMap>]>,
+    /// log2 of the stripe count: `ref >> bits` is a ref's slot within its stripe.
+    bits: u32,
+    by_ref: Box<[RwLock<RefSlab>]>,
     by_hash: Box<[RwLock<HashStripe>]>,
 }
 
@@ -411,12 +462,13 @@ impl StripeSeries {
     pub(crate) fn new(stripes: usize) -> StripeSeries {
         StripeSeries {
             mask: stripes as u64 - 1,
-            by_ref: (0..stripes).map(|_| RwLock::new(RefMap::default())).collect(),
+            bits: stripes.trailing_zeros(),
+            by_ref: (0..stripes).map(|_| RwLock::new(RefSlab::default())).collect(),
             by_hash: (0..stripes).map(|_| RwLock::new(HashStripe::default())).collect(),
         }
     }
 
-    fn ref_stripe(&self, r: SeriesRef) -> &RwLock<RefMap> {
+    fn ref_stripe(&self, r: SeriesRef) -> &RwLock<RefSlab> {
         &self.by_ref[(r & self.mask) as usize]
     }
 
@@ -425,7 +477,7 @@ impl StripeSeries {
     }
 
     pub(crate) fn get_by_ref(&self, r: SeriesRef) -> Option<Arc<MemSeries>> {
-        self.ref_stripe(r).read().get(&r).cloned()
+        self.ref_stripe(r).read().get(r >> self.bits).cloned()
     }
 
     pub(crate) fn get_by_hash(&self, hash: u64, labels: &Labels) -> Option<Arc<MemSeries>> {
@@ -450,7 +502,7 @@ impl StripeSeries {
         }
         let s = make();
         // Reachable by ref before by hash: whoever finds it by hash can use its ref at once.
-        self.ref_stripe(s.r).write().insert(s.r, Arc::clone(&s));
+        self.ref_stripe(s.r).write().insert(s.r >> self.bits, Arc::clone(&s));
         stripe.insert(Arc::clone(&s));
         (s, true)
     }
@@ -469,7 +521,7 @@ impl StripeSeries {
     pub(crate) fn remove_where(&self, mut dead: impl FnMut(&MemSeries) -> bool) -> Vec<Arc<MemSeries>> {
         let mut removed = Vec::new();
         for stripe in self.by_ref.iter() {
-            stripe.write().retain(|_, s| {
+            stripe.write().retain(|s| {
                 if dead(s) {
                     removed.push(Arc::clone(s));
                     false
