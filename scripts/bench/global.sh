@@ -5,7 +5,8 @@
 #   - a promtier global, failover dedup over the fast link,
 #   - a promtier global, failover dedup over text /federate (the fast link turned off).
 # Reported per global: CPU cores, CPU seconds per million samples pulled and per million unique
-# samples kept, RSS, series held, pull duration, and freshness (age of the newest `up` sample).
+# samples kept, RSS, series held, pull duration, and freshness (leaf-to-global lag: the newest
+# `up` sample on the leaves minus the newest on the global, sampled every ~2 s).
 #   scripts/bench/global.sh                      # 4 leaves x 100k series, 5 s intervals, 180 s
 #   SERIES=20000 DURATION=60 scripts/bench/global.sh
 set -euo pipefail
@@ -70,7 +71,7 @@ prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/prom"
   --web.listen-address="127.0.0.1:$PROM" --log.level=warn > "$WORK/prometheus.log" 2>&1 &
 PIDS+=($!)
 
-python3 - "$WORK" "$PROM" "$PROMTIER_FAST" "$PROMTIER_TEXT" "$SERIES" "$DURATION" "$WARMUP" "$INTERVAL" <<'PY'
+LEAF_PORTS="$LEAF,$((LEAF + 1)),$((LEAF + 2)),$((LEAF + 3))" python3 - "$WORK" "$PROM" "$PROMTIER_FAST" "$PROMTIER_TEXT" "$SERIES" "$DURATION" "$WARMUP" "$INTERVAL" <<'PY'
 import json, os, re, statistics, sys, time, urllib.request
 work, prom, fast, text = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 series, duration, warmup, interval = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
@@ -97,10 +98,16 @@ def metric(port, name, labels=""):
         if (series == name or series.startswith(name + "{")) and labels in l:
             tot += float(l.rsplit(" ", 1)[1])
     return tot
-def newest_up_age(port):
+def newest_up(port):
     body = get(f"http://127.0.0.1:{port}/federate?match[]=up%7Bjob%3D%22demo%22%7D")
     ts = [int(l.rsplit(" ", 1)[1]) for l in body.splitlines() if l and not l.startswith("#")]
-    return (time.time() * 1000 - max(ts)) / 1000 if ts else None
+    return max(ts) if ts else None
+LEAVES = [int(p) for p in os.environ.get("LEAF_PORTS", "").split(",") if p]
+def newest_up_age(port):
+    """Leaf-to-global lag: the newest `up` sample the leaves hold minus the newest the global holds."""
+    leaf = max(newest_up(p) or 0 for p in LEAVES)
+    g = newest_up(port)
+    return (leaf - g) / 1000 if g else None
 def head_series(port):
     for n in ("promtier_tsdb_head_series", "prometheus_tsdb_head_series"):
         try:
@@ -136,7 +143,7 @@ while time.time() < t_end:
             if a is not None: ages[k].append(a)
         except Exception: pass
     time.sleep(1.7)
-print(f"\n{'global':<15} {'cpu cores':>9} {'cpu s/M kept':>12} {'series':>8} {'rss MiB':>8} {'age med s':>9} {'age max s':>9}")
+print(f"\n{'global':<15} {'cpu cores':>9} {'cpu s/M kept':>12} {'series':>8} {'rss MiB':>8} {'lag med s':>9} {'lag max s':>9}")
 res = {}
 for k in systems:
     cpu1, rss = cpu_rss(pids[k]); s1 = pulled(k); t1 = time.time()
