@@ -103,9 +103,22 @@ def newest_up(port):
     ts = [int(l.rsplit(" ", 1)[1]) for l in body.splitlines() if l and not l.startswith("#")]
     return max(ts) if ts else None
 LEAVES = [int(p) for p in os.environ.get("LEAF_PORTS", "").split(",") if p]
+def sources(port):
+    """The leaves a global stores from: the elected replica of each shard (failover dedup), or
+    every leaf (Prometheus keeps both replicas)."""
+    try:
+        sets = json.loads(get(f"http://127.0.0.1:{port}/api/v1/dedup"))["data"]
+    except Exception:
+        return LEAVES
+    out = []
+    for st in sets:
+        shard = int(st["shard"].rsplit("-", 1)[1])
+        out.append(LEAVES[2 * shard + "ab".index(st["elected"])])
+    return out
 def newest_up_age(port):
-    """Leaf-to-global lag: the newest `up` sample the leaves hold minus the newest the global holds."""
-    leaf = max(newest_up(p) or 0 for p in LEAVES)
+    """Leaf-to-global lag: the newest `up` sample on the leaves the global stores from, minus the
+    newest on the global."""
+    leaf = max(newest_up(p) or 0 for p in sources(port))
     g = newest_up(port)
     return (leaf - g) / 1000 if g else None
 def head_series(port):
