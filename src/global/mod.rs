@@ -203,7 +203,10 @@ impl GlobalIngest {
             }
         };
         let text_client = ScrapeClient::plain(true).unwrap_or_else(|_| client.clone());
-        let start = self.storage.max_time().map(|t| t - 2 * self.settings.interval.as_millis() as i64);
+        // After a restart, catch up from a little before the newest stored data (the first pull
+        // guards against re-storing what is there).
+        let start =
+            self.storage.max_time().map(|t| t - 2 * self.settings.interval.as_millis() as i64 - 300_000);
         let initial_cursor = start.unwrap_or(now_ms() - INITIAL_BACKFILL.as_millis() as i64);
         let mut tasks = tokio::task::JoinSet::new();
         for (source, status) in &self.sources {

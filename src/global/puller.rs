@@ -49,6 +49,9 @@ pub(crate) struct Puller {
     pub(crate) initial_cursor: i64,
 }
 
+/// How far before a switch watermark (or a restarted global's newest data) a fill starts.
+const FILL_MARGIN_MS: i64 = 5 * 60 * 1000;
+
 /// What one pull produced.
 struct Outcome {
     report: PullReport,
@@ -170,7 +173,10 @@ impl Puller {
         if self.fast() {
             let (probe, since, fill) = match role {
                 Role::Standby => (true, 0, false),
-                Role::Elected { fill_from: Some(w) } => (false, w, true),
+                // The previous replica's cursor says where its data was complete, but this replica
+                // scrapes at other moments: some of its samples just before that cursor are newer
+                // than the last ones stored. Ask from earlier; the guard skips what is stored.
+                Role::Elected { fill_from: Some(w) } => (false, w - FILL_MARGIN_MS, true),
                 Role::Elected { fill_from: None } => {
                     (false, cursor.unwrap_or(self.initial_cursor), cursor.is_none())
                 }
