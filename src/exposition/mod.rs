@@ -10,7 +10,9 @@ mod lex;
 mod parser;
 mod writer;
 
-pub use parser::{Entry, LabelPairs, ParseError, ParseErrorKind, SeriesLine, TextFormat, TextParser};
+pub use parser::{
+    Entry, KnownLine, LabelPairs, ParseError, ParseErrorKind, SeriesLine, TextFormat, TextParser,
+};
 pub use writer::{
     write_float, write_help_line, write_label_value, write_name, write_series_line, write_type_line,
 };

@@ -168,6 +168,12 @@ impl<'a> SeriesLine<'a> {
         self.value
     }
 
+    /// The type of the `# TYPE` line in effect for this sample (it decides how `le` and
+    /// `quantile` values are normalised).
+    pub fn family_type(&self) -> MetricType {
+        self.family_type
+    }
+
     /// The sample's own timestamp in milliseconds, if it has one.
     pub fn timestamp(&self) -> Option<i64> {
         self.timestamp
@@ -787,6 +793,49 @@ fn exemplar(line: &[u8], open: usize) -> Result<(), Fail> {
     Ok(())
 }
 
+/// A sample line of a known series found by [`TextParser::peek_known`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KnownLine {
+    pub value: f64,
+    pub timestamp: Option<i64>,
+    /// Bytes of the line, newline included.
+    len: usize,
+}
+
+impl<'a> TextParser<'a> {
+    /// The fast path for a series seen before: when the next line is a sample of exactly the
+    /// series text `series` (a [`SeriesLine::raw`] of an earlier parse) under the same `# TYPE`
+    /// (`family`), returns its value and timestamp without parsing the labels again; nothing is
+    /// consumed until [`TextParser::consume`]. `None` for any other line — including one whose
+    /// tail is an error, which [`Iterator::next`] then reports as usual.
+    pub fn peek_known(&self, series: &[u8], family: MetricType) -> Option<KnownLine> {
+        if self.done || series.is_empty() || family != self.family_type {
+            return None;
+        }
+        let rest = &self.body[self.pos.min(self.body.len())..];
+        // The text must be followed by a blank (a longer name or more labels differ there).
+        if !rest.starts_with(series) || !matches!(rest.get(series.len()), Some(b' ' | b'\t')) {
+            return None;
+        }
+        let (line, len) = match memchr(b'\n', rest) {
+            Some(k) => (&rest[..k], k + 1),
+            None => (rest, rest.len()),
+        };
+        let tail = match self.format {
+            TextFormat::Prometheus => prom_tail(line, series.len()),
+            TextFormat::OpenMetrics => om_tail(line, series.len()),
+        };
+        let (value, timestamp) = tail.ok()?;
+        Some(KnownLine { value, timestamp, len })
+    }
+
+    /// Moves past the line that [`TextParser::peek_known`] returned `known` for.
+    pub fn consume(&mut self, known: KnownLine) {
+        self.pos += known.len;
+        self.line += 1;
+    }
+}
+
 impl<'a> Iterator for TextParser<'a> {
     type Item = Result<Entry<'a>, ParseError>;
 
@@ -855,6 +904,29 @@ mod tests {
 
     fn owned(p: &[(&str, &str)]) -> Vec<(String, String)> {
         p.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn peek_known_takes_only_an_identical_series_text() {
+        let body = b"# TYPE m counter\nm{a=\"1\"} 5 1000\nm{a=\"1\"}x 6\nm 7\nm {a=\"2\"} 8\n";
+        let mut p = TextParser::new(body);
+        assert!(matches!(p.next(), Some(Ok(Entry::Type { .. }))));
+        assert_eq!(p.peek_known(b"m{a=\"1\"}", MetricType::Gauge), None, "another type");
+        assert_eq!(p.peek_known(b"m{a=\"1", MetricType::Counter), None, "a prefix only");
+        let k = p.peek_known(b"m{a=\"1\"}", MetricType::Counter).expect("known");
+        assert_eq!((k.value, k.timestamp), (5.0, Some(1000)));
+        p.consume(k);
+        // A bad tail is left for `next`, which reports it with its position.
+        assert_eq!(p.peek_known(b"m{a=\"1\"}", MetricType::Counter), None);
+        let e = p.next().and_then(Result::err).expect("an error");
+        assert_eq!(e.line, 3);
+        let mut p = TextParser::new(b"m {a=\"2\"} 8\nm 7\n");
+        assert_eq!(p.peek_known(b"m", MetricType::Unknown), None, "labels after a blank are not a value");
+        assert!(matches!(p.next(), Some(Ok(Entry::Series(_)))));
+        let k = p.peek_known(b"m", MetricType::Unknown).expect("known");
+        assert_eq!((k.value, k.timestamp), (7.0, None));
+        p.consume(k);
+        assert!(p.next().is_none());
     }
 
     #[test]

@@ -71,8 +71,9 @@ pub async fn run(
         ready: Arc::new(move || ready_storage.ready().is_ok()),
         next_cursor: {
             let m = manager.clone();
-            // `now` was taken before the watermark is read (see ScrapeLoop::scrape_once).
-            Arc::new(move |now| m.commit_watermark().min(now) - 1)
+            // `now` was taken before the watermark is read, and a scrape may be stamped up to the
+            // tolerance before its clock (see ScrapeLoop::scrape_once).
+            Arc::new(move |now| m.commit_watermark().min(now - crate::scrape::TIMESTAMP_TOLERANCE_MS) - 1)
         },
     });
     let ready_storage = stored.clone();

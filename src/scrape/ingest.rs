@@ -1,5 +1,5 @@
-//! Turning one scrape body into appended samples: the per-target series cache (raw series text →
-//! series ref, so a known series costs a hash lookup and no allocation), Prometheus's label
+//! Turning one scrape body into appended samples through the per-target series cache (a known
+//! series costs one comparison of its text, or a hash lookup, and no allocation), Prometheus's label
 //! merging (`honor_labels`, `exported_` prefixes), metric relabelling, limits, and staleness
 //! markers for series that disappeared.
 
@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use super::series_cache::{CacheEntry, SeriesCache};
 use crate::exposition::{Entry, TextParser};
-use crate::model::{Labels, LabelsBuilder, MetricType, STALE_NAN, SeriesKeyHasher};
+use crate::model::{Labels, LabelsBuilder, MetricType, STALE_NAN};
 use crate::relabel::{RelabelConfig, relabel};
 use crate::storage::{AppendError, Appender, SeriesRef, Storage};
 
@@ -85,20 +86,6 @@ pub struct SampleContext {
     pub label_value_length_limit: u64,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct CacheEntry {
-    /// `None`: metric relabelling drops this series.
-    series: Option<SeriesRef>,
-    /// Iteration that last saw it.
-    last_seen: u64,
-    /// The `last_seen` before the current iteration, restored if the iteration fails.
-    prev_seen: u64,
-    /// Iteration that created the entry (entries of a failed scrape are discarded).
-    created: u64,
-    /// False when the series carries its own timestamps: Prometheus does not mark those stale.
-    tracked: bool,
-}
-
 /// A metric family's `# TYPE`, `# HELP` and `# UNIT`, for `/api/v1/metadata`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MetricMetadata {
@@ -113,7 +100,7 @@ pub struct IngestState {
     /// Lowered to the oldest timestamp a commit is about to make visible, so readers know no
     /// sample older than it can still appear (the fast link's cursor). Reset by the owner.
     watermark: Option<Arc<AtomicI64>>,
-    cache: HashMap<Box<[u8]>, CacheEntry, SeriesKeyHasher>,
+    cache: SeriesCache,
     iteration: u64,
     /// The iteration of the last successful scrape whose series are not yet marked stale.
     live_iteration: Option<u64>,
@@ -178,7 +165,7 @@ impl IngestState {
                 }
                 match app.commit() {
                     Ok(_) => {
-                        self.cache.retain(|_, e| e.last_seen + CACHE_KEEP_ITERATIONS >= iter);
+                        self.cache.retain(|e| e.last_seen + CACHE_KEEP_ITERATIONS >= iter);
                         Ok(stats)
                     }
                     Err(e) => {
@@ -257,7 +244,25 @@ impl IngestState {
         iter: u64,
     ) -> Result<IngestStats, IngestError> {
         let mut stats = IngestStats::default();
-        for entry in TextParser::new(body) {
+        let mut parser = TextParser::new(body);
+        self.cache.begin_scrape();
+        loop {
+            // Fast path: the series that followed the previous one last time, checked by one
+            // comparison of its text; its labels are neither parsed nor hashed.
+            if let Some((slot, key, family)) = self.cache.predicted()
+                && let Some(known) = parser.peek_known(key, family)
+            {
+                let t = sample_time(known.timestamp, ctx, ts);
+                if self.append_cached(app, ctx, slot, t, known.value, iter, &mut stats)? {
+                    parser.consume(known);
+                    stats.scraped += 1;
+                    stats.oldest = stats.oldest.min(t);
+                    self.cache.visit(slot);
+                    continue;
+                }
+                // The series went away from storage: parse the line and add it again below.
+            }
+            let Some(entry) = parser.next() else { break };
             let series = match entry {
                 Ok(Entry::Series(s)) => s,
                 Ok(Entry::Type { name, kind }) => {
@@ -288,39 +293,18 @@ impl IngestState {
                 Err(e) => return Err(IngestError::Parse(e.to_string())),
             };
             stats.scraped += 1;
-            let (t, tracked) = match series.timestamp() {
-                Some(t) if ctx.honor_timestamps => (t, false),
-                _ => (ts, true),
-            };
+            let t = sample_time(series.timestamp(), ctx, ts);
+            let tracked = !(series.timestamp().is_some() && ctx.honor_timestamps);
             stats.oldest = stats.oldest.min(t);
             let v = series.value();
             let raw = series.raw();
-            let cached: Option<SeriesRef> = match self.cache.get_mut(raw) {
-                Some(e) => {
-                    if e.last_seen != iter {
-                        e.prev_seen = e.last_seen;
-                        e.last_seen = iter;
-                    }
-                    match e.series {
-                        None => continue,
-                        Some(r) => match app.append_ref(r, t, v) {
-                            Ok(()) => {
-                                stats.post_relabel += 1;
-                                check_sample_limit(ctx, &stats)?;
-                                continue;
-                            }
-                            Err(AppendError::UnknownRef(_)) => None,
-                            Err(e) => {
-                                count_rejection(&mut stats, e)?;
-                                stats.post_relabel += 1;
-                                continue;
-                            }
-                        },
-                    }
-                }
-                None => None,
-            };
-            debug_assert!(cached.is_none());
+            let family = series.family_type();
+            if let Some(slot) = self.cache.find(raw, family)
+                && self.append_cached(app, ctx, slot, t, v, iter, &mut stats)?
+            {
+                self.cache.visit(slot);
+                continue;
+            }
             // Slow path: a series this target has not sent recently (or whose ref went away).
             // With honor_labels, a label the body sets to "" still counts as set (so `/federate`'s
             // `instance=""` keeps the federating node's instance off), as in Prometheus.
@@ -331,25 +315,24 @@ impl IngestState {
             };
             let labels = sample_labels(series.to_labels(), &explicitly_empty, ctx);
             let Some(labels) = labels else {
-                self.cache.insert(
-                    raw.into(),
-                    CacheEntry { series: None, last_seen: iter, prev_seen: 0, created: iter, tracked },
-                );
+                let e = CacheEntry { series: None, last_seen: iter, prev_seen: 0, created: iter, tracked };
+                let slot = self.cache.upsert(raw, family, e);
+                self.cache.visit(slot);
                 continue;
             };
             check_label_limits(&labels, ctx)?;
             stats.post_relabel += 1;
             check_sample_limit(ctx, &stats)?;
-            let is_new = !self.cache.contains_key(raw);
+            let is_new = !self.cache.contains(raw);
             match app.append(None, &labels, t, v) {
                 Ok(r) => {
                     if is_new {
                         stats.series_added += 1;
                     }
-                    self.cache.insert(
-                        raw.into(),
-                        CacheEntry { series: Some(r), last_seen: iter, prev_seen: 0, created: iter, tracked },
-                    );
+                    let e =
+                        CacheEntry { series: Some(r), last_seen: iter, prev_seen: 0, created: iter, tracked };
+                    let slot = self.cache.upsert(raw, family, e);
+                    self.cache.visit(slot);
                 }
                 Err(e) => count_rejection(&mut stats, e)?,
             }
@@ -357,11 +340,41 @@ impl IngestState {
         Ok(stats)
     }
 
+    /// Ingests one sample of the cached series in `slot`. `Ok(false)` when storage no longer
+    /// knows the series' ref (nothing was appended: the caller adds the series again).
+    #[allow(clippy::too_many_arguments)]
+    fn append_cached(
+        &mut self,
+        app: &mut dyn Appender,
+        ctx: &SampleContext,
+        slot: u32,
+        t: i64,
+        v: f64,
+        iter: u64,
+        stats: &mut IngestStats,
+    ) -> Result<bool, IngestError> {
+        let e = self.cache.entry_mut(slot);
+        let Some(r) = e.series else {
+            // Dropped by relabelling.
+            seen_in(e, iter);
+            return Ok(true);
+        };
+        match app.append_ref(r, t, v) {
+            Ok(()) => {}
+            Err(AppendError::UnknownRef(_)) => return Ok(false),
+            Err(err) => count_rejection(stats, err)?,
+        }
+        seen_in(e, iter);
+        stats.post_relabel += 1;
+        check_sample_limit(ctx, stats)?;
+        Ok(true)
+    }
+
     /// Appends staleness markers for the tracked series of the live iteration that `gone` selects.
     fn mark_stale(&mut self, app: &mut dyn Appender, ts: i64, gone: impl Fn(&CacheEntry) -> bool) -> u64 {
         let Some(live) = self.live_iteration else { return 0 };
         let mut n = 0;
-        for e in self.cache.values() {
+        for e in self.cache.entries() {
             if e.tracked
                 && e.last_seen == live
                 && gone(e)
@@ -376,12 +389,28 @@ impl IngestState {
 
     /// Undoes the cache effects of an iteration whose samples were not committed.
     fn forget_iteration(&mut self, iter: u64) {
-        self.cache.retain(|_, e| e.created != iter);
-        for e in self.cache.values_mut() {
+        self.cache.retain(|e| e.created != iter);
+        for e in self.cache.entries_mut() {
             if e.last_seen == iter {
                 e.last_seen = e.prev_seen;
             }
         }
+    }
+}
+
+/// Marks a cache entry as seen by iteration `iter` (restorable if the iteration fails).
+fn seen_in(e: &mut CacheEntry, iter: u64) {
+    if e.last_seen != iter {
+        e.prev_seen = e.last_seen;
+        e.last_seen = iter;
+    }
+}
+
+/// A sample's timestamp: its own when it has one and the job honours it, else the scrape's.
+fn sample_time(own: Option<i64>, ctx: &SampleContext, scrape: i64) -> i64 {
+    match own {
+        Some(t) if ctx.honor_timestamps => t,
+        _ => scrape,
     }
 }
 

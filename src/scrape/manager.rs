@@ -15,7 +15,7 @@ use super::client::ScrapeClient;
 use super::discovery::JobDiscovery;
 use super::ingest::SampleContext;
 use super::metrics::ScrapeMetrics;
-use super::scrape_loop::{ScrapeLoop, TargetStatus};
+use super::scrape_loop::{ScrapeClock, ScrapeLoop, TargetStatus};
 use super::target::{DroppedTarget, Target, TargetFilter, build_targets};
 use crate::metrics::Registry;
 use crate::storage::Storage;
@@ -205,6 +205,7 @@ impl ScrapeManager {
                 job: pool.job.job_name.clone(),
                 offset_seed: self.offset_seed,
                 in_flight: in_flight.clone(),
+                clock: ScrapeClock::new(target.interval),
             };
             let handle = tokio::spawn(sl.run(shutdown.clone(), removed.clone()));
             pool.running.insert(h, Running { target, in_flight, status, metadata, removed, handle });

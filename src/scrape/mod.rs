@@ -8,12 +8,14 @@ mod ingest;
 mod manager;
 mod metrics;
 mod scrape_loop;
+mod series_cache;
 pub(crate) mod target;
 
 pub use client::{ScrapeClient, ScrapeHttpError};
 pub use discovery::{DiscoveryError, JobDiscovery, read_file};
 pub use ingest::{IngestError, IngestState, IngestStats, MetricMetadata, SampleContext};
 pub use manager::{ActiveTarget, ScrapeManager, TargetsSnapshot};
+pub use scrape_loop::TIMESTAMP_TOLERANCE_MS;
 pub use scrape_loop::{Health, TargetMetadata, TargetStatus};
 pub use target::{
     DropReason, DroppedTarget, KeepAll, Target, TargetFilter, build_targets, finish_target, relabel_target,

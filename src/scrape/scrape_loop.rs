@@ -1,6 +1,6 @@
 //! One target's scrape loop: a stable per-target offset within the interval (so replicas and
-//! targets spread out), scrape → ingest → report series, health for `/api/v1/targets`, and
-//! staleness when the target fails or is removed.
+//! targets spread out), scrape timestamps aligned to the schedule, scrape → ingest → report
+//! series, health for `/api/v1/targets`, and staleness when the target fails or is removed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -15,6 +15,40 @@ use super::metrics::ScrapeMetrics;
 use super::target::Target;
 use crate::model::now_ms;
 use crate::storage::Storage;
+
+/// How far (ms) a scrape may start off its schedule and still be stamped with the scheduled time,
+/// as Prometheus does by default: timer jitter then costs no bits in the chunks (the timestamp
+/// delta-of-delta stays zero). Only used when the interval is at least 100 times longer.
+pub const TIMESTAMP_TOLERANCE_MS: i64 = 2;
+
+/// The timestamp of each scrape: the scheduled time (the previous stamp plus whole intervals)
+/// when the clock is within [`TIMESTAMP_TOLERANCE_MS`] of it, else the clock, which becomes the
+/// new schedule.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScrapeClock {
+    interval_ms: i64,
+    scheduled: Option<i64>,
+}
+
+impl ScrapeClock {
+    pub(crate) fn new(interval: Duration) -> Self {
+        ScrapeClock { interval_ms: interval.as_millis().min(i64::MAX as u128) as i64, scheduled: None }
+    }
+
+    fn stamp(&mut self, now: i64) -> i64 {
+        let iv = self.interval_ms;
+        let ts = match self.scheduled {
+            Some(prev) if iv >= 100 * TIMESTAMP_TOLERANCE_MS && now > prev => {
+                // The nearest later slot of the schedule (skipped ticks move it by whole intervals).
+                let due = prev + ((now - prev + iv / 2) / iv).max(1) * iv;
+                if (now - due).abs() <= TIMESTAMP_TOLERANCE_MS { due } else { now }
+            }
+            _ => now,
+        };
+        self.scheduled = Some(ts);
+        ts
+    }
+}
 
 /// Health of a target as `/api/v1/targets` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -62,6 +96,7 @@ pub(crate) struct ScrapeLoop {
     pub(crate) offset_seed: u64,
     /// The oldest timestamp this loop may still commit (`i64::MAX` between scrapes).
     pub(crate) in_flight: Arc<AtomicI64>,
+    pub(crate) clock: ScrapeClock,
 }
 
 impl ScrapeLoop {
@@ -104,14 +139,16 @@ impl ScrapeLoop {
         Duration::from_nanos(if slot >= phase { slot - phase } else { iv - phase + slot })
     }
 
-    async fn scrape_once(self, state: IngestState) -> (IngestState, ScrapeLoop) {
+    async fn scrape_once(mut self, state: IngestState) -> (IngestState, ScrapeLoop) {
         let started = Instant::now();
         // From here until the report is committed, samples stamped `ts` (or older, with explicit
         // timestamps) may still become visible. Publish before taking `ts`, so that a reader who
         // sees no scrape in flight took its own clock before `ts`.
-        let published = now_ms();
+        // The stamp may be up to the tolerance older than the clock: publish that much earlier
+        // (readers take `now - TIMESTAMP_TOLERANCE_MS` as their horizon, see `commit_horizon`).
+        let published = now_ms() - TIMESTAMP_TOLERANCE_MS;
         self.in_flight.store(published, Ordering::Release);
-        let ts = now_ms().max(published);
+        let ts = self.clock.stamp(now_ms()).max(published);
         let fetched = self.client.scrape(&self.target.url, self.target.timeout).await;
         let storage = self.storage.clone();
         let ctx = self.ctx.clone();
@@ -197,5 +234,33 @@ impl ScrapeLoop {
         if let Ok(Err(e)) = res {
             tracing::warn!(target = %self.target.url, error = %e, "marking removed target stale failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_snap_to_the_schedule_within_tolerance() {
+        let mut c = ScrapeClock::new(Duration::from_secs(15));
+        assert_eq!(c.stamp(1_000_003), 1_000_003);
+        assert_eq!(c.stamp(1_015_005), 1_015_003, "2 ms late snaps");
+        assert_eq!(c.stamp(1_030_001), 1_030_003, "2 ms early snaps");
+        assert_eq!(c.stamp(1_045_003), 1_045_003, "on time");
+        // 10 ms late: the clock wins and becomes the schedule.
+        assert_eq!(c.stamp(1_060_013), 1_060_013);
+        assert_eq!(c.stamp(1_075_014), 1_075_013);
+        // A skipped tick: the schedule moves on by whole intervals.
+        assert_eq!(c.stamp(1_105_012), 1_105_013);
+        // A clock that went backwards is taken as it is.
+        assert_eq!(c.stamp(1_100_000), 1_100_000);
+    }
+
+    #[test]
+    fn short_intervals_keep_the_clock() {
+        let mut c = ScrapeClock::new(Duration::from_millis(100));
+        assert_eq!(c.stamp(1000), 1000);
+        assert_eq!(c.stamp(1101), 1101);
     }
 }

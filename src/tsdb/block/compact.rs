@@ -2,9 +2,9 @@
 //!
 //! Blocks that overlap in time (an import over existing data) are merged first. Otherwise blocks
 //! are merged when they lie inside one window of the next size up (ranges grow ×3: 2h, 6h, 18h,
-//! …) and that window is complete — the newest block reaches its end. Merged chunks are reused as
-//! they are; only chunks that overlap in time are decoded, merged (one sample per timestamp, the
-//! older block's kept) and re-encoded.
+//! …) and that window is complete — the newest block reaches its end. Chunks that overlap in time
+//! are decoded, merged (one sample per timestamp, the older block's kept) and re-encoded; the
+//! others go to the block writer as they are (which joins a series' short chunks).
 
 use std::path::Path;
 use std::sync::Arc;

@@ -11,6 +11,7 @@ use super::{
     CHUNKS_VERSION, INDEX_FILE, META_FILE, WriteChunk, io_err, new_ulid,
 };
 use crate::model::Labels;
+use crate::tsdb::chunkenc::EncodedChunk;
 use crate::tsdb::encoding::put_uvarint;
 use crate::tsdb::fs::{FileSystem, WriteFile, sync_dir};
 
@@ -66,20 +67,41 @@ fn write_into(
         if chunks.is_empty() {
             continue;
         }
-        let mut metas = Vec::with_capacity(chunks.len());
-        for c in chunks {
-            // Blocks keep the smaller of the XOR chunk and its packed form.
-            let packed = (c.encoding == super::ENCODING_XOR)
-                .then(|| crate::tsdb::chunkenc::pack_if_smaller(c.bytes.as_ref()))
-                .flatten();
-            let (encoding, data) = match &packed {
-                Some(p) => (super::ENCODING_PACKED, p.as_slice()),
-                None => (c.encoding, c.bytes.as_ref()),
-            };
+        // Blocks keep a series' chunks merged into fewer packed ones, or else each chunk in the
+        // smaller of its XOR and packed forms.
+        let samples: usize = chunks
+            .iter()
+            .map(|c| crate::tsdb::chunkenc::XorIterator::new(c.bytes.as_ref()).remaining())
+            .sum();
+        let merged = if chunks.len() > samples.div_ceil(crate::tsdb::chunkenc::BLOCK_CHUNK_SAMPLES) {
+            let parts: Vec<(u8, &[u8])> = chunks.iter().map(|c| (c.encoding, c.bytes.as_ref())).collect();
+            crate::tsdb::chunkenc::merge_packed(&parts)
+        } else {
+            None
+        };
+        let encoded: Vec<EncodedChunk> = match merged {
+            Some(m) => m,
+            None => chunks
+                .iter()
+                .map(|c| {
+                    let packed = (c.encoding == super::ENCODING_XOR)
+                        .then(|| crate::tsdb::chunkenc::pack_if_smaller(c.bytes.as_ref()))
+                        .flatten();
+                    let (encoding, bytes) = match packed {
+                        Some(p) => (super::ENCODING_PACKED, p),
+                        None => (c.encoding, c.bytes.as_ref().to_vec()),
+                    };
+                    EncodedChunk { min_t: c.min_t, max_t: c.max_t, encoding, bytes }
+                })
+                .collect(),
+        };
+        let mut metas = Vec::with_capacity(encoded.len());
+        for c in &encoded {
+            let data = c.bytes.as_slice();
             let offset = written + buf.len() as u64;
             put_uvarint(&mut buf, data.len() as u64);
             let crc_from = buf.len();
-            buf.push(encoding);
+            buf.push(c.encoding);
             buf.extend_from_slice(data);
             let crc = crc32fast::hash(&buf[crc_from..]);
             buf.extend_from_slice(&crc.to_le_bytes());

@@ -71,6 +71,54 @@ pub fn pack_if_smaller(xor: &[u8]) -> Option<Vec<u8>> {
     (packed.len() < xor.len()).then_some(packed)
 }
 
+/// The most samples a block chunk gets when blocks merge a series' chunks (the head cuts at
+/// 120): fewer chunk headers and index entries per sample, still a short decode to any point.
+pub const BLOCK_CHUNK_SAMPLES: usize = 480;
+
+/// One encoded chunk with its time range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedChunk {
+    pub min_t: i64,
+    pub max_t: i64,
+    pub encoding: u8,
+    pub bytes: Vec<u8>,
+}
+
+/// One series' consecutive chunks (`(encoding, bytes)`, in time order) re-encoded as packed
+/// chunks of at most [`BLOCK_CHUNK_SAMPLES`] samples, split evenly, when that is smaller than
+/// `chunks`. `None` when it is not, or when the chunks do not decode into strictly increasing
+/// timestamps (they are then kept as they are).
+pub fn merge_packed<B: AsRef<[u8]>>(chunks: &[(u8, B)]) -> Option<Vec<EncodedChunk>> {
+    let before: usize = chunks.iter().map(|(_, b)| b.as_ref().len()).sum();
+    let mut samples: Vec<Sample> = Vec::new();
+    for (encoding, bytes) in chunks {
+        let mut it = ChunkIter::new(*encoding, bytes.as_ref())?;
+        for s in it.by_ref() {
+            if samples.last().is_some_and(|p| p.t >= s.t) {
+                return None;
+            }
+            samples.push(s);
+        }
+        if it.error().is_some() {
+            return None;
+        }
+    }
+    if samples.is_empty() {
+        return None;
+    }
+    let n = samples.len().div_ceil(BLOCK_CHUNK_SAMPLES);
+    let per = samples.len().div_ceil(n);
+    let mut out = Vec::with_capacity(n);
+    let mut after = 0;
+    for group in samples.chunks(per) {
+        let bytes = encode_packed(group).ok()?;
+        after += bytes.len();
+        let (first, last) = (group.first()?, group.last()?);
+        out.push(EncodedChunk { min_t: first.t, max_t: last.t, encoding: ENCODING_PACKED, bytes });
+    }
+    (after < before).then_some(out)
+}
+
 /// Why a chunk could not be read or extended.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -85,4 +133,59 @@ pub enum ChunkError {
     TrailingBytes { extra: usize },
     #[error("chunk already holds the maximum number of samples")]
     Full,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xor_chunks(samples: &[Sample], per: usize) -> Vec<(u8, Vec<u8>)> {
+        samples
+            .chunks(per)
+            .map(|g| {
+                let mut a = XorAppender::new();
+                for s in g {
+                    a.append(s.t, s.v).unwrap();
+                }
+                (ENCODING_XOR, a.bytes().to_vec())
+            })
+            .collect()
+    }
+
+    fn decode(chunks: &[EncodedChunk]) -> Vec<Sample> {
+        chunks.iter().flat_map(|c| ChunkIter::new(c.encoding, c.bytes.as_slice()).unwrap()).collect()
+    }
+
+    #[test]
+    fn merging_joins_short_chunks_evenly_and_round_trips() {
+        let samples: Vec<Sample> = (0..1000)
+            .map(|i| Sample { t: 1_700_000_000_000 + i * 15_000 + (i % 3), v: (i * 7 % 13) as f64 })
+            .collect();
+        let input = xor_chunks(&samples, 120);
+        let merged = merge_packed(&input).expect("smaller");
+        assert_eq!(
+            merged.iter().map(|c| XorIterator::new(&c.bytes).remaining()).collect::<Vec<_>>(),
+            [334, 334, 332]
+        );
+        assert_eq!(decode(&merged), samples);
+        for c in &merged {
+            let d = decode(std::slice::from_ref(c));
+            assert_eq!((c.min_t, c.max_t), (d[0].t, d[d.len() - 1].t));
+        }
+        let before: usize = input.iter().map(|c| c.1.len()).sum();
+        let after: usize = merged.iter().map(|c| c.bytes.len()).sum();
+        assert!(after < before, "{after} < {before}");
+    }
+
+    #[test]
+    fn chunks_out_of_order_or_damaged_are_left_alone() {
+        let samples: Vec<Sample> = (0..240).map(|i| Sample { t: i * 1000, v: i as f64 }).collect();
+        let mut input = xor_chunks(&samples, 120);
+        input.swap(0, 1);
+        assert_eq!(merge_packed(&input), None, "overlapping or reversed chunks");
+        let mut input = xor_chunks(&samples, 120);
+        input[1].1.truncate(10);
+        assert_eq!(merge_packed(&input), None, "a chunk that does not decode");
+        assert_eq!(merge_packed(&[(9u8, vec![0u8, 1])]), None, "an unknown encoding");
+    }
 }

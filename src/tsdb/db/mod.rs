@@ -12,8 +12,8 @@
 //! database starts no threads or tasks of its own.
 
 mod querier;
+mod replay;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -27,11 +27,10 @@ use super::block::{
     querier::BlockQuerier, remove_block_dir, writer::write_block,
 };
 use super::fs::{FileSystem, RealFs};
-use super::head::{CommitLog, CommitRecord, ExportSeries, MemSeries};
-use super::wal::{self, Record, RefSample, Wal, WalError, WalSync};
+use super::head::{CommitLog, CommitRecord, ExportSeries};
+use super::wal::{self, RefSample, Wal, WalError, WalSync};
 use super::{Head, HeadError, HeadOptions, HeadStats};
 use crate::storage::{Appendable, Appender, Querier, Queryable, Storage, StorageError};
-use crate::tsdb::chunkenc::ChunkIter;
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -349,7 +348,7 @@ impl Db {
         }
         let started = Instant::now();
         let wal_dir = dir.join("wal");
-        let replay = replay_into(&head, &wal_dir)?;
+        let replay = replay::replay_into(&head, &wal_dir)?;
         let replay_time = started.elapsed();
         if let Some(floor) = blocks.iter().map(|b| b.meta().max_time).max() {
             // Series whose samples all went to blocks.
@@ -716,42 +715,6 @@ fn load_blocks(dir: &Path) -> Result<Vec<Arc<Block>>, DbError> {
     }
     keep.sort_by_key(|b| (b.meta().min_time, b.meta().max_time));
     Ok(keep)
-}
-
-/// Replays the WAL in `wal_dir` into `head`.
-fn replay_into(head: &Head, wal_dir: &Path) -> Result<wal::ReplayStats, DbError> {
-    let mut refs: HashMap<u64, Arc<MemSeries>> = HashMap::new();
-    let (mut applied, mut skipped, mut unknown) = (0u64, 0u64, 0u64);
-    let stats = wal::replay(wal_dir, |rec| match rec {
-        Record::Series(list) => {
-            for (r, labels) in list {
-                refs.insert(r, head.replay_series(r, &labels));
-            }
-        }
-        Record::Samples(samples) => {
-            let before = samples.len() as u64;
-            let found: Vec<(&MemSeries, i64, f64)> =
-                samples.iter().filter_map(|s| refs.get(&s.r).map(|m| (&**m, s.t, s.v))).collect();
-            unknown += before - found.len() as u64;
-            let (a, s) = head.replay_samples(found);
-            applied += a;
-            skipped += s;
-        }
-        Record::Chunk { r, encoding, bytes } => match refs.get(&r) {
-            Some(m) if ChunkIter::new(encoding, bytes).is_some() => {
-                let it = ChunkIter::new(encoding, bytes).into_iter().flatten();
-                let (a, s) = head.replay_samples(it.map(|x| (&**m, x.t, x.v)));
-                applied += a;
-                skipped += s;
-            }
-            _ => unknown += 1,
-        },
-    })?;
-    if unknown > 0 {
-        tracing::warn!(samples = unknown, "WAL samples for series without a series record were dropped");
-    }
-    tracing::info!(applied, skipped, "WAL samples replayed (skipped: already in blocks or duplicates)");
-    Ok(stats)
 }
 
 impl Appendable for Db {

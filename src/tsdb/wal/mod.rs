@@ -438,7 +438,7 @@ pub struct ReplayStats {
 /// record. A bad record ends its segment: in the last segment the file is cut there (a write torn
 /// by a crash), in an earlier one the rest is skipped (a write that failed and was abandoned)
 /// — both with a warning. Replay never fails for damaged data, only when files cannot be read.
-pub(crate) fn replay(dir: &Path, mut apply: impl FnMut(Record<'_>)) -> Result<ReplayStats, WalError> {
+pub(crate) fn replay(dir: &Path, mut apply: impl FnMut(Record)) -> Result<ReplayStats, WalError> {
     let mut stats = ReplayStats::default();
     if !dir.exists() {
         return Ok(stats);
@@ -486,7 +486,7 @@ fn replay_file(
     path: &Path,
     cut_torn_tail: bool,
     stats: &mut ReplayStats,
-    apply: &mut impl FnMut(Record<'_>),
+    apply: &mut impl FnMut(Record),
 ) -> Result<(), WalError> {
     let data = std::fs::read(path).map_err(io_err(path))?;
     stats.segments += 1;

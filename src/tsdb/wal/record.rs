@@ -26,14 +26,14 @@ pub(crate) struct RefSample {
 
 /// A decoded record.
 #[derive(Debug, PartialEq)]
-pub(crate) enum Record<'a> {
+pub(crate) enum Record {
     Series(Vec<(SeriesRef, Labels)>),
     Samples(Vec<RefSample>),
     /// A series' samples as an encoded chunk (encoding byte, then the chunk bytes).
     Chunk {
         r: SeriesRef,
         encoding: u8,
-        bytes: &'a [u8],
+        bytes: Box<[u8]>,
     },
 }
 
@@ -104,7 +104,7 @@ pub enum RecordError {
 }
 
 /// Decodes a payload whose CRC has been checked.
-pub(crate) fn decode(payload: &[u8]) -> Result<Record<'_>, RecordError> {
+pub(crate) fn decode(payload: &[u8]) -> Result<Record, RecordError> {
     let (&kind, body) = payload.split_first().ok_or(RecordError::Empty)?;
     let mut d = Decoder::new(body);
     match kind {
@@ -124,7 +124,8 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Record<'_>, RecordError> {
             Ok(Record::Series(out))
         }
         TYPE_SAMPLES => {
-            let mut out = Vec::with_capacity(body.len() / 11);
+            // A sample takes at least 10 bytes (two 1-byte varints and the value): never regrow.
+            let mut out = Vec::with_capacity(body.len() / 10 + 1);
             let (mut r, mut t) = (0u64, 0i64);
             while !d.is_empty() {
                 r = r.wrapping_add(d.varint()? as u64);
@@ -137,7 +138,7 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Record<'_>, RecordError> {
         TYPE_CHUNK => {
             let r = d.uvarint()?;
             let encoding = d.u8()?;
-            let bytes = d.bytes()?;
+            let bytes = d.bytes()?.into();
             Ok(Record::Chunk { r, encoding, bytes })
         }
         other => Err(RecordError::UnknownType(other)),
@@ -202,7 +203,7 @@ mod tests {
         }
         assert_eq!(got[0], format!("{:?}", Record::Series(vec![(7, l), (9, Labels::empty())])));
         assert!(got[1].contains("18446744073709551615"));
-        assert_eq!(got[2], format!("{:?}", Record::Chunk { r: 3, encoding: 1, bytes: &[0, 1, 2] }));
+        assert_eq!(got[2], format!("{:?}", Record::Chunk { r: 3, encoding: 1, bytes: Box::new([0, 1, 2]) }));
     }
 
     #[test]
