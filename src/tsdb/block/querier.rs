@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::{Block, BlockError, ChunkBytes};
-use crate::model::{Labels, Matcher, Sample};
+use crate::model::{Labels, Matcher};
 use crate::storage::{LatestSample, Querier, Series, StorageError};
-use crate::tsdb::chunkenc::ChunkIter;
+use crate::tsdb::chunkenc::{ChunkIter, RangeSamples};
 
 impl From<BlockError> for StorageError {
     fn from(e: BlockError) -> StorageError {
@@ -57,7 +57,7 @@ impl Querier for BlockQuerier {
             .series(matchers)?
             .into_iter()
             .filter_map(|(labels, chunks)| {
-                let it = ChunkRangeIter::new(chunks, self.mint, self.maxt)?;
+                let it = RangeSamples::new(chunks, self.mint, self.maxt)?;
                 Some(Series { labels: Arc::new(labels), samples: Box::new(it) })
             })
             .collect())
@@ -99,56 +99,5 @@ impl Querier for BlockQuerier {
             }
         }
         Ok(set.into_iter().collect())
-    }
-}
-
-/// Decodes chunks one at a time, yielding only samples in `[mint, maxt]`.
-pub(crate) struct ChunkRangeIter {
-    chunks: std::vec::IntoIter<(u8, ChunkBytes)>,
-    cur: Option<ChunkIter<ChunkBytes>>,
-    mint: i64,
-    maxt: i64,
-    /// Decoded ahead so that a series without samples in range is known before it is returned.
-    first: Option<Sample>,
-}
-
-impl ChunkRangeIter {
-    /// `None` when no sample of `chunks` is in range.
-    pub(crate) fn new(chunks: Vec<(u8, ChunkBytes)>, mint: i64, maxt: i64) -> Option<ChunkRangeIter> {
-        let mut it = ChunkRangeIter { chunks: chunks.into_iter(), cur: None, mint, maxt, first: None };
-        it.first = Some(it.next()?);
-        Some(it)
-    }
-}
-
-impl Iterator for ChunkRangeIter {
-    type Item = Sample;
-
-    fn next(&mut self) -> Option<Sample> {
-        if let Some(s) = self.first.take() {
-            return Some(s);
-        }
-        loop {
-            let s = match self.cur.as_mut() {
-                Some(it) => it.next(),
-                None => {
-                    let (enc, bytes) = self.chunks.next()?;
-                    // Encodings were checked when the chunk was looked up.
-                    let mut it = ChunkIter::new(enc, bytes)?;
-                    let first = it.seek(self.mint);
-                    self.cur = Some(it);
-                    first
-                }
-            };
-            match s {
-                Some(s) if s.t > self.maxt => {
-                    self.chunks = Vec::new().into_iter();
-                    self.cur = None;
-                    return None;
-                }
-                Some(s) => return Some(s),
-                None => self.cur = None,
-            }
-        }
     }
 }

@@ -5,9 +5,11 @@
 
 mod bstream;
 mod packed;
+mod range;
 mod xor;
 
 pub use packed::{PACKED_HEADER_LEN, PackedIterator, encode_packed};
+pub use range::RangeSamples;
 pub use xor::{HEADER_LEN, MAX_SAMPLES, XorAppender, XorChunk, XorIterator};
 
 use crate::model::Sample;

@@ -10,7 +10,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::model::{Labels, Sample};
 use crate::storage::{AppendError, SeriesRef};
-use crate::tsdb::chunkenc::{ChunkError, XorAppender, XorIterator};
+use crate::tsdb::chunkenc::{ChunkError, ENCODING_XOR, RangeSamples, XorAppender, XorIterator};
 
 /// A series held by the head. Labels and ref never change; everything else is in `state`.
 pub(crate) struct MemSeries {
@@ -242,72 +242,30 @@ impl SeriesState {
 
     /// A lazy iterator over the samples in `[mint, maxt]`, or `None` when there are none. Sealed
     /// chunks are shared; the open chunk's few bytes are copied so appends can go on.
-    pub(crate) fn range(&self, mint: i64, maxt: i64) -> Option<RangeIter> {
+    pub(crate) fn range(&self, mint: i64, maxt: i64) -> Option<RangeSamples<Arc<[u8]>>> {
         if !self.overlaps(mint, maxt) {
             return None;
         }
-        let mut chunks: Vec<Arc<[u8]>> = self
+        let mut chunks: Vec<(u8, Arc<[u8]>)> = self
             .sealed
             .iter()
             .filter(|c| c.max_t >= mint && c.min_t <= maxt)
-            .map(|c| Arc::clone(&c.bytes))
+            .map(|c| (ENCODING_XOR, Arc::clone(&c.bytes)))
             .collect();
         if let Some(o) = &self.open
             && o.max_t >= mint
             && o.min_t <= maxt
         {
-            chunks.push(Arc::from(o.app.bytes()));
+            chunks.push((ENCODING_XOR, Arc::from(o.app.bytes())));
         }
         // Overlapping chunks may still hold nothing inside the range: decode up to the first
         // sample so that "no samples" is known now (queries promise only series with samples).
-        let mut it = RangeIter { chunks: chunks.into_iter(), cur: None, mint, maxt, first: None };
-        it.first = Some(it.next()?);
-        Some(it)
+        RangeSamples::new(chunks, mint, maxt)
     }
 }
 
 fn last_at_or_before<B: AsRef<[u8]>>(it: XorIterator<B>, maxt: i64) -> Option<Sample> {
     it.take_while(|s| s.t <= maxt).last()
-}
-
-/// Decodes a series' chunks one at a time, yielding only samples in `[mint, maxt]`.
-pub(crate) struct RangeIter {
-    chunks: std::vec::IntoIter<Arc<[u8]>>,
-    cur: Option<XorIterator<Arc<[u8]>>>,
-    mint: i64,
-    maxt: i64,
-    /// The first sample, decoded ahead by [`SeriesState::range`].
-    first: Option<Sample>,
-}
-
-impl Iterator for RangeIter {
-    type Item = Sample;
-
-    fn next(&mut self) -> Option<Sample> {
-        if let Some(s) = self.first.take() {
-            return Some(s);
-        }
-        loop {
-            let s = match self.cur.as_mut() {
-                Some(it) => it.next(),
-                None => {
-                    let mut it = XorIterator::new(self.chunks.next()?);
-                    let first = it.seek(self.mint);
-                    self.cur = Some(it);
-                    first
-                }
-            };
-            match s {
-                Some(s) if s.t > self.maxt => {
-                    self.chunks = Vec::new().into_iter();
-                    self.cur = None;
-                    return None;
-                }
-                Some(s) => return Some(s),
-                None => self.cur = None,
-            }
-        }
-    }
 }
 
 /// Mixes a u64 key into a well-spread hash (splitmix64's finalizer). Refs are sequential and a
