@@ -79,26 +79,23 @@ pub(crate) async fn close(db: Db) {
 /// happens soon after the head is ready for it), at least every 10 s, at most every minute.
 async fn maintenance_loop(db: Db, block_duration: Duration, shutdown: CancellationToken) {
     let every = (block_duration / 20).clamp(Duration::from_millis(200), Duration::from_secs(60));
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let db = db.clone();
-        // Awaited (not detached): a cycle in progress finishes before shutdown goes on.
-        match tokio::task::spawn_blocking(move || db.maintain()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "TSDB maintenance failed; retrying next cycle"),
-            Err(e) => tracing::error!(error = %e, "TSDB maintenance task failed"),
-        }
-    }
+    every_tick(every, shutdown, "TSDB maintenance (retried next cycle)", move || db.maintain().map(|_| ()))
+        .await;
 }
 
 /// Fsyncs the WAL on the periodic policy's interval.
 async fn wal_sync_loop(db: Db, every: Option<Duration>, shutdown: CancellationToken) {
     let Some(every) = every else { return };
+    every_tick(every, shutdown, "WAL fsync", move || db.sync_wal()).await;
+}
+
+/// Runs `job` on a blocking thread every `every` until `shutdown`, logging its failures. Each run
+/// is awaited (not detached): one in progress finishes before shutdown goes on.
+async fn every_tick<E, F>(every: Duration, shutdown: CancellationToken, what: &'static str, job: F)
+where
+    E: std::fmt::Display + Send + 'static,
+    F: Fn() -> Result<(), E> + Clone + Send + 'static,
+{
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -106,11 +103,10 @@ async fn wal_sync_loop(db: Db, every: Option<Duration>, shutdown: CancellationTo
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let db = db.clone();
-        match tokio::task::spawn_blocking(move || db.sync_wal()).await {
+        match tokio::task::spawn_blocking(job.clone()).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "WAL fsync failed"),
-            Err(e) => tracing::error!(error = %e, "WAL fsync task failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "{what} failed"),
+            Err(e) => tracing::error!(error = %e, "{what} task failed"),
         }
     }
 }

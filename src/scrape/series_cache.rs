@@ -83,17 +83,21 @@ impl SeriesCache {
         self.cursor = slot;
     }
 
+    /// The slot holding `key` (under any type), with the key's hash.
+    fn slot_of(&self, key: &[u8]) -> (u64, Option<u32>) {
+        let h = self.hasher.hash_one(key);
+        (h, self.index.find(h, |&i| *self.slots[i as usize].key == *key).copied())
+    }
+
     /// The slot holding `key` under `family`.
     pub(crate) fn find(&self, key: &[u8], family: MetricType) -> Option<u32> {
-        let h = self.hasher.hash_one(key);
-        let slot = *self.index.find(h, |&i| *self.slots[i as usize].key == *key)?;
+        let slot = self.slot_of(key).1?;
         (self.slots[slot as usize].family == family).then_some(slot)
     }
 
     /// True when `key` is cached (under any type).
     pub(crate) fn contains(&self, key: &[u8]) -> bool {
-        let h = self.hasher.hash_one(key);
-        self.index.find(h, |&i| *self.slots[i as usize].key == *key).is_some()
+        self.slot_of(key).1.is_some()
     }
 
     pub(crate) fn entry_mut(&mut self, slot: u32) -> &mut CacheEntry {
@@ -102,8 +106,8 @@ impl SeriesCache {
 
     /// Sets the entry for `key` (replacing any), returning its slot.
     pub(crate) fn upsert(&mut self, key: &[u8], family: MetricType, entry: CacheEntry) -> u32 {
-        let h = self.hasher.hash_one(key);
-        if let Some(&slot) = self.index.find(h, |&i| *self.slots[i as usize].key == *key) {
+        let (h, found) = self.slot_of(key);
+        if let Some(slot) = found {
             let s = &mut self.slots[slot as usize];
             s.family = family;
             s.entry = entry;
