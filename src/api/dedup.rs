@@ -39,7 +39,19 @@ fn json(v: &ShardView) -> serde_json::Value {
         "pinned": v.pinned,
         "healthy": v.healthy,
         "failovers": v.failovers,
-        "replicas": v.replicas.iter().map(|(r, h)| serde_json::json!({"replica": r, "healthy": h})).collect::<Vec<_>>(),
+        "replicas": v.replicas.iter().map(|r| serde_json::json!({
+            "replica": r.replica,
+            "healthy": r.healthy,
+            "coverage": r.coverage.map(|c| serde_json::json!({
+                "targetsUp": c.targets_up,
+                "targetsTotal": c.targets_total,
+                "series": c.series,
+            })),
+            // Why the replica's coverage counts as short of its best peer's (it then loses the
+            // election after failover_timeout).
+            "shortCoverage": r.short,
+            "lastError": r.last_error,
+        })).collect::<Vec<_>>(),
     })
 }
 

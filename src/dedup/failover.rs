@@ -2,6 +2,8 @@
 //! and only its samples are stored (with the replica label removed). The election moves when the
 //! elected replica has delivered nothing new for `failover_timeout`; it then goes to the first
 //! healthy replica in letter order, so two globals that see the same sources decide alike.
+//! A replica whose coverage (targets up, series) stays well below its best peer's for
+//! `failover_timeout` loses the election too, so a half-broken leaf does not keep the set.
 //! Operators can pin a replica. A switch records a watermark — how far the previous replica's
 //! data is complete — from which the new replica's data is filled in, so there is no gap.
 
@@ -10,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use crate::model::{Coverage, now_ms};
+
 /// What one pull of one replica found.
 #[derive(Debug, Clone)]
 pub struct PullReport {
@@ -17,12 +21,16 @@ pub struct PullReport {
     /// The newest sample timestamp the replica holds (or sent), if known.
     pub max_time: Option<i64>,
     pub error: Option<String>,
+    /// What the replica covers, if it said.
+    pub coverage: Option<Coverage>,
 }
 
 /// What a replica's puller should do next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// Pull data and store it. `fill_from`: the watermark to pull from (just elected).
+    /// Pull data and store it. `fill_from`: just elected, pull from there (the previous
+    /// replica's watermark minus the fill margin, or how far the fill got), skipping what is
+    /// stored and guarding counters.
     Elected { fill_from: Option<i64> },
     /// Only watch liveness; store nothing.
     Standby,
@@ -53,6 +61,19 @@ struct ReplicaState {
     last_advance: Option<Instant>,
     max_time: Option<i64>,
     last_error: Option<String>,
+    coverage: Option<Coverage>,
+    /// Since when (instant, wall-clock ms) its coverage is below `min_coverage` of its best
+    /// peer's, and why.
+    short: Option<(Instant, i64, String)>,
+}
+
+/// A fill the elected replica still owes: from `resume` (or the margin before `watermark`) until
+/// it has stored past `watermark`.
+#[derive(Debug, Clone)]
+struct PendingFill {
+    replica: String,
+    watermark: i64,
+    resume: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -62,8 +83,8 @@ struct ShardState {
     pinned: Option<String>,
     /// How far the stored data of this set is complete (a source cursor, ms).
     watermark: Option<i64>,
-    /// Set when a replica was just elected and has not yet filled from the watermark.
-    pending_fill: Option<(String, i64)>,
+    /// Set when a replica was just elected and has not yet filled past the watermark.
+    pending_fill: Option<PendingFill>,
     failovers: u64,
     created: Instant,
 }
@@ -74,22 +95,47 @@ pub struct ShardView {
     pub shard: String,
     pub elected: Option<String>,
     pub pinned: Option<String>,
-    /// Replica letter → healthy.
-    pub replicas: Vec<(String, bool)>,
+    pub replicas: Vec<ReplicaView>,
     pub failovers: u64,
     /// Whether any replica is healthy.
     pub healthy: bool,
 }
 
+/// One replica of a [`ShardView`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaView {
+    pub replica: String,
+    pub healthy: bool,
+    pub coverage: Option<Coverage>,
+    /// Why its coverage counts as short, if it does.
+    pub short: Option<String>,
+    pub last_error: Option<String>,
+}
+
 /// Elections for every replica set one global pulls.
 pub struct Elector {
     timeout: Duration,
+    /// Coverage below this fraction of the best peer's is short (0: off).
+    min_coverage: f64,
+    /// How far before a watermark a fill starts (replicas scrape at other moments).
+    fill_margin_ms: i64,
     shards: Mutex<BTreeMap<String, ShardState>>,
 }
 
 impl Elector {
     /// `sets`: each replica set with its replica letters.
     pub fn new(sets: &[(String, Vec<String>)], timeout: Duration, now: Instant) -> Elector {
+        Elector::with_options(sets, timeout, 0.0, 0, now)
+    }
+
+    /// [`Elector::new`] with the coverage check (`min_coverage`, 0 = off) and the fill margin.
+    pub fn with_options(
+        sets: &[(String, Vec<String>)],
+        timeout: Duration,
+        min_coverage: f64,
+        fill_margin_ms: i64,
+        now: Instant,
+    ) -> Elector {
         let shards = sets
             .iter()
             .map(|(shard, replicas)| {
@@ -105,7 +151,7 @@ impl Elector {
                 (shard.clone(), st)
             })
             .collect();
-        Elector { timeout, shards: Mutex::new(shards) }
+        Elector { timeout, min_coverage, fill_margin_ms, shards: Mutex::new(shards) }
     }
 
     fn healthy(&self, r: &ReplicaState, now: Instant) -> bool {
@@ -128,6 +174,9 @@ impl Elector {
                     r.max_time = Some(t);
                     r.last_advance = Some(now);
                 }
+                if report.coverage.is_some_and(|c| c.is_known()) {
+                    r.coverage = report.coverage;
+                }
             } else {
                 r.last_error = report.error.clone();
             }
@@ -147,40 +196,82 @@ impl Elector {
         out
     }
 
+    /// Updates which replicas' coverage is short of the best healthy peer's.
+    fn update_coverage(&self, st: &mut ShardState, now: Instant) {
+        let mut best = Coverage::default();
+        for r in st.replicas.values().filter(|r| self.healthy(r, now)) {
+            if let Some(c) = r.coverage {
+                if c.targets_total > 0 {
+                    best.targets_total = 1;
+                    best.targets_up = best.targets_up.max(c.targets_up);
+                }
+                best.series = best.series.max(c.series);
+            }
+        }
+        for r in st.replicas.values_mut() {
+            let short = r.coverage.and_then(|c| c.shortfall(&best, self.min_coverage));
+            r.short = match (short, r.short.take()) {
+                (None, _) => None,
+                (Some(why), Some((since, ms, _))) => Some((since, ms, why)),
+                (Some(why), None) => Some((now, now_ms(), why)),
+            };
+        }
+    }
+
     fn elect(&self, st: &mut ShardState, shard: &str, now: Instant) -> Option<Election> {
+        self.update_coverage(st, now);
         let healthy: Vec<String> =
             st.replicas.iter().filter(|(_, r)| self.healthy(r, now)).map(|(k, _)| k.clone()).collect();
+        // Candidates for a new election: healthy and not short of coverage.
+        let complete: Vec<String> = healthy
+            .iter()
+            .filter(|k| st.replicas.get(*k).is_some_and(|r| r.short.is_none()))
+            .cloned()
+            .collect();
+        let best_new = || complete.first().or(healthy.first()).cloned();
+        // The elected replica keeps the set while healthy, unless its coverage has been short for
+        // failover_timeout and a complete replica exists.
+        let short_too_long = st
+            .elected
+            .as_ref()
+            .and_then(|e| st.replicas.get(e))
+            .and_then(|r| r.short.as_ref())
+            .filter(|(since, _, _)| now.duration_since(*since) >= self.timeout && !complete.is_empty())
+            .map(|(_, ms, why)| (*ms, why.clone()));
         let target = if let Some(p) = &st.pinned {
             Some(p.clone())
-        } else if st.elected.as_ref().is_some_and(|e| healthy.contains(e)) {
+        } else if st.elected.as_ref().is_some_and(|e| healthy.contains(e)) && short_too_long.is_none() {
             st.elected.clone()
         } else if st.elected.is_none() {
             // First election: wait until every replica has reported once (or a timeout passed),
             // so that independent globals start from the same choice.
             let all_reported = st.replicas.values().all(|r| r.last_ok.is_some() || r.last_error.is_some());
-            if all_reported || now.duration_since(st.created) >= self.timeout {
-                healthy.first().cloned()
-            } else {
-                None
-            }
+            if all_reported || now.duration_since(st.created) >= self.timeout { best_new() } else { None }
         } else {
-            // The elected replica is unhealthy: first healthy one in letter order, else stay.
-            healthy.first().cloned().or_else(|| st.elected.clone())
+            // The elected replica is unhealthy or short: the first complete healthy one in letter
+            // order, else the first healthy one, else stay.
+            best_new().or_else(|| st.elected.clone())
         };
         if target == st.elected {
             return None;
         }
         let to = target?;
         let from = st.elected.replace(to.clone());
-        let reason = match (&st.pinned, &from) {
-            (Some(_), _) => "pinned by an operator".to_string(),
-            (None, None) => "first election".to_string(),
-            (None, Some(f)) => format!("replica {f} delivered nothing new for {:?}", self.timeout),
+        let reason = match (&st.pinned, &from, &short_too_long) {
+            (Some(_), _, _) => "pinned by an operator".to_string(),
+            (None, None, _) => "first election".to_string(),
+            (None, Some(f), Some((_, why))) => format!("replica {f} {why} for {:?}", self.timeout),
+            (None, Some(f), None) => format!("replica {f} delivered nothing new for {:?}", self.timeout),
         };
         if from.is_some() {
             st.failovers += 1;
         }
-        st.pending_fill = st.watermark.map(|w| (to.clone(), w));
+        // A replica that was short lost data from where it became short: fill from there.
+        let watermark = match (st.watermark, short_too_long) {
+            (Some(w), Some((ms, _))) => Some(w.min(ms)),
+            (w, _) => w,
+        };
+        st.pending_fill = watermark.map(|w| PendingFill { replica: to.clone(), watermark: w, resume: None });
         Some(Election { shard: shard.to_string(), from, to, reason })
     }
 
@@ -189,24 +280,63 @@ impl Elector {
         let shards = self.shards.lock();
         match shards.get(shard) {
             Some(st) if st.elected.as_deref() == Some(replica) => {
-                let fill_from = st.pending_fill.as_ref().filter(|(r, _)| r == replica).map(|(_, w)| *w);
+                let fill_from = st
+                    .pending_fill
+                    .as_ref()
+                    .filter(|f| f.replica == replica)
+                    .map(|f| f.resume.unwrap_or(f.watermark - self.fill_margin_ms));
                 Role::Elected { fill_from }
             }
             _ => Role::Standby,
         }
     }
 
-    /// The elected `replica` stored everything up to `cursor`; a pending fill is done.
+    /// The elected `replica` stored everything up to `cursor`; a pending fill that got past its
+    /// watermark is done (one that did not resumes from `cursor`).
     pub fn stored(&self, shard: &str, replica: &str, cursor: i64) {
         let mut shards = self.shards.lock();
         if let Some(st) = shards.get_mut(shard)
             && st.elected.as_deref() == Some(replica)
         {
             st.watermark = Some(st.watermark.map_or(cursor, |w| w.max(cursor)));
-            if st.pending_fill.as_ref().is_some_and(|(r, _)| r == replica) {
-                st.pending_fill = None;
+            if let Some(f) = st.pending_fill.as_mut().filter(|f| f.replica == replica) {
+                if cursor >= f.watermark {
+                    st.pending_fill = None;
+                } else {
+                    f.resume = Some(f.resume.map_or(cursor, |r| r.max(cursor)));
+                }
             }
         }
+    }
+
+    /// Each set's watermark (how far its stored data is complete), for keeping across restarts.
+    pub fn watermarks(&self) -> Vec<(String, i64)> {
+        self.shards.lock().iter().filter_map(|(k, st)| st.watermark.map(|w| (k.clone(), w))).collect()
+    }
+
+    /// The lowest watermark of the sets that can still deliver: sets with a healthy replica, and
+    /// sets still in their first `failover_timeout` (`fallback` for those with no watermark yet).
+    /// Sets with no healthy replica do not hold it back: what they store when they return is
+    /// logged as a rewind. `None` when no set counts.
+    pub fn frontier(&self, now: Instant, fallback: i64) -> Option<i64> {
+        self.shards
+            .lock()
+            .values()
+            .filter(|st| {
+                now.duration_since(st.created) < self.timeout
+                    || st.replicas.values().any(|r| self.healthy(r, now))
+            })
+            .map(|st| st.watermark.unwrap_or(fallback))
+            .min()
+    }
+
+    /// The coverage of the elected replica of each set (a global's own coverage is their sum).
+    pub fn elected_coverage(&self) -> Vec<Option<Coverage>> {
+        self.shards
+            .lock()
+            .values()
+            .map(|st| st.elected.as_ref().and_then(|e| st.replicas.get(e)).and_then(|r| r.coverage))
+            .collect()
     }
 
     /// Starts the watermark of a set (e.g. from what storage already holds after a restart).
@@ -239,13 +369,22 @@ impl Elector {
             .lock()
             .iter()
             .map(|(name, st)| {
-                let replicas: Vec<(String, bool)> =
-                    st.replicas.iter().map(|(k, r)| (k.clone(), self.healthy(r, now))).collect();
+                let replicas: Vec<ReplicaView> = st
+                    .replicas
+                    .iter()
+                    .map(|(k, r)| ReplicaView {
+                        replica: k.clone(),
+                        healthy: self.healthy(r, now),
+                        coverage: r.coverage,
+                        short: r.short.as_ref().map(|(_, _, why)| why.clone()),
+                        last_error: r.last_error.clone(),
+                    })
+                    .collect();
                 ShardView {
                     shard: name.clone(),
                     elected: st.elected.clone(),
                     pinned: st.pinned.clone(),
-                    healthy: replicas.iter().any(|(_, h)| *h),
+                    healthy: replicas.iter().any(|r| r.healthy),
                     replicas,
                     failovers: st.failovers,
                 }
@@ -259,11 +398,20 @@ mod tests {
     use super::*;
 
     fn ok(t: i64) -> PullReport {
-        PullReport { ok: true, max_time: Some(t), error: None }
+        PullReport { ok: true, max_time: Some(t), error: None, coverage: None }
+    }
+
+    fn covering(t: i64, up: u32, series: u64) -> PullReport {
+        PullReport {
+            ok: true,
+            max_time: Some(t),
+            error: None,
+            coverage: Some(Coverage { targets_up: up, targets_total: 10, series }),
+        }
     }
 
     fn down() -> PullReport {
-        PullReport { ok: false, max_time: None, error: Some("connection refused".into()) }
+        PullReport { ok: false, max_time: None, error: Some("connection refused".into()), coverage: None }
     }
 
     fn elector(now: Instant) -> Elector {
@@ -291,6 +439,9 @@ mod tests {
         assert_eq!(e.report("s0", "b", &ok(3000), t2).map(|x| x.to), Some("b".to_string()));
         // b must fill from the watermark a left.
         assert_eq!(e.role("s0", "b"), Role::Elected { fill_from: Some(5000) });
+        // Part of the fill is stored: it resumes from there until it passes the watermark.
+        e.stored("s0", "b", 4000);
+        assert_eq!(e.role("s0", "b"), Role::Elected { fill_from: Some(4000) });
         e.stored("s0", "b", 9000);
         assert_eq!(e.role("s0", "b"), Role::Elected { fill_from: None });
         // a comes back: b stays elected (no flapping).
@@ -309,6 +460,96 @@ mod tests {
         // a answers with the same max_time (its scrapes stopped); b advances.
         e.report("s0", "a", &ok(1000), t1);
         assert_eq!(e.report("s0", "b", &ok(2000), t1).map(|x| x.to), Some("b".to_string()));
+    }
+
+    #[test]
+    fn a_replica_short_of_coverage_loses_after_the_timeout_and_fills_from_where_it_became_short() {
+        let t0 = Instant::now();
+        let e = Elector::with_options(
+            &[("s0".into(), vec!["a".into(), "b".into()])],
+            Duration::from_secs(30),
+            0.8,
+            1000,
+            t0,
+        );
+        e.report("s0", "a", &covering(1000, 10, 1000), t0);
+        e.report("s0", "b", &covering(1000, 10, 1000), t0);
+        assert_eq!(e.role("s0", "a"), Role::Elected { fill_from: None });
+        // A watermark far ahead of the clock, so the fill's start shows which bound won.
+        let far = now_ms() + 3_600_000;
+        e.stored("s0", "a", far);
+        // a loses most of its targets but keeps answering and advancing.
+        let t1 = t0 + Duration::from_secs(5);
+        assert_eq!(e.report("s0", "a", &covering(2000, 3, 300), t1), None);
+        assert_eq!(e.report("s0", "b", &covering(2000, 10, 1000), t1), None);
+        let view = e.view(t1);
+        let a = view[0].replicas.iter().find(|r| r.replica == "a").expect("a");
+        assert!(a.short.as_deref().is_some_and(|w| w.contains("3 of 10 targets")), "{a:?}");
+        // Not yet for failover_timeout: a stays.
+        let t2 = t1 + Duration::from_secs(20);
+        assert_eq!(e.report("s0", "a", &covering(3000, 3, 300), t2), None);
+        let t3 = t1 + Duration::from_secs(31);
+        let el = e.report("s0", "b", &covering(4000, 10, 1000), t3).expect("a loses the election");
+        assert_eq!(el.to, "b");
+        assert!(el.reason.contains("below 80%"), "{}", el.reason);
+        // The fill starts where a became short (wall clock then), not at a's newer watermark.
+        match e.role("s0", "b") {
+            Role::Elected { fill_from: Some(f) } => {
+                let now = now_ms();
+                assert!(f <= now - 1000 && f > now - 60_000, "fill from {f}, now {now}, watermark {far}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // a recovers: b stays (no flapping back).
+        let t4 = t3 + Duration::from_secs(5);
+        assert_eq!(e.report("s0", "a", &covering(5000, 10, 1000), t4), None);
+        assert_eq!(e.view(t4)[0].elected.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn coverage_is_compared_only_between_healthy_replicas() {
+        let t0 = Instant::now();
+        let e = Elector::with_options(
+            &[("s0".into(), vec!["a".into(), "b".into()])],
+            Duration::from_secs(30),
+            0.8,
+            0,
+            t0,
+        );
+        // b reported full coverage once, then died: a (with few targets) is still the best there is.
+        e.report("s0", "b", &covering(1000, 10, 1000), t0);
+        e.report("s0", "a", &covering(1000, 4, 400), t0);
+        let t1 = t0 + Duration::from_secs(40);
+        e.report("s0", "b", &down(), t1);
+        e.report("s0", "a", &covering(2000, 4, 400), t1);
+        let v = &e.view(t1)[0];
+        assert_eq!(v.elected.as_deref(), Some("a"));
+        assert!(v.replicas.iter().all(|r| r.short.is_none()), "{v:?}");
+    }
+
+    #[test]
+    fn frontier_counts_sets_that_can_deliver() {
+        let t0 = Instant::now();
+        let e = Elector::new(
+            &[("s0".into(), vec!["a".into()]), ("s1".into(), vec!["a".into()])],
+            Duration::from_secs(30),
+            t0,
+        );
+        // During the first timeout every set counts, at the fallback until it has a watermark.
+        assert_eq!(e.frontier(t0, 100), Some(100));
+        e.report("s0", "a", &ok(1), t0);
+        e.report("s1", "a", &ok(1), t0);
+        e.stored("s0", "a", 500);
+        e.stored("s1", "a", 300);
+        assert_eq!(e.frontier(t0, 100), Some(300));
+        // s1 goes silent: after the timeout it no longer holds the frontier back.
+        let t1 = t0 + Duration::from_secs(20);
+        e.report("s0", "a", &ok(2), t1);
+        e.stored("s0", "a", 900);
+        let t2 = t0 + Duration::from_secs(45);
+        e.report("s0", "a", &ok(3), t2);
+        assert_eq!(e.frontier(t2, 100), Some(900));
+        assert_eq!(e.watermarks(), vec![("s0".to_string(), 900), ("s1".to_string(), 300)]);
     }
 
     #[test]

@@ -16,7 +16,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::exposition::{write_series_line, write_type_line};
-use crate::model::{Labels, METRIC_NAME, Matcher, MetricType, SelectorError, is_stale_nan, parse_selector};
+use crate::model::{
+    Coverage, Labels, METRIC_NAME, Matcher, MetricType, SelectorError, is_stale_nan, parse_selector,
+};
 use crate::storage::{LatestSample, Queryable, StorageError};
 
 /// Prometheus's default lookback delta.
@@ -33,6 +35,7 @@ pub enum FederateError {
     Storage(#[from] StorageError),
 }
 
+pub mod frontier;
 pub mod stream;
 
 /// Everything `/federate` needs.
@@ -46,9 +49,13 @@ pub struct FederateState {
     pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
     /// Whether storage can serve reads (`503` otherwise).
     pub ready: Arc<dyn Fn() -> bool + Send + Sync>,
-    /// The fast link's next cursor at a given time: no sample at or before it can still appear
-    /// here (a leaf knows its scrapes in flight; a global lags by its own pull delay).
-    pub next_cursor: Arc<dyn Fn(i64) -> i64 + Send + Sync>,
+    /// The fast link's cursor bookkeeping: how far nothing more can appear, and the rewinds for
+    /// what was stored behind a cursor already handed out.
+    pub frontier: Arc<frontier::Frontier>,
+    /// What the node covers (targets up, series), sent in every stream header.
+    pub coverage: Arc<dyn Fn() -> Coverage + Send + Sync>,
+    /// Bounds of one fast-link response.
+    pub page_limits: stream::PageLimits,
 }
 
 /// Routes `/federate` (GET and POST).
@@ -172,7 +179,9 @@ pub(crate) fn for_each_with_external<'a>(
     }
 }
 
-/// `GET /federate/stream?match[]=…&since=<ms>[&probe=1]`: the fast link (see [`stream`]).
+/// `GET /federate/stream?match[]=…&since=<ms>[&probe=1][&v=2][&epoch=E&seq=S][&max_samples=N]`:
+/// the fast link (see [`stream`]). `v=2` asks for the paged format with rewinds and coverage;
+/// `epoch`/`seq` are what the client saw last; `max_samples` lowers the page size.
 async fn handle_stream(
     State(st): State<FederateState>,
     headers: HeaderMap,
@@ -181,10 +190,30 @@ async fn handle_stream(
     let query = query.unwrap_or_default();
     let mut since = None;
     let mut probe = false;
+    let mut v1 = true;
+    let (mut epoch, mut seq) = (None, None);
+    let mut limits = st.page_limits;
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        let bad = |what: &str| (StatusCode::BAD_REQUEST, format!("{what} must be an integer, got {v:?}\n"));
         match k.as_ref() {
-            "since" => since = v.parse::<i64>().ok(),
+            "since" => match v.parse::<i64>() {
+                Ok(t) => since = Some(t),
+                Err(_) => return bad("since").into_response(),
+            },
             "probe" => probe = v == "1" || v == "true",
+            "v" => v1 = v != "2",
+            "epoch" => match v.parse::<u64>() {
+                Ok(e) => epoch = Some(e),
+                Err(_) => return bad("epoch").into_response(),
+            },
+            "seq" => match v.parse::<u64>() {
+                Ok(s) => seq = Some(s),
+                Err(_) => return bad("seq").into_response(),
+            },
+            "max_samples" => match v.parse::<usize>() {
+                Ok(n) if n > 0 => limits.max_samples = limits.max_samples.min(n),
+                _ => return bad("max_samples (> 0)").into_response(),
+            },
             _ => {}
         }
     }
@@ -202,19 +231,32 @@ async fn handle_stream(
         return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n").into_response();
     }
     let gzip = accepts_gzip(&headers);
-    let now = (st.clock)();
-    let next_cursor = (st.next_cursor)(now);
+    let seen = epoch.zip(seq);
     let rendered = tokio::task::spawn_blocking(move || {
+        let now = (st.clock)();
+        // The position is taken before the data is read: anything committed after it that the
+        // read misses is either newer than the cursor or logged as a rewind.
+        let pos = st.frontier.position(now, seen);
+        let req = stream::PageRequest { since, now, limits, probe, v1 };
         let mut out = Vec::with_capacity(64 * 1024);
-        let external = &st.external_labels;
-        stream::encode(st.storage.as_ref(), &parsed, external, since, now, next_cursor, probe, &mut out)?;
+        let coverage = (st.coverage)();
+        stream::encode_page(
+            st.storage.as_ref(),
+            &parsed,
+            &st.external_labels,
+            &req,
+            &pos,
+            coverage,
+            &mut out,
+        )?;
         if gzip {
             out = gzip_fast(&out).map_err(|e| stream::StreamError::Storage(StorageError::Io(e)))?;
         }
         Ok::<_, stream::StreamError>(out)
     })
     .await;
-    body_response(rendered, stream::STREAM_CONTENT_TYPE, gzip, "federation stream")
+    let content_type = if v1 { stream::STREAM_CONTENT_TYPE } else { stream::STREAM_CONTENT_TYPE_V2 };
+    body_response(rendered, content_type, gzip, "federation stream")
 }
 
 fn accepts_gzip(headers: &HeaderMap) -> bool {

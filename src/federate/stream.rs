@@ -1,11 +1,15 @@
 //! The fast federation link between promtier nodes: every sample since a cursor (not just the
-//! latest), with staleness markers exact, in a compact binary stream — so a global misses
-//! nothing between pulls, fills the window after a failover, and catches up after a restart.
-//! Text `/federate` stays for Prometheus interop. The format is described in
-//! `docs/format/federation-stream.md`.
+//! latest), with staleness markers exact, in a compact binary stream cut into bounded pages — so
+//! a global misses nothing between pulls, fills the window after a failover, and catches up after
+//! an outage of any length with memory bounded by the page size. Text `/federate` stays for
+//! Prometheus interop. The format is described in `docs/format/federation-stream.md`.
 //!
 //! ```text
-//! stream  = "PTS1" next_cursor:i64le max_time:i64le frame*
+//! stream  = "PTS2" header_len:u32le header frame*        (version 2, asked for with v=2)
+//!         | "PTS1" next_cursor:i64le max_time:i64le frame*   (version 1)
+//! header  = next_cursor:i64 max_time:i64 flags:u32 epoch:u64 seq:u64 start:i64
+//!           targets_up:u32 targets_total:u32 series:u64     (little-endian; longer headers
+//!                                                          carry fields added later: skip them)
 //! frame   = len:u32le body                      (len = bytes of body)
 //! body    = n_labels:uvarint (len:uvarint bytes){2·n_labels} kind:u8 chunk
 //! chunk   = an XOR chunk (count header, delta-of-delta times, XOR values) to the end of the body
@@ -14,15 +18,31 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::model::{Label, Labels, Matcher};
-use crate::storage::{Queryable, StorageError};
+use crate::model::{Coverage, Label, Labels, Matcher};
+use crate::storage::{Queryable, Series, StorageError};
 use crate::tsdb::chunkenc::{XorAppender, XorChunk, XorIterator};
 
 /// Media type of the stream.
 pub const STREAM_CONTENT_TYPE: &str = "application/x-promtier-stream; version=1";
-const MAGIC: &[u8; 4] = b"PTS1";
+/// Media type of version 2 (paged, with rewinds and coverage).
+pub const STREAM_CONTENT_TYPE_V2: &str = "application/x-promtier-stream; version=2";
+const MAGIC_V1: &[u8; 4] = b"PTS1";
+const MAGIC_V2: &[u8; 4] = b"PTS2";
+/// Bytes of the version 2 header fields this code writes (after magic and length).
+const V2_FIELDS: usize = 8 + 8 + 4 + 8 + 8 + 8 + 4 + 4 + 8;
 /// Samples per frame: long backfills are cut into several frames per series.
 const MAX_SAMPLES_PER_FRAME: usize = 4096;
+/// Series whose samples are counted to estimate how much time fits in one page.
+const ESTIMATE_SERIES: usize = 64;
+/// Halvings of a page's time span before an over-full page is sent anyway.
+const MAX_PAGE_ATTEMPTS: u32 = 12;
+/// How far past the node's frontier a response may reach. Samples beyond the frontier are sent
+/// again next time (the client skips them); the bound keeps that re-sending small while a
+/// frontier is held back (a global waiting for a replica set to catch up).
+pub const MAX_AHEAD_MS: i64 = 60_000;
+
+const FLAG_MORE: u32 = 1;
+const FLAG_REWOUND: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -40,39 +60,183 @@ pub enum StreamError {
 /// What the header of a stream says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamHeader {
-    /// The cursor to ask for next time: samples newer than it may still be arriving at the
-    /// source, so it lags the source's clock by its ingest delay.
+    /// The cursor to ask for next time: every sample at or before it that the node will ever
+    /// hold has been sent (by this or earlier responses), except what a later rewind announces.
     pub next_cursor: i64,
     /// The newest sample timestamp the source holds (`i64::MIN` if unknown): a cheap liveness
     /// signal.
     pub max_time: i64,
+    /// The page ended before the data the node can send did: ask again at once from
+    /// `next_cursor`.
+    pub more: bool,
+    /// The node's cursor epoch (a node's identity across restarts; 0 from version 1).
+    pub epoch: u64,
+    /// The node's rewind log position: pass it back (with the epoch) next time.
+    pub seq: u64,
+    /// Where this response started: `since`, or earlier when the node stored samples behind a
+    /// cursor it had already handed out (a rewind).
+    pub start: i64,
+    /// Whether `start` is earlier than the `since` asked for.
+    pub rewound: bool,
+    /// What the node covers (targets up, series), for elections by completeness.
+    pub coverage: Coverage,
 }
 
-/// Encodes every sample newer than `since` (and at most `now`) of the series matching any of
-/// `selectors`. With `probe`, only the header is written.
-/// External labels are added to series that lack them, as `/federate` does.
-#[allow(clippy::too_many_arguments)]
-pub fn encode(
+/// Page bounds: a response holds at most about this much (see [`encode_page`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimits {
+    pub max_samples: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for PageLimits {
+    fn default() -> PageLimits {
+        PageLimits { max_samples: 500_000, max_bytes: 32 << 20 }
+    }
+}
+
+/// Where a node's cursor stands for one client (see `frontier`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// Every sample at or before it that the node will ever store is visible now, except what a
+    /// rewind entry announces.
+    pub frontier: i64,
+    pub epoch: u64,
+    pub seq: u64,
+    /// The earliest time the client must read again (late commits it has not seen), if any.
+    pub rewind_to: Option<i64>,
+}
+
+/// One request of the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    /// Samples newer than this (ms) are asked for.
+    pub since: i64,
+    /// The node's clock (ms).
+    pub now: i64,
+    pub limits: PageLimits,
+    /// Header only.
+    pub probe: bool,
+    /// Version 1 header (clients that do not ask for `v=2`).
+    pub v1: bool,
+}
+
+/// Encodes one response: the header, then every sample in `(start, until]` of the series
+/// matching any of `selectors`, where `start` is `since` (or the rewind point) and `until` is as
+/// far as the page limits allow, at most [`MAX_AHEAD_MS`] past the frontier and never past
+/// `now`. External labels are added to series that lack them, as `/federate` does.
+///
+/// The page's time span is chosen from the density of a sample of the series, then halved
+/// while the page comes out more than twice the sample limit or over the byte limit; a span
+/// that cannot be halved further (every sample of one millisecond) is sent whole.
+pub fn encode_page(
     storage: &dyn Queryable,
     selectors: &[Vec<Matcher>],
     external: &Labels,
-    since: i64,
-    now: i64,
-    next_cursor: i64,
-    probe: bool,
+    req: &PageRequest,
+    pos: &Position,
+    coverage: Coverage,
     out: &mut Vec<u8>,
-) -> Result<(), StreamError> {
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&next_cursor.to_le_bytes());
-    out.extend_from_slice(&storage.max_time().unwrap_or(i64::MIN).to_le_bytes());
-    if probe || selectors.is_empty() || since >= now {
-        return Ok(());
+) -> Result<StreamHeader, StreamError> {
+    let start = match pos.rewind_to {
+        Some(r) if r < req.since => r,
+        _ => req.since,
+    };
+    let limit = req.now.min(pos.frontier.max(start).saturating_add(MAX_AHEAD_MS));
+    let mut header = StreamHeader {
+        next_cursor: start.max(pos.frontier.min(limit)),
+        max_time: storage.max_time().unwrap_or(i64::MIN),
+        more: false,
+        epoch: pos.epoch,
+        seq: pos.seq,
+        start,
+        rewound: start < req.since,
+        coverage,
+    };
+    let header_at = out.len();
+    write_header(out, &header, req.v1);
+    if req.probe || selectors.is_empty() || start >= limit {
+        return Ok(header);
     }
-    let querier = storage.querier(since.saturating_add(1), now)?;
+    let frames_at = out.len();
+    let mut until = choose_until(storage, selectors, start, limit, req.limits.max_samples)?;
+    let mut attempts = 0;
+    loop {
+        out.truncate(frames_at);
+        let cap = (attempts < MAX_PAGE_ATTEMPTS && until - start > 1)
+            .then_some((req.limits.max_samples.saturating_mul(2), req.limits.max_bytes));
+        match encode_range(storage, selectors, external, start, until, cap, out)? {
+            Some(_) => break,
+            None => {
+                attempts += 1;
+                until = start + (until - start) / 2;
+            }
+        }
+    }
+    // Everything up to `until` has been sent; the cursor may not pass the frontier (something
+    // at or before it may still be committed) nor go back before where this response started.
+    header.next_cursor = start.max(until.min(pos.frontier));
+    header.more = until < limit && until <= pos.frontier;
+    // The header has a fixed size: write the final one over the provisional one.
+    let mut patched = Vec::with_capacity(8 + V2_FIELDS);
+    write_header(&mut patched, &header, req.v1);
+    out[header_at..header_at + patched.len()].copy_from_slice(&patched);
+    Ok(header)
+}
+
+/// The end of a page starting at `start`: `limit` when everything up to it fits, else the time
+/// at which a sample of the series says about `max_samples` samples will have been reached.
+fn choose_until(
+    storage: &dyn Queryable,
+    selectors: &[Vec<Matcher>],
+    start: i64,
+    limit: i64,
+    max_samples: usize,
+) -> Result<i64, StreamError> {
+    let querier = storage.querier(start.saturating_add(1), limit)?;
+    let mut series: Vec<Series> = Vec::new();
+    for m in selectors {
+        series.extend(querier.select(m)?);
+    }
+    let n = series.len();
+    if n == 0 {
+        return Ok(limit);
+    }
+    let k = n.min(ESTIMATE_SERIES);
+    let mut times: Vec<i64> = Vec::new();
+    for i in 0..k {
+        let s = &mut series[i * n / k];
+        times.extend(s.samples.by_ref().map(|x| x.t));
+    }
+    let estimated = times.len() as f64 * n as f64 / k as f64;
+    if estimated <= max_samples as f64 || times.is_empty() {
+        return Ok(limit);
+    }
+    times.sort_unstable();
+    // Aim a little under the limit: the estimate is a sample.
+    let keep = (times.len() as f64 * 0.9 * max_samples as f64 / estimated) as usize;
+    let until = times[keep.min(times.len() - 1)];
+    Ok(until.clamp(start + 1, limit))
+}
+
+/// Writes the frames of every sample in `(start, until]`. With `cap` (samples, bytes), gives up
+/// and returns `None` as soon as the output passes either bound; otherwise the sample count.
+fn encode_range(
+    storage: &dyn Queryable,
+    selectors: &[Vec<Matcher>],
+    external: &Labels,
+    start: i64,
+    until: i64,
+    cap: Option<(usize, usize)>,
+    out: &mut Vec<u8>,
+) -> Result<Option<usize>, StreamError> {
+    let began = out.len();
+    let querier = storage.querier(start.saturating_add(1), until)?;
     // With several selectors, a series they share is sent once.
     let union = selectors.len() > 1;
     let externals: Vec<(&str, &str)> = external.iter().map(|l| (l.name, l.value)).collect();
     let mut seen: HashSet<Arc<Labels>> = HashSet::new();
+    let mut total = 0usize;
     for matchers in selectors {
         for series in querier.select(matchers)? {
             if union && !seen.insert(series.labels.clone()) {
@@ -89,13 +253,40 @@ pub fn encode(
                     write_frame(out, &series.labels, &externals, std::mem::take(&mut app).finish());
                     let _ = app.append(s.t, s.v);
                 }
+                total += 1;
             }
             if app.num_samples() > 0 {
                 write_frame(out, &series.labels, &externals, app.finish());
             }
+            if let Some((max_samples, max_bytes)) = cap
+                && (total > max_samples || out.len() - began > max_bytes)
+            {
+                return Ok(None);
+            }
         }
     }
-    Ok(())
+    Ok(Some(total))
+}
+
+fn write_header(out: &mut Vec<u8>, h: &StreamHeader, v1: bool) {
+    if v1 {
+        out.extend_from_slice(MAGIC_V1);
+        out.extend_from_slice(&h.next_cursor.to_le_bytes());
+        out.extend_from_slice(&h.max_time.to_le_bytes());
+        return;
+    }
+    out.extend_from_slice(MAGIC_V2);
+    out.extend_from_slice(&(V2_FIELDS as u32).to_le_bytes());
+    out.extend_from_slice(&h.next_cursor.to_le_bytes());
+    out.extend_from_slice(&h.max_time.to_le_bytes());
+    let flags = if h.more { FLAG_MORE } else { 0 } | if h.rewound { FLAG_REWOUND } else { 0 };
+    out.extend_from_slice(&flags.to_le_bytes());
+    out.extend_from_slice(&h.epoch.to_le_bytes());
+    out.extend_from_slice(&h.seq.to_le_bytes());
+    out.extend_from_slice(&h.start.to_le_bytes());
+    out.extend_from_slice(&h.coverage.targets_up.to_le_bytes());
+    out.extend_from_slice(&h.coverage.targets_total.to_le_bytes());
+    out.extend_from_slice(&h.coverage.series.to_le_bytes());
 }
 
 fn write_frame(out: &mut Vec<u8>, labels: &Labels, externals: &[(&str, &str)], chunk: XorChunk) {
@@ -163,12 +354,18 @@ impl<'a> StreamFrame<'a> {
         let mut pos = 0;
         let bad = |reason: &str| StreamError::BadFrame { offset: 0, reason: reason.to_string() };
         let n = get_uvarint(b, &mut pos).ok_or_else(|| bad("label count"))?;
+        // Each label takes at least two bytes: a count larger than that is corrupt, and must not
+        // size an allocation.
+        if n > b.len() as u64 {
+            return Err(bad("label count"));
+        }
         let mut pairs = Vec::with_capacity(n as usize);
         for _ in 0..n {
             let mut field = || -> Result<String, StreamError> {
                 let len = get_uvarint(b, &mut pos).ok_or_else(|| bad("label length"))? as usize;
-                let s = b.get(pos..pos + len).ok_or_else(|| bad("label text"))?;
-                pos += len;
+                let end = pos.checked_add(len).ok_or_else(|| bad("label length"))?;
+                let s = b.get(pos..end).ok_or_else(|| bad("label text"))?;
+                pos = end;
                 String::from_utf8(s.to_vec()).map_err(|_| bad("label text is not UTF-8"))
             };
             let name = field()?;
@@ -184,25 +381,69 @@ impl<'a> StreamFrame<'a> {
     }
 }
 
+fn i64_at(buf: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&buf[at..at + 8]);
+    i64::from_le_bytes(a)
+}
+
+fn u32_at(buf: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&buf[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
 impl<'a> StreamReader<'a> {
     pub fn new(buf: &'a [u8]) -> Result<StreamReader<'a>, StreamError> {
-        if buf.len() < 20 {
-            return Err(if buf.starts_with(MAGIC) || buf.len() < 4 {
-                StreamError::Truncated(buf.len())
-            } else {
-                StreamError::BadMagic
-            });
+        if buf.len() < 4 {
+            return Err(StreamError::Truncated(buf.len()));
         }
-        if &buf[..4] != MAGIC {
-            return Err(StreamError::BadMagic);
+        match &buf[..4] {
+            m if m == MAGIC_V1 => {
+                if buf.len() < 20 {
+                    return Err(StreamError::Truncated(buf.len()));
+                }
+                let header = StreamHeader {
+                    next_cursor: i64_at(buf, 4),
+                    max_time: i64_at(buf, 12),
+                    more: false,
+                    epoch: 0,
+                    seq: 0,
+                    start: i64::MIN,
+                    rewound: false,
+                    coverage: Coverage::default(),
+                };
+                Ok(StreamReader { buf, pos: 20, header })
+            }
+            m if m == MAGIC_V2 => {
+                if buf.len() < 8 {
+                    return Err(StreamError::Truncated(buf.len()));
+                }
+                let len = u32_at(buf, 4) as usize;
+                let end = 8usize.checked_add(len).ok_or(StreamError::Truncated(buf.len()))?;
+                if len < V2_FIELDS || buf.len() < end {
+                    return Err(StreamError::Truncated(buf.len()));
+                }
+                let h = &buf[8..end];
+                let flags = u32_at(h, 16);
+                let header = StreamHeader {
+                    next_cursor: i64_at(h, 0),
+                    max_time: i64_at(h, 8),
+                    more: flags & FLAG_MORE != 0,
+                    epoch: i64_at(h, 20) as u64,
+                    seq: i64_at(h, 28) as u64,
+                    start: i64_at(h, 36),
+                    rewound: flags & FLAG_REWOUND != 0,
+                    coverage: Coverage {
+                        targets_up: u32_at(h, 44),
+                        targets_total: u32_at(h, 48),
+                        series: i64_at(h, 52) as u64,
+                    },
+                };
+                Ok(StreamReader { buf, pos: end, header })
+            }
+            _ => Err(StreamError::BadMagic),
         }
-        let i64_at = |at: usize| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&buf[at..at + 8]);
-            i64::from_le_bytes(a)
-        };
-        let header = StreamHeader { next_cursor: i64_at(4), max_time: i64_at(12) };
-        Ok(StreamReader { buf, pos: 20, header })
     }
 
     /// The next frame, `None` at the end.
@@ -218,15 +459,18 @@ impl<'a> StreamReader<'a> {
         };
         self.pos = at + 4 + len;
         // Walk the label block to find where it ends.
-        let mut p = 0;
+        let mut p = 0usize;
         let bad = |reason: &str| StreamError::BadFrame { offset: at, reason: reason.to_string() };
         let Some(n) = get_uvarint(body, &mut p) else { return Some(Err(bad("label count"))) };
+        if n > body.len() as u64 {
+            return Some(Err(bad("label count")));
+        }
         for _ in 0..2 * n {
             let Some(l) = get_uvarint(body, &mut p) else { return Some(Err(bad("label length"))) };
-            p += l as usize;
-            if p > body.len() {
-                return Some(Err(bad("label text")));
-            }
+            p = match usize::try_from(l).ok().and_then(|l| p.checked_add(l)) {
+                Some(p) if p <= body.len() => p,
+                _ => return Some(Err(bad("label text"))),
+            };
         }
         let label_bytes = &body[..p];
         if body.get(p).is_none() {
@@ -243,6 +487,33 @@ mod tests {
     use crate::storage::Appendable;
     use crate::tsdb::{Head, HeadOptions};
 
+    fn position(frontier: i64) -> Position {
+        Position { frontier, epoch: 7, seq: 3, rewind_to: None }
+    }
+
+    fn request(since: i64, now: i64, max_samples: usize) -> PageRequest {
+        PageRequest {
+            since,
+            now,
+            limits: PageLimits { max_samples, max_bytes: 64 << 20 },
+            probe: false,
+            v1: false,
+        }
+    }
+
+    type Frames = Vec<(Labels, Vec<Sample>)>;
+
+    /// Labels → samples of a whole response.
+    fn read_all(body: &[u8]) -> Result<(StreamHeader, Frames), StreamError> {
+        let mut r = StreamReader::new(body)?;
+        let mut got: Vec<(Labels, Vec<Sample>)> = Vec::new();
+        while let Some(f) = r.next_frame() {
+            let f = f?;
+            got.push((f.labels()?, f.samples()?.collect()));
+        }
+        Ok((r.header, got))
+    }
+
     #[test]
     fn round_trips_every_sample_since_the_cursor_with_staleness() -> Result<(), Box<dyn std::error::Error>> {
         let head = Head::new(HeadOptions::default())?;
@@ -256,29 +527,28 @@ mod tests {
         app.append(None, &b, 6000, STALE_NAN)?;
         app.commit()?;
         let all = vec![parse_selector("{job=\"x\"}")?];
+        let ext = Labels::from_pairs(&[("job", "ignored"), ("zone", "z")]);
         let mut out = Vec::new();
-        encode(
-            &head,
-            &all,
-            &Labels::from_pairs(&[("job", "ignored"), ("zone", "z")]),
-            4000,
-            20_000_000,
-            123,
-            false,
-            &mut out,
-        )?;
-        let mut r = StreamReader::new(&out)?;
-        assert_eq!(r.header.next_cursor, 123);
-        assert_eq!(r.header.max_time, 9_999_000);
-        let mut got: Vec<(Labels, Vec<Sample>)> = Vec::new();
-        while let Some(f) = r.next_frame() {
-            let f = f?;
-            // External labels are added where missing; the series' own job wins.
-            let l = f.labels()?;
-            assert_eq!(l.get("zone"), Some("z"));
-            assert_eq!(l.get("job"), Some("x"));
-            got.push((l.without(&["zone"]), f.samples()?.collect()));
-        }
+        let cov = Coverage { targets_up: 1, targets_total: 2, series: 3 };
+        let now = 20_000_000;
+        let h =
+            encode_page(&head, &all, &ext, &request(4000, now, 1 << 20), &position(now - 5), cov, &mut out)?;
+        let (rh, got) = read_all(&out)?;
+        assert_eq!(h, rh);
+        // Everything up to `now` is sent; the cursor stops at the frontier.
+        assert_eq!(rh.next_cursor, now - 5);
+        assert_eq!(rh.max_time, 9_999_000);
+        assert_eq!((rh.epoch, rh.seq, rh.coverage), (7, 3, cov));
+        assert!(!rh.more);
+        let got: Vec<(Labels, Vec<Sample>)> = got
+            .into_iter()
+            .map(|(l, s)| {
+                // External labels are added where missing; the series' own job wins.
+                assert_eq!(l.get("zone"), Some("z"));
+                assert_eq!(l.get("job"), Some("x"));
+                (l.without(&["zone"]), s)
+            })
+            .collect();
         // `a` is long: cut into several frames, together every sample after the cursor.
         let a_samples: Vec<Sample> =
             got.iter().filter(|(l, _)| *l == a).flat_map(|(_, s)| s.clone()).collect();
@@ -291,21 +561,153 @@ mod tests {
         assert!(crate::model::is_stale_nan(b_samples[1].v));
         // A probe carries only the header.
         let mut probe = Vec::new();
-        encode(&head, &all, &Labels::empty(), 0, 20_000_000, 7, true, &mut probe)?;
-        assert_eq!(probe.len(), 20);
-        assert!(StreamReader::new(&probe)?.next_frame().is_none());
+        let mut req = request(0, 20_000_000, 1 << 20);
+        req.probe = true;
+        encode_page(&head, &all, &Labels::empty(), &req, &position(i64::MAX), cov, &mut probe)?;
+        let (ph, frames) = read_all(&probe)?;
+        assert!(frames.is_empty());
+        assert_eq!(ph.coverage, cov);
         Ok(())
     }
 
     #[test]
-    fn rejects_garbage() {
+    fn pages_cover_every_sample_exactly_once_within_their_bounds() -> Result<(), Box<dyn std::error::Error>> {
+        let head = Head::new(HeadOptions::default())?;
+        let mut app = head.appender();
+        // 300 series × 1000 samples, scraped at different offsets within the second.
+        for i in 0..300i64 {
+            let l = Labels::from_pairs(&[("__name__", "m"), ("i", &i.to_string())]);
+            for t in 0..1000i64 {
+                app.append(None, &l, t * 1000 + i, (t * i) as f64)?;
+            }
+        }
+        app.commit()?;
+        let all = vec![parse_selector("{__name__=\"m\"}")?];
+        let now = 2_000_000;
+        let mut since = -1;
+        let mut pages = 0;
+        let mut seen: std::collections::BTreeMap<Labels, Vec<i64>> = Default::default();
+        loop {
+            let mut out = Vec::new();
+            let h = encode_page(
+                &head,
+                &all,
+                &Labels::empty(),
+                &request(since, now, 5000),
+                &position(now - 1),
+                Coverage::default(),
+                &mut out,
+            )?;
+            let (_, frames) = read_all(&out)?;
+            let n: usize = frames.iter().map(|(_, s)| s.len()).sum();
+            assert!(n <= 10_000, "page {pages} holds {n} samples");
+            for (l, s) in frames {
+                let v = seen.entry(l).or_default();
+                for x in s {
+                    assert!(
+                        x.t > since && x.t <= h.next_cursor.max(since),
+                        "sample {} outside ({since}, {}]",
+                        x.t,
+                        h.next_cursor
+                    );
+                    v.push(x.t);
+                }
+            }
+            pages += 1;
+            assert!(h.next_cursor > since || !h.more);
+            since = h.next_cursor;
+            if !h.more {
+                break;
+            }
+            assert!(pages < 1000, "no progress");
+        }
+        assert!(pages >= 60, "300k samples in pages of ~5k: {pages} pages");
+        assert_eq!(seen.len(), 300);
+        for (l, ts) in &seen {
+            assert_eq!(ts.len(), 1000, "{l}");
+            assert!(ts.windows(2).all(|w| w[0] < w[1]), "{l}: sent twice or out of order");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_cursor_never_passes_the_frontier_nor_goes_back_and_rewinds_start_earlier()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let head = Head::new(HeadOptions::default())?;
+        let mut app = head.appender();
+        let l = Labels::from_pairs(&[("__name__", "m")]);
+        for t in 1..=100i64 {
+            app.append(None, &l, t * 1000, t as f64)?;
+        }
+        app.commit()?;
+        let all = vec![parse_selector("{__name__=\"m\"}")?];
+        let read = |since: i64, pos: Position| -> Result<(StreamHeader, Vec<i64>), StreamError> {
+            let mut out = Vec::new();
+            encode_page(
+                &head,
+                &all,
+                &Labels::empty(),
+                &request(since, 200_000, 1000),
+                &pos,
+                Coverage::default(),
+                &mut out,
+            )?;
+            let (h, frames) = read_all(&out)?;
+            Ok((h, frames.into_iter().flat_map(|(_, s)| s.into_iter().map(|x| x.t)).collect()))
+        };
+        // Frontier at 50 s: data up to 60 s past it is sent, the cursor stops at the frontier.
+        let (h, ts) = read(10_000, position(50_000))?;
+        assert_eq!(h.next_cursor, 50_000);
+        assert!(!h.more);
+        assert_eq!(ts.first(), Some(&11_000));
+        assert_eq!(ts.last(), Some(&100_000));
+        // A frontier behind `since` (it moved back): the cursor stays where it was.
+        let (h, ts) = read(80_000, position(40_000))?;
+        assert_eq!(h.next_cursor, 80_000);
+        assert_eq!(ts.first(), Some(&81_000));
+        // A rewind starts the response earlier and says so.
+        let (h, ts) = read(80_000, Position { frontier: 99_000, epoch: 1, seq: 9, rewind_to: Some(30_000) })?;
+        assert!(h.rewound);
+        assert_eq!(h.start, 30_000);
+        assert_eq!(ts.first(), Some(&31_000));
+        assert_eq!(h.next_cursor, 99_000);
+        Ok(())
+    }
+
+    #[test]
+    fn reads_version_1_and_rejects_garbage() {
         assert!(matches!(StreamReader::new(b"nope nope nope nope nope"), Err(StreamError::BadMagic)));
         let mut out = Vec::new();
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&[0; 16]);
+        out.extend_from_slice(MAGIC_V1);
+        out.extend_from_slice(&5i64.to_le_bytes());
+        out.extend_from_slice(&6i64.to_le_bytes());
         out.extend_from_slice(&100u32.to_le_bytes());
         out.extend_from_slice(&[1, 2, 3]);
         let mut r = StreamReader::new(&out).expect("header");
+        assert_eq!((r.header.next_cursor, r.header.max_time, r.header.more), (5, 6, false));
         assert!(matches!(r.next_frame(), Some(Err(StreamError::Truncated(20)))));
+        // A frame claiming a huge label count is refused before anything is allocated.
+        let mut v2 = Vec::new();
+        write_header(
+            &mut v2,
+            &StreamHeader {
+                next_cursor: 1,
+                max_time: 2,
+                more: true,
+                epoch: 3,
+                seq: 4,
+                start: 0,
+                rewound: false,
+                coverage: Coverage::default(),
+            },
+            false,
+        );
+        let body = [0xff, 0xff, 0xff, 0xff, 0x0f, 0];
+        v2.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        v2.extend_from_slice(&body);
+        let mut r = StreamReader::new(&v2).expect("v2 header");
+        assert!(r.header.more);
+        assert!(matches!(r.next_frame(), Some(Err(StreamError::BadFrame { .. }))));
+        assert!(matches!(StreamReader::new(&v2[..10]), Err(StreamError::Truncated(_))));
     }
 }

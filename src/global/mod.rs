@@ -2,9 +2,12 @@
 //! groups it pulls, stacked globals, external Prometheus servers), deduplicated as configured —
 //! `failover` stores the elected replica only (replica label removed) and fills the window after
 //! a switch, `merge` and `none` store every replica as it comes. Promtier sources are pulled over
-//! the fast link (every sample since a cursor); Prometheus sources over text `/federate`.
+//! the fast link (every sample since a cursor, in bounded pages); Prometheus sources over text
+//! `/federate`. Each set's watermark and each source's cursor survive restarts (`state`), and the
+//! global's own fast-link frontier is what its sets have committed.
 
 mod puller;
+mod state;
 mod stream_ingest;
 mod strip;
 
@@ -16,15 +19,21 @@ use tokio_util::sync::CancellationToken;
 
 pub use puller::SourceStatus;
 
+use self::state::GlobalState;
+pub use self::state::StateError;
 use crate::dedup::Elector;
 use crate::metrics::{Counter, DURATION_BUCKETS, Family, Gauge, Histogram, MetricsWriter, Registry};
-use crate::model::{Labels, MetricType, now_ms};
+use crate::model::{Coverage, Labels, MetricType, now_ms};
 use crate::scrape::{ActiveTarget, Health, ScrapeClient, Target, TargetStatus, TargetsSnapshot};
 use crate::storage::Storage;
 use crate::topology::{DedupMode, GlobalConfig, Source, Topology};
 
 /// How far back a global with no data of its own starts pulling.
 const INITIAL_BACKFILL: Duration = Duration::from_secs(300);
+/// How far before a switch watermark (or a restarted global's newest data) a fill starts: the
+/// new replica scrapes at other moments, so it holds samples just before the watermark that the
+/// old one never delivered.
+const FILL_MARGIN_MS: i64 = 5 * 60 * 1000;
 
 /// Settings every puller of one global shares.
 pub(crate) struct PullSettings {
@@ -32,6 +41,8 @@ pub(crate) struct PullSettings {
     pub(crate) timeout: Duration,
     pub(crate) selectors: Vec<String>,
     pub(crate) fast_link: bool,
+    /// Samples per fast-link page to ask for.
+    pub(crate) page_samples: Option<usize>,
     pub(crate) dedup: DedupMode,
     pub(crate) replica_label: String,
 }
@@ -49,6 +60,8 @@ pub(crate) struct GlobalMetrics {
     pub(crate) last_success: Arc<Family<Gauge>>,
     /// Text federation cannot fetch what it missed: the holes are counted instead.
     pub(crate) missed: Arc<Family<Counter>>,
+    /// How far the stored data of a source is behind the clock (its cursor's age).
+    pub(crate) behind: Arc<Family<Gauge>>,
 }
 
 impl GlobalMetrics {
@@ -87,8 +100,12 @@ impl GlobalMetrics {
                 "promtier_federation_missed_seconds_total",
                 "Seconds of data a text-federated source could not deliver (failed pulls; text /federate cannot catch up).",
             ),
+            behind: g(
+                "promtier_federation_behind_seconds",
+                "Age of the cursor up to which a storing source's data is stored (large while catching up).",
+            ),
         };
-        for f in [&m.up, &m.lag, &m.last_success] {
+        for f in [&m.up, &m.lag, &m.last_success, &m.behind] {
             registry.register(f.clone());
         }
         for f in [&m.pulls, &m.failures, &m.samples, &m.overlap, &m.guarded, &m.missed] {
@@ -107,24 +124,39 @@ pub struct GlobalIngest {
     storage: Arc<dyn Storage>,
     metrics: Arc<GlobalMetrics>,
     group_of: Vec<String>,
+    state: Arc<GlobalState>,
+    /// Where pulls start when neither a watermark nor a cursor says otherwise.
+    initial_cursor: i64,
+    failover_timeout: Duration,
+    created: Instant,
 }
 
 impl GlobalIngest {
+    /// `state_path`: where set watermarks and source cursors are kept across restarts.
     pub fn new(
         topology: &Topology,
         global: &GlobalConfig,
         storage: Arc<dyn Storage>,
         registry: &Registry,
-    ) -> GlobalIngest {
+        state_path: Option<std::path::PathBuf>,
+    ) -> Result<GlobalIngest, StateError> {
         let sources = topology.sources(global);
+        let state = Arc::new(GlobalState::load(state_path)?);
         let settings = Arc::new(PullSettings {
             interval: global.federate_interval,
             timeout: global.federate_timeout,
             selectors: global.federate_match.clone(),
             fast_link: global.fast_link,
+            page_samples: global.page_samples,
             dedup: global.dedup,
             replica_label: topology.replica_label.clone(),
         });
+        // With data on disk but no state (older versions), catch up from a little before the
+        // newest stored sample; with nothing at all, from a few minutes ago.
+        let from_storage = storage.max_time().map(|t| t - 2 * global.federate_interval.as_millis() as i64);
+        let initial_cursor = from_storage
+            .map(|t| t - FILL_MARGIN_MS)
+            .unwrap_or(now_ms() - INITIAL_BACKFILL.as_millis() as i64);
         let elector = (global.dedup == DedupMode::Failover).then(|| {
             let mut sets: Vec<(String, Vec<String>)> = Vec::new();
             for s in &sources {
@@ -133,11 +165,21 @@ impl GlobalIngest {
                     None => sets.push((s.shard.clone(), vec![s.replica.clone()])),
                 }
             }
-            let e = Elector::new(&sets, global.failover_timeout, Instant::now());
-            // After a restart with data on disk, fill from what is already stored.
-            if let Some(t) = storage.max_time() {
-                for (shard, _) in &sets {
-                    e.set_watermark(shard, t - 2 * global.federate_interval.as_millis() as i64);
+            let e = Elector::with_options(
+                &sets,
+                global.failover_timeout,
+                global.min_coverage,
+                FILL_MARGIN_MS,
+                Instant::now(),
+            );
+            // After a restart each set fills from its own watermark — also a set that was away
+            // before the restart.
+            let kept = state.watermarks();
+            for (shard, _) in &sets {
+                match (kept.get(shard), from_storage) {
+                    (Some(w), _) => e.set_watermark(shard, *w),
+                    (None, Some(t)) => e.set_watermark(shard, t),
+                    (None, None) => {}
                 }
             }
             Arc::new(e)
@@ -153,9 +195,9 @@ impl GlobalIngest {
                     MetricType::Gauge,
                 );
                 for v in &view {
-                    for (r, _) in &v.replicas {
-                        let elected = if v.elected.as_deref() == Some(r.as_str()) { 1.0 } else { 0.0 };
-                        w.sample("promtier_dedup_elected", &[("shard", &v.shard), ("replica", r)], elected);
+                    for r in &v.replicas {
+                        let elected = if v.elected.as_deref() == Some(r.replica.as_str()) { 1.0 } else { 0.0 };
+                        w.sample("promtier_dedup_elected", &[("shard", &v.shard), ("replica", &r.replica)], elected);
                     }
                 }
                 w.family(
@@ -164,11 +206,25 @@ impl GlobalIngest {
                     MetricType::Gauge,
                 );
                 for v in &view {
-                    for (r, h) in &v.replicas {
+                    for r in &v.replicas {
                         w.sample(
                             "promtier_dedup_replica_healthy",
-                            &[("shard", &v.shard), ("replica", r)],
-                            if *h { 1.0 } else { 0.0 },
+                            &[("shard", &v.shard), ("replica", &r.replica)],
+                            if r.healthy { 1.0 } else { 0.0 },
+                        );
+                    }
+                }
+                w.family(
+                    "promtier_dedup_replica_coverage_short",
+                    "1 if the replica's coverage (targets up, series) is below min_coverage of its best peer's.",
+                    MetricType::Gauge,
+                );
+                for v in &view {
+                    for r in &v.replicas {
+                        w.sample(
+                            "promtier_dedup_replica_coverage_short",
+                            &[("shard", &v.shard), ("replica", &r.replica)],
+                            if r.short.is_some() { 1.0 } else { 0.0 },
                         );
                     }
                 }
@@ -185,7 +241,73 @@ impl GlobalIngest {
         let group_of = sources.iter().map(|s| s.group.clone()).collect();
         let sources =
             sources.into_iter().map(|s| (s, Arc::new(Mutex::new(SourceStatus::default())))).collect();
-        GlobalIngest { sources, settings, elector, storage, metrics, group_of }
+        Ok(GlobalIngest {
+            sources,
+            settings,
+            elector,
+            storage,
+            metrics,
+            group_of,
+            state,
+            initial_cursor,
+            failover_timeout: global.failover_timeout,
+            created: Instant::now(),
+        })
+    }
+
+    /// The global's own fast-link frontier at `now`: how far its replica sets (failover) or its
+    /// sources (other modes) have committed, counting those that can still deliver (see
+    /// [`Elector::frontier`]); sets that are away do not hold it back — what they store when they
+    /// return is logged as a rewind.
+    pub fn frontier(&self, now: i64) -> i64 {
+        let at = Instant::now();
+        let held = match &self.elector {
+            Some(e) => e.frontier(at, self.initial_cursor),
+            None => self
+                .sources
+                .iter()
+                .filter_map(|(_, st)| {
+                    let st = st.lock();
+                    let counts = st
+                        .last_ok
+                        .map_or(self.started_recently(at), |t| at.duration_since(t) < self.failover_timeout);
+                    counts.then(|| st.cursor.unwrap_or(self.initial_cursor))
+                })
+                .min(),
+        };
+        held.map_or(now - 1, |h| h.min(now - 1))
+    }
+
+    fn started_recently(&self, at: Instant) -> bool {
+        at.saturating_duration_since(self.created) < self.failover_timeout
+    }
+
+    /// What the global covers: the sum over its replica sets of what the elected (failover) or
+    /// best (other modes) healthy source covers.
+    pub fn coverage(&self) -> Coverage {
+        let mut total = Coverage::default();
+        let mut best: Vec<(&str, Coverage)> = Vec::new();
+        for (source, st) in &self.sources {
+            let st = st.lock();
+            if st.health != Health::Up {
+                continue;
+            }
+            if let Some(e) = &self.elector
+                && !matches!(e.role(&source.shard, &source.replica), crate::dedup::Role::Elected { .. })
+            {
+                continue;
+            }
+            let Some(c) = st.coverage else { continue };
+            match best.iter_mut().find(|(s, _)| *s == source.shard) {
+                Some((_, b)) if c.series > b.series => *b = c,
+                Some(_) => {}
+                None => best.push((&source.shard, c)),
+            }
+        }
+        for (_, c) in best {
+            total.add(&c);
+        }
+        total
     }
 
     /// The elector (failover mode only), for the dedup API.
@@ -203,11 +325,6 @@ impl GlobalIngest {
             }
         };
         let text_client = ScrapeClient::plain(true).unwrap_or_else(|_| client.clone());
-        // After a restart, catch up from a little before the newest stored data (the first pull
-        // guards against re-storing what is there).
-        let start =
-            self.storage.max_time().map(|t| t - 2 * self.settings.interval.as_millis() as i64 - 300_000);
-        let initial_cursor = start.unwrap_or(now_ms() - INITIAL_BACKFILL.as_millis() as i64);
         let mut tasks = tokio::task::JoinSet::new();
         for (source, status) in &self.sources {
             let p = puller::Puller {
@@ -219,9 +336,37 @@ impl GlobalIngest {
                 elector: self.elector.clone(),
                 status: status.clone(),
                 metrics: self.metrics.clone(),
-                initial_cursor,
+                state: self.state.clone(),
+                initial_cursor: self.initial_cursor,
             };
             tasks.spawn(p.run(shutdown.clone()));
+        }
+        // The restart state is written once a second when it changed, and at shutdown.
+        {
+            let state = self.state.clone();
+            let token = shutdown.clone();
+            tasks.spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                let mut failing = false;
+                loop {
+                    let stop = tokio::select! {
+                        _ = token.cancelled() => true,
+                        _ = tick.tick() => false,
+                    };
+                    let s = state.clone();
+                    match tokio::task::spawn_blocking(move || s.flush()).await {
+                        Ok(Ok(())) => failing = false,
+                        Ok(Err(e)) if !failing => {
+                            failing = true;
+                            tracing::error!(error = %e, "cannot write the global's restart state");
+                        }
+                        _ => {}
+                    }
+                    if stop {
+                        return;
+                    }
+                }
+            });
         }
         if let Some(e) = self.elector.clone() {
             let token = shutdown.clone();

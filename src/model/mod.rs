@@ -1,6 +1,7 @@
 //! The data model every other module speaks: label sets, samples, staleness, label matchers and
 //! the series-selector syntax. It depends on nothing else in the crate.
 
+mod coverage;
 mod duration;
 mod hashing;
 mod labels;
@@ -8,6 +9,7 @@ mod matcher;
 mod sample;
 mod selector;
 
+pub use coverage::Coverage;
 pub use duration::{DurationError, PromDuration, format_duration, parse_duration};
 pub use hashing::SeriesKeyHasher;
 pub use labels::{

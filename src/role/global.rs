@@ -3,7 +3,7 @@
 //! sources' health, the dedup API, `/metrics` and the status page.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::{NodeOptions, server};
 use crate::api::{self, ApiState, NodeInfo};
 use crate::dedup::MergeQueryable;
+use crate::federate::frontier::TrackedStorage;
 use crate::federate::{self, DEFAULT_LOOKBACK, FederateState};
 use crate::global::GlobalIngest;
 use crate::metrics::Registry;
@@ -30,11 +31,27 @@ pub async fn run(
     };
     let cfg = topology.global(name).with_context(|| format!("global {name:?} not in topology"))?;
     let db = super::storage::open(node, &opts.storage).await?;
-    let storage: Arc<dyn Storage> = Arc::new(db.clone());
+    let frontier = Arc::new(super::leaf::open_frontier(node)?);
+    // Every commit goes through the frontier, so the fast link's cursor covers all of them.
+    let storage: Arc<dyn Storage> = Arc::new(TrackedStorage::new(Arc::new(db.clone()), frontier.clone()));
     let registry = Arc::new(Registry::new());
     crate::metrics::register_process_metrics(&registry, &node.name);
     super::telemetry::register_db_metrics(&registry, db.clone());
-    let ingest = Arc::new(GlobalIngest::new(topology, cfg, storage.clone(), &registry));
+    let ingest = Arc::new(
+        GlobalIngest::new(
+            topology,
+            cfg,
+            storage.clone(),
+            &registry,
+            Some(node.data_dir.join("global-state.json")),
+        )
+        .context("global restart state")?,
+    );
+    {
+        let ingest = ingest.clone();
+        frontier.set_base(Box::new(move |now| ingest.frontier(now)));
+    }
+    frontier.register_metrics(&registry);
 
     // What readers see: in merge mode one series per replica set; otherwise what is stored.
     let view: Arc<dyn Queryable> = match cfg.dedup {
@@ -52,12 +69,12 @@ pub async fn run(
         lookback: DEFAULT_LOOKBACK,
         clock: Arc::new(crate::model::now_ms),
         ready: Arc::new(move || ready_storage.ready().is_ok()),
-        // A sample is stored here up to one pull after its timestamp (plus the source's own lag).
-        next_cursor: {
-            let lag =
-                (cfg.federate_interval + cfg.federate_timeout + Duration::from_secs(1)).as_millis() as i64;
-            Arc::new(move |now| now - lag)
+        frontier,
+        coverage: {
+            let ingest = ingest.clone();
+            Arc::new(move || ingest.coverage())
         },
+        page_limits: super::leaf::page_limits(topology),
     });
     let ready_storage = storage.clone();
     let targets_ingest = ingest.clone();

@@ -11,6 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{NodeOptions, server, storage};
 use crate::api::{self, ApiState, HeadInfo, NodeInfo, StatusInfo};
+use crate::federate::frontier::{Frontier, TrackedStorage};
+use crate::federate::stream::PageLimits;
 use crate::federate::{self, DEFAULT_LOOKBACK, FederateState};
 use crate::metrics::Registry;
 use crate::model::{LabelsBuilder, PromDuration};
@@ -51,7 +53,9 @@ pub async fn run(
         topology.jobs.iter().filter(|j| group_cfg.jobs.contains(&j.job_name)).cloned().collect();
 
     let db = storage::open(node, &opts.storage).await?;
-    let stored: Arc<dyn Storage> = Arc::new(db.clone());
+    let frontier = Arc::new(open_frontier(node)?);
+    // Every commit goes through the frontier, so the fast link's cursor covers all of them.
+    let stored: Arc<dyn Storage> = Arc::new(TrackedStorage::new(Arc::new(db.clone()), frontier.clone()));
     let registry = Arc::new(Registry::new());
     crate::metrics::register_process_metrics(&registry, &node.name);
     super::telemetry::register_db_metrics(&registry, db.clone());
@@ -59,6 +63,15 @@ pub async fn run(
         Arc::new(ShardFilter { sharder: group_cfg.sharder.clone(), shard: *shard, group: group.clone() });
     let seed = crate::model::hash_label_pairs([("node", node.name.as_str())]);
     let manager = Arc::new(ScrapeManager::new(jobs, stored.clone(), filter, &registry, seed));
+    {
+        let m = manager.clone();
+        // A scrape in flight may still commit samples stamped from its start (publishes it before
+        // taking its timestamp, which may be up to the tolerance before its clock).
+        frontier.set_base(Box::new(move |now| {
+            m.commit_watermark().min(now - crate::scrape::TIMESTAMP_TOLERANCE_MS) - 1
+        }));
+    }
+    frontier.register_metrics(&registry);
 
     let listener = server::bind(&node.listen).await?;
     tracing::info!(node = %node.name, listen = %node.listen, group = %group, shard, "leaf started");
@@ -69,12 +82,12 @@ pub async fn run(
         lookback: DEFAULT_LOOKBACK,
         clock: Arc::new(crate::model::now_ms),
         ready: Arc::new(move || ready_storage.ready().is_ok()),
-        next_cursor: {
+        frontier,
+        coverage: {
             let m = manager.clone();
-            // `now` was taken before the watermark is read, and a scrape may be stamped up to the
-            // tolerance before its clock (see ScrapeLoop::scrape_once).
-            Arc::new(move |now| m.commit_watermark().min(now - crate::scrape::TIMESTAMP_TOLERANCE_MS) - 1)
+            Arc::new(move || m.coverage())
         },
+        page_limits: page_limits(topology),
     });
     let ready_storage = stored.clone();
     let targets_manager = manager.clone();
@@ -108,6 +121,19 @@ pub async fn run(
     storage::close(db).await;
     tracing::info!(node = %node.name, "leaf stopped");
     served
+}
+
+/// The fast link's cursor state of `node`, kept in its data directory.
+pub(crate) fn open_frontier(node: &Node) -> anyhow::Result<Frontier> {
+    Frontier::open(Some(node.data_dir.join("fast-link.json"))).context("fast-link state")
+}
+
+/// The fast-link page bounds of the topology.
+pub(crate) fn page_limits(topology: &Topology) -> PageLimits {
+    PageLimits {
+        max_samples: topology.fast_link.max_page_samples,
+        max_bytes: topology.fast_link.max_page_bytes,
+    }
 }
 
 /// What `/api/v1/status/*` shows for a node with a TSDB.

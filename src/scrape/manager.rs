@@ -238,6 +238,22 @@ impl ScrapeManager {
         out
     }
 
+    /// Targets up of all targets, and the series of the latest scrapes of those up (for the
+    /// fast link's header: globals compare replicas by it).
+    pub fn coverage(&self) -> crate::model::Coverage {
+        let pools = self.pools.lock();
+        let mut c = crate::model::Coverage::default();
+        for r in pools.iter().flat_map(|p| p.running.values()) {
+            let st = r.status.lock();
+            c.targets_total = c.targets_total.saturating_add(1);
+            if st.health == super::Health::Up {
+                c.targets_up = c.targets_up.saturating_add(1);
+                c.series = c.series.saturating_add(st.series);
+            }
+        }
+        c
+    }
+
     /// Every target with its latest state, sorted by job then URL.
     pub fn targets(&self) -> TargetsSnapshot {
         let pools = self.pools.lock();

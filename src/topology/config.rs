@@ -26,6 +26,8 @@ pub struct Topology {
     pub external_groups: Vec<ExternalGroup>,
     pub push: Option<PushConfig>,
     pub demo: Option<DemoConfig>,
+    /// Bounds of the fast-link responses every node serves.
+    pub fast_link: FastLinkConfig,
     /// Every node of the topology, in a stable order: leaves (group, shard, replica), globals,
     /// push nodes, demo targets.
     pub nodes: Vec<Node>,
@@ -312,10 +314,28 @@ pub struct GlobalConfig {
     pub honor_labels: bool,
     /// Pull promtier sources over the streamed fast link (default) rather than text `/federate`.
     pub fast_link: bool,
+    /// Samples per fast-link page to ask for (`None`: the source's bound).
+    pub page_samples: Option<usize>,
     pub dedup: DedupMode,
     pub failover_timeout: Duration,
+    /// A replica whose coverage (targets up, series) is below this fraction of its best peer's
+    /// loses the election (0 turns the check off).
+    pub min_coverage: f64,
     pub downsample: Vec<Downsample>,
     pub remote_write: Vec<RemoteWriteConfig>,
+}
+
+/// Bounds of one fast-link response (`defaults.fast_link`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FastLinkConfig {
+    pub max_page_samples: usize,
+    pub max_page_bytes: usize,
+}
+
+impl Default for FastLinkConfig {
+    fn default() -> FastLinkConfig {
+        FastLinkConfig { max_page_samples: 500_000, max_page_bytes: 32 << 20 }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -44,6 +44,15 @@ pub(crate) struct RawDefaults {
     pub(crate) replica_label: Option<S<String>>,
     #[serde(default)]
     pub(crate) external_labels: HashMap<S<String>, String>,
+    pub(crate) fast_link: Option<S<RawFastLink>>,
+}
+
+/// Bounds of the responses every node serves on the fast link.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFastLink {
+    pub(crate) max_page_samples: Option<S<i64>>,
+    pub(crate) max_page_bytes: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,6 +178,8 @@ pub(crate) struct RawFederate {
     pub(crate) honor_labels: Option<bool>,
     /// Pull promtier sources over the streamed link (all samples since a cursor) instead of text.
     pub(crate) fast_link: Option<bool>,
+    /// Samples per fast-link page this global asks for (at most the source's own bound).
+    pub(crate) page_samples: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,6 +187,8 @@ pub(crate) struct RawFederate {
 pub(crate) struct RawDedup {
     pub(crate) mode: Option<S<RawDedupMode>>,
     pub(crate) failover_timeout: Option<S<String>>,
+    /// A replica covering less than this fraction of its best peer loses the election.
+    pub(crate) min_coverage: Option<S<f64>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

@@ -24,6 +24,26 @@ const DEFAULT_FEDERATE_INTERVAL: Duration = Duration::from_secs(15);
 const DEFAULT_FEDERATE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A replica covering less than this fraction of its best peer's targets or series loses the
+/// election: well below the noise between two healthy replicas, well above a half-broken one.
+const DEFAULT_MIN_COVERAGE: f64 = 0.8;
+
+/// A size in bytes: a plain number, or a number with a unit as Prometheus writes them (`B`, `KB`,
+/// `MB`, `GB`, powers of 1024; `KiB`, `MiB`, `GiB` too).
+fn parse_bytes(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num.parse().ok()?;
+    let mult: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "KiB" => 1 << 10,
+        "MB" | "MiB" => 1 << 20,
+        "GB" | "GiB" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
 
 /// Collects problems while building the typed topology.
 struct Validator {
@@ -41,6 +61,7 @@ struct Defaults {
     shard_label: String,
     replica_label: String,
     external_labels: Vec<Label>,
+    fast_link: FastLinkConfig,
 }
 
 pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<Problem>> {
@@ -71,6 +92,7 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<Pr
             external_groups,
             push,
             demo,
+            fast_link: defaults.fast_link,
             nodes,
         })
     } else {
@@ -216,6 +238,34 @@ impl Validator {
             self.err(s, "defaults.replica_label", "shard_label and replica_label must differ");
         }
         let external_labels = self.label_map(&d.external_labels, "defaults.external_labels");
+        let mut fast_link = FastLinkConfig::default();
+        if let Some(fl) = &d.fast_link {
+            if let Some(n) = &fl.value.max_page_samples {
+                match usize::try_from(n.value) {
+                    Ok(v) if v >= 1000 => fast_link.max_page_samples = v,
+                    _ => self.err(
+                        n,
+                        "defaults.fast_link.max_page_samples",
+                        format!("max_page_samples must be at least 1000, got {}", n.value),
+                    ),
+                }
+            }
+            if let Some(b) = &fl.value.max_page_bytes {
+                match parse_bytes(&b.value) {
+                    Some(v) if v >= 1 << 16 => fast_link.max_page_bytes = v,
+                    Some(_) => self.err(
+                        b,
+                        "defaults.fast_link.max_page_bytes",
+                        "max_page_bytes must be at least 64KiB",
+                    ),
+                    None => self.err(
+                        b,
+                        "defaults.fast_link.max_page_bytes",
+                        format!("{:?} is not a size (e.g. 32MiB, 500KB, 1048576)", b.value),
+                    ),
+                }
+            }
+        }
         Defaults {
             scrape_interval,
             scrape_timeout,
@@ -224,6 +274,7 @@ impl Validator {
             shard_label,
             replica_label,
             external_labels,
+            fast_link,
         }
     }
 
@@ -670,6 +721,28 @@ impl Validator {
                 format!("{p}.dedup.failover_timeout"),
                 DEFAULT_FAILOVER_TIMEOUT,
             );
+            let min_coverage = match dd.and_then(|d| d.min_coverage.as_ref()) {
+                Some(c) if (0.0..=1.0).contains(&c.value) => c.value,
+                Some(c) => {
+                    self.err(c, format!("{p}.dedup.min_coverage"), "min_coverage must be between 0 and 1");
+                    DEFAULT_MIN_COVERAGE
+                }
+                None => DEFAULT_MIN_COVERAGE,
+            };
+            let page_samples = match fed.and_then(|f| f.page_samples.as_ref()) {
+                Some(n) => match usize::try_from(n.value) {
+                    Ok(v) if v >= 100 => Some(v),
+                    _ => {
+                        self.err(
+                            n,
+                            format!("{p}.federate.page_samples"),
+                            format!("page_samples must be at least 100, got {}", n.value),
+                        );
+                        None
+                    }
+                },
+                None => None,
+            };
             let mut downsample = Vec::new();
             for (k, ds) in gv.downsample.iter().enumerate() {
                 let dp = format!("{p}.downsample[{k}]");
@@ -732,8 +805,10 @@ impl Validator {
                 federate_match,
                 honor_labels: fed.and_then(|f| f.honor_labels).unwrap_or(true),
                 fast_link: fed.and_then(|f| f.fast_link).unwrap_or(true),
+                page_samples,
                 dedup,
                 failover_timeout,
+                min_coverage,
                 downsample,
                 remote_write,
             });

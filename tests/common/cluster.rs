@@ -47,18 +47,30 @@ pub(crate) fn raw_get(addr: SocketAddr, path: &str) -> Option<Vec<u8>> {
 }
 
 /// Every sample a node stored newer than `since` for the series matching `selector` (URL
-/// encoded), read through the fast link: labels → (t, v) in time order.
+/// encoded), read through the fast link page by page: labels → (t, v) in time order.
 pub(crate) fn stored(node: SocketAddr, selector: &str, since: i64) -> BTreeMap<Labels, Vec<(i64, f64)>> {
-    let body = raw_get(node, &format!("/federate/stream?since={since}&match[]={selector}")).expect("stream");
-    let mut r = StreamReader::new(&body).expect("stream header");
     let mut out: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
-    while let Some(f) = r.next_frame() {
-        let f = f.expect("frame");
-        out.entry(f.labels().expect("labels"))
-            .or_default()
-            .extend(f.samples().expect("samples").map(|s| (s.t, s.v)));
+    let mut cursor = since;
+    for _page in 0..100_000 {
+        let body = raw_get(node, &format!("/federate/stream?v=2&since={cursor}&match[]={selector}"))
+            .expect("stream");
+        let mut r = StreamReader::new(&body).expect("stream header");
+        while let Some(f) = r.next_frame() {
+            let f = f.expect("frame");
+            let samples = out.entry(f.labels().expect("labels")).or_default();
+            for s in f.samples().expect("samples") {
+                // Pages overlap where a page reached past the node's frontier.
+                if samples.last().is_none_or(|(t, _)| *t < s.t) {
+                    samples.push((s.t, s.v));
+                }
+            }
+        }
+        if !r.header.more {
+            return out;
+        }
+        cursor = r.header.next_cursor;
     }
-    out
+    panic!("{node}: the stream never ended");
 }
 
 /// Rows of an instant vector (labels, value) and the response's warnings.

@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use promtier::federate::frontier::Frontier;
+use promtier::federate::stream::PageLimits;
 use promtier::federate::{FederateState, router};
-use promtier::model::Labels;
+use promtier::model::{Coverage, Labels};
 use promtier::promqltest::{Command, load, parse_script};
 use promtier::tsdb::{Head, HeadOptions};
 use tower::ServiceExt;
@@ -72,7 +74,9 @@ fn run(peer: &Path, report: &mut Report) {
                 lookback,
                 clock: Arc::new(move || now),
                 ready: Arc::new(move || ready),
-                next_cursor: Arc::new(|now| now),
+                frontier: Arc::new(Frontier::open(None).expect("an in-memory frontier")),
+                coverage: Arc::new(Coverage::default),
+                page_limits: PageLimits::default(),
             };
             let case = if ready { name.clone() } else { format!("{name} (storage not ready)") };
             let (code, body) = match rt.block_on(get(router(state), &format!("/federate?{params}"))) {
