@@ -81,6 +81,8 @@ struct ShardState {
     replicas: BTreeMap<String, ReplicaState>,
     elected: Option<String>,
     pinned: Option<String>,
+    /// Preferred at the first election (the replica elected before a restart).
+    preferred: Option<String>,
     /// How far the stored data of this set is complete (a source cursor, ms).
     watermark: Option<i64>,
     /// Set when a replica was just elected and has not yet filled past the watermark.
@@ -143,6 +145,7 @@ impl Elector {
                     replicas: replicas.iter().map(|r| (r.clone(), ReplicaState::default())).collect(),
                     elected: None,
                     pinned: None,
+                    preferred: None,
                     watermark: None,
                     pending_fill: None,
                     failovers: 0,
@@ -337,6 +340,20 @@ impl Elector {
             .values()
             .map(|st| st.elected.as_ref().and_then(|e| st.replicas.get(e)).and_then(|r| r.coverage))
             .collect()
+    }
+
+    /// The replica each set has elected (for keeping across restarts).
+    pub fn elections(&self) -> Vec<(String, String)> {
+        self.shards.lock().iter().filter_map(|(k, st)| st.elected.clone().map(|e| (k.clone(), e))).collect()
+    }
+
+    /// Prefers `replica` at the first election of `shard` (it was elected before a restart).
+    pub fn prefer(&self, shard: &str, replica: &str) {
+        if let Some(st) = self.shards.lock().get_mut(shard)
+            && st.replicas.contains_key(replica)
+        {
+            st.preferred = Some(replica.to_string());
+        }
     }
 
     /// Starts the watermark of a set (e.g. from what storage already holds after a restart).

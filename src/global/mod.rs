@@ -175,6 +175,9 @@ impl GlobalIngest {
             // After a restart each set fills from its own watermark — also a set that was away
             // before the restart.
             let kept = state.watermarks();
+            for (shard, replica) in state.elections() {
+                e.prefer(&shard, &replica);
+            }
             for (shard, _) in &sets {
                 match (kept.get(shard), from_storage) {
                     (Some(w), _) => e.set_watermark(shard, *w),
@@ -344,6 +347,7 @@ impl GlobalIngest {
         // The restart state is written once a second when it changed, and at shutdown.
         {
             let state = self.state.clone();
+            let elector = self.elector.clone();
             let token = shutdown.clone();
             tasks.spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -353,6 +357,9 @@ impl GlobalIngest {
                         _ = token.cancelled() => true,
                         _ = tick.tick() => false,
                     };
+                    if let Some(e) = &elector {
+                        state.set_elections(e.elections());
+                    }
                     let s = state.clone();
                     match tokio::task::spawn_blocking(move || s.flush()).await {
                         Ok(Ok(())) => failing = false,

@@ -38,6 +38,9 @@ struct Persisted {
     /// Source node → its cursor.
     #[serde(default)]
     sources: BTreeMap<String, SourceCursor>,
+    /// Replica set → the replica elected (failover mode), preferred again after a restart.
+    #[serde(default)]
+    elected: BTreeMap<String, String>,
 }
 
 /// The global's restart state (see the module doc).
@@ -83,6 +86,21 @@ impl GlobalState {
         for (k, w) in marks {
             if g.0.sets.get(&k) != Some(&w) {
                 g.0.sets.insert(k, w);
+                g.1 = true;
+            }
+        }
+    }
+
+    /// The replica each set had elected.
+    pub(crate) fn elections(&self) -> BTreeMap<String, String> {
+        self.inner.lock().0.elected.clone()
+    }
+
+    pub(crate) fn set_elections(&self, elected: Vec<(String, String)>) {
+        let mut g = self.inner.lock();
+        for (k, r) in elected {
+            if g.0.elected.get(&k) != Some(&r) {
+                g.0.elected.insert(k, r);
                 g.1 = true;
             }
         }

@@ -1,0 +1,94 @@
+//! A global that was down for a long stretch relative to its page size catches up page by page:
+//! after the restart, every sample the elected leaves hold for the outage window is on the
+//! global, exactly once (sample-by-sample equality with the elected replicas over the window).
+
+use std::time::Duration;
+
+use crate::lab::*;
+
+#[test]
+fn global_down_long_catches_up_every_sample_exactly_once() {
+    let p = ports(10);
+    let (d, l, g) = (&p[0..4], p[4], p[9]);
+    let outage = if soak() { Duration::from_secs(1800) } else { Duration::from_secs(45) };
+    let yaml = format!(
+        "cluster: chaos\n\
+         defaults: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
+         jobs:\n\
+         \x20 - {{job_name: infra, static_configs: [{{targets: ['127.0.0.1:{}', '127.0.0.1:{}']}}]}}\n\
+         \x20 - {{job_name: apps, static_configs: [{{targets: ['127.0.0.1:{}', '127.0.0.1:{}']}}]}}\n\
+         leaves:\n\
+         \x20 - {{group: infra, jobs: [infra], replicas: 2, listen: '127.0.0.1:{l}'}}\n\
+         \x20 - {{group: apps, jobs: [apps], replicas: 2, listen: '127.0.0.1:{}'}}\n\
+         globals:\n\
+         \x20 - {{name: global, from: [infra, apps], listen: '127.0.0.1:{g}', federate: {{interval: 1s, timeout: 900ms, page_samples: 2000}}, dedup: {{mode: failover, failover_timeout: 3s}}}}\n",
+        d[0],
+        d[1],
+        d[2],
+        d[3],
+        l + 2
+    );
+    let mut lab = Lab::new(&yaml);
+    for (i, port) in d.iter().enumerate() {
+        lab.demo(&format!("demo-{i}"), addr(*port), 100, i as u64 + 1);
+    }
+    for n in ["infra-0-a", "infra-0-b", "apps-0-a", "apps-0-b"] {
+        lab.node("leaf", n);
+    }
+    lab.node("global", "global-a");
+    let global = addr(g);
+    let leaf_addr =
+        |shard: &str, r: &str| addr(if shard == "infra-0" { l } else { l + 2 } + u16::from(r == "b"));
+    let before: Vec<(String, String)> =
+        ["infra-0", "apps-0"].iter().map(|s| (s.to_string(), lab.elected(global, s))).collect();
+    lab.wait("data on the global", Duration::from_secs(60), || {
+        let w = window(global, DEMO, now() - 5_000, now());
+        (w.len() >= 300).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    let killed = now();
+    lab.kill("global-a");
+    std::thread::sleep(outage);
+    lab.start("global-a");
+    let restarted = now();
+    let after: Vec<(String, String)> =
+        ["infra-0", "apps-0"].iter().map(|s| (s.to_string(), lab.elected(global, s))).collect();
+    assert_eq!(before, after, "the restarted global elected other replicas");
+    let (from, to) = (killed - 5_000, restarted + 5_000);
+    // Wait for the global to be current past the window, then for its copy to match.
+    let deadline = if soak() { Duration::from_secs(1200) } else { Duration::from_secs(180) };
+    let mut equal = Samples::new();
+    lab.wait_clean("the global to hold the outage window", deadline, || {
+        if now() < to + 3_000 {
+            return None;
+        }
+        let mut want = Samples::new();
+        for (shard, r) in &after {
+            want.extend(window(leaf_addr(shard, r), DEMO, from, to));
+        }
+        let got = window(global, DEMO, from, to);
+        let problems = diff("the elected leaves", &want, "the global", &got, 10);
+        equal = want;
+        Some(problems)
+    });
+    let samples: usize = equal.values().map(Vec::len).sum();
+    assert!(equal.len() >= 300, "only {} series in the window", equal.len());
+    assert!(
+        samples as u128 >= equal.len() as u128 * (outage.as_secs() as u128),
+        "too few samples: {samples}"
+    );
+    // The catch-up really was paged.
+    let log = lab.log_of("global-a");
+    let pages: u64 = log
+        .lines()
+        .filter(|l| l.contains("caught up"))
+        .filter_map(|l| l.split("pages=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .max()
+        .unwrap_or(0);
+    assert!(pages >= 5, "the catch-up took {pages} pages; expected many pages of 2000 samples\n{log}");
+    eprintln!(
+        "caught up {} series, {samples} samples over a {:?} outage, in up to {pages} pages per source",
+        equal.len(),
+        outage
+    );
+}

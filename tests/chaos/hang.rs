@@ -1,0 +1,60 @@
+//! A replica that hangs instead of dying (SIGSTOP), then resumes (SIGCONT): the global fails
+//! over; over the whole episode its series have no gap, no duplicate timestamp and no counter
+//! decrease; after the switch every stored sample is the new replica's (exactly its samples —
+//! the resumed replica is never ingested again, no split brain), and the election stays.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::common::cluster::elected;
+use crate::lab::*;
+
+#[test]
+fn hung_elected_replica_fails_over_cleanly_and_stays_out_when_it_resumes() {
+    let p = ports(5);
+    let (d, l, g) = (&p[0..2], p[2], p[4]);
+    let yaml = format!(
+        "cluster: chaos\n\
+         defaults: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
+         jobs:\n  - {{job_name: demo, static_configs: [{{targets: ['127.0.0.1:{}', '127.0.0.1:{}']}}]}}\n\
+         leaves:\n  - {{group: apps, jobs: [demo], replicas: 2, listen: '127.0.0.1:{l}'}}\n\
+         globals:\n\
+         \x20 - {{name: global, from: [apps], listen: '127.0.0.1:{g}', federate: {{interval: 1s, timeout: 900ms}}, dedup: {{mode: failover, failover_timeout: 3s}}}}\n",
+        d[0], d[1]
+    );
+    let mut lab = Lab::new(&yaml);
+    lab.demo("demo-0", addr(d[0]), 60, 1);
+    lab.demo("demo-1", addr(d[1]), 60, 2);
+    lab.node("leaf", "apps-0-a");
+    lab.node("leaf", "apps-0-b");
+    lab.node("global", "global-a");
+    let global = addr(g);
+    let first = lab.elected(global, "apps-0");
+    let other = if first == "a" { "b" } else { "a" };
+    let other_addr = addr(l + u16::from(other == "b"));
+    lab.wait("data on the global", Duration::from_secs(60), || {
+        (window(global, DEMO, now() - 4_000, now()).len() >= 80).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    let stopped = now();
+    lab.signal(&format!("apps-0-{first}"), Signal::SIGSTOP);
+    lab.wait("the global to fail over", Duration::from_secs(60), || {
+        elected(global, "apps-0").filter(|e| e == other)
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    let resumed = now();
+    lab.signal(&format!("apps-0-{first}"), Signal::SIGCONT);
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(elected(global, "apps-0").as_deref(), Some(other), "the election moved back after SIGCONT");
+    let (from, to) = (stopped - 8_000, now() - 3_000);
+    let got = window(global, DEMO, from, to);
+    assert!(got.len() >= 80, "only {} series", got.len());
+    assert_none(&lab, "continuity across the hang", &continuity(&got, from, to, 1_500));
+    // From just after the stop, the global's samples are exactly the new replica's.
+    let after = stopped + 1_500;
+    let theirs = window(other_addr, DEMO, after, to);
+    let ours = window(global, DEMO, after, to);
+    assert_none(&lab, "samples after the switch", &diff("the new replica", &theirs, "the global", &ours, 10));
+    eprintln!("stopped at {stopped}, resumed at {resumed}: {} series continuous", got.len());
+}
