@@ -28,7 +28,7 @@ fn merged(a: &[(i64, f64)], b: &[(i64, f64)]) -> MergeQueryable {
         }
     }
     app.commit().expect("commit");
-    MergeQueryable { inner: head, replica_label: "replica".into() }
+    MergeQueryable { inner: head, replica_label: "replica".into(), ingest_lag: Duration::ZERO }
 }
 
 /// The sample lines `/federate` renders at `now` (ms).

@@ -12,9 +12,15 @@
 //! fresh and at least one marked it stale: one replica's marker (it lost its target) never hides
 //! a series another replica still scrapes. When every replica went silent without a marker, the
 //! newest sample stands, as on a single Prometheus (the reader's lookback decides).
+//!
+//! Samples reach a global some time after their timestamp (its ingest lag: a pull interval and
+//! more). A replica of which nothing newer than `t` is stored yet may just not have been pulled
+//! since: it is given its penalty plus that lag before it counts as silent at `t`. (One with
+//! newer samples stored is complete up to `t`: a source delivers its samples in time order.)
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::model::{Labels, Matcher, Sample, is_stale_nan};
 use crate::storage::{LatestSample, Querier, Queryable, SelectHints, Series, StorageError};
@@ -29,6 +35,9 @@ const PENALTY_SPACINGS: usize = 16;
 pub struct MergeQueryable {
     pub inner: Arc<dyn Queryable>,
     pub replica_label: String,
+    /// How long after its timestamp a sample may become readable here (zero for storage that is
+    /// written as it happens); see the module doc.
+    pub ingest_lag: Duration,
 }
 
 impl Queryable for MergeQueryable {
@@ -36,7 +45,10 @@ impl Queryable for MergeQueryable {
         Ok(Box::new(MergeQuerier {
             inner: self.inner.querier(mint, maxt)?,
             replica_label: self.replica_label.clone(),
-            maxt,
+            horizon: Horizon {
+                end: maxt,
+                lag_ms: i64::try_from(self.ingest_lag.as_millis()).unwrap_or(i64::MAX),
+            },
         }))
     }
 
@@ -48,8 +60,8 @@ impl Queryable for MergeQueryable {
 struct MergeQuerier {
     inner: Box<dyn Querier>,
     replica_label: String,
-    /// The end of the queried range: freshness and silence are judged at this time.
-    maxt: i64,
+    /// Freshness and silence are judged at the end of the queried range.
+    horizon: Horizon,
 }
 
 impl MergeQuerier {
@@ -84,7 +96,7 @@ impl Querier for MergeQuerier {
                 let merged = if streams.len() == 1 {
                     streams.into_iter().next().unwrap_or_default()
                 } else {
-                    merge_streams(&streams, counter, self.maxt)
+                    merge_streams(&streams, counter, self.horizon)
                 };
                 Series { labels: Arc::new(labels), samples: Box::new(merged.into_iter()) }
             })
@@ -121,9 +133,10 @@ impl Querier for MergeQuerier {
                 } else {
                     let replicas = group.iter().map(|l| {
                         let penalty = penalties.get(l.labels.as_ref()).copied().unwrap_or(DEFAULT_PENALTY_MS);
-                        (l.sample, penalty)
+                        // Nothing newer than the range's end is known: it may be on its way.
+                        (l.sample, penalty.saturating_add(self.horizon.lag_ms))
                     });
-                    merged_latest(replicas, self.maxt)?
+                    merged_latest(replicas, self.horizon.end)?
                 };
                 Some(LatestSample { labels: Arc::new(labels), sample })
             })
@@ -157,7 +170,7 @@ fn penalty(stream: &[Sample]) -> i64 {
 
 /// [`penalty`] of a sample iterator, keeping only the samples it needs.
 fn tail_penalty(samples: impl Iterator<Item = Sample>) -> i64 {
-    let mut tail = std::collections::VecDeque::with_capacity(PENALTY_SPACINGS + 1);
+    let mut tail = VecDeque::with_capacity(PENALTY_SPACINGS + 1);
     for s in samples {
         if tail.len() == PENALTY_SPACINGS + 1 {
             tail.pop_front();
@@ -184,13 +197,15 @@ fn state_at(newest: Option<Sample>, penalty: i64, t: i64) -> ReplicaState {
     }
 }
 
-/// The state at `t` of a replica stream (in time order).
-fn stream_state_at(stream: &[Sample], penalty: i64, t: i64) -> ReplicaState {
+/// The state at `t` of a replica stream (in time order), allowing `lag` more when the stream has
+/// nothing after `t` (its next samples may not be stored yet).
+fn stream_state_at(stream: &[Sample], penalty: i64, lag: i64, t: i64) -> ReplicaState {
     let n = stream.partition_point(|s| s.t <= t);
-    state_at(n.checked_sub(1).map(|i| stream[i]), penalty, t)
+    let allowed = if n < stream.len() { penalty } else { penalty.saturating_add(lag) };
+    state_at(n.checked_sub(1).map(|i| stream[i]), allowed, t)
 }
 
-/// The merged latest sample at `end` of replicas given as (newest sample, penalty): the newest
+/// The merged latest sample at `end` of replicas given as (newest sample, allowed age): the newest
 /// of the fresh ones; else the newest marker if any replica marked the series stale; else (all
 /// silent) the newest sample.
 fn merged_latest(replicas: impl Iterator<Item = (Sample, i64)>, end: i64) -> Option<Sample> {
@@ -206,15 +221,30 @@ fn merged_latest(replicas: impl Iterator<Item = (Sample, i64)>, end: i64) -> Opt
     fresh.or(marker).or(silent)
 }
 
-/// Merges replica streams (each in time order) into one, as described in the module doc. `end`
-/// is the end of the queried range: a replica that is still fresh there keeps the series alive.
+/// What a merge knows about time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Horizon {
+    /// The end of the queried range (ms): a replica still fresh there keeps the series alive.
+    pub end: i64,
+    /// The ingest lag (ms), see the module doc.
+    pub lag_ms: i64,
+}
+
+impl Horizon {
+    /// A range ending at `end` of storage written as things happen (no ingest lag).
+    pub fn at(end: i64) -> Horizon {
+        Horizon { end, lag_ms: 0 }
+    }
+}
+
+/// Merges replica streams (each in time order) into one, as described in the module doc.
 ///
 /// A staleness marker of the replica being followed is only emitted when no other replica is
 /// fresh at its time; otherwise it is skipped and the series continues from a fresh replica.
-/// (When the fresh replica has nothing after the samples already taken and goes silent before
-/// `end`, the marker is emitted at its own time: a little early for that replica, but the series
-/// then ends stale as [`Querier::latest`] reports it.)
-pub fn merge_streams(streams: &[Vec<Sample>], counter: bool, end: i64) -> Vec<Sample> {
+/// (When the fresh replica has nothing after the samples already taken and is silent at the
+/// horizon's end, the marker is emitted at its own time: a little early for that replica, but
+/// the series then ends stale as [`Querier::latest`] reports it.)
+pub fn merge_streams(streams: &[Vec<Sample>], counter: bool, horizon: Horizon) -> Vec<Sample> {
     let penalties: Vec<i64> = streams.iter().map(|s| penalty(s)).collect();
     // The gap that makes the current replica lose its turn: the widest spacing among replicas.
     let gap = streams
@@ -224,7 +254,9 @@ pub fn merge_streams(streams: &[Vec<Sample>], counter: bool, end: i64) -> Vec<Sa
         .map(|(_, p)| *p)
         .max()
         .unwrap_or(DEFAULT_PENALTY_MS);
-    let fresh_at = |i: usize, t: i64| stream_state_at(&streams[i], penalties[i], t) == ReplicaState::Fresh;
+    let fresh_at = |i: usize, t: i64| {
+        stream_state_at(&streams[i], penalties[i], horizon.lag_ms, t) == ReplicaState::Fresh
+    };
     let mut pos = vec![0usize; streams.len()];
     // Per-replica offsets that keep a counter monotonic across switches.
     let mut offset = vec![0f64; streams.len()];
@@ -256,7 +288,7 @@ pub fn merge_streams(streams: &[Vec<Sample>], counter: bool, end: i64) -> Vec<Sa
             let fresh: Vec<usize> = (0..streams.len()).filter(|&i| i != choose && fresh_at(i, s.t)).collect();
             let to =
                 fresh.iter().copied().filter(|&i| next_of(i).is_some()).min_by_key(|&i| streams[i][pos[i]].t);
-            if to.is_some() || fresh.iter().any(|&i| fresh_at(i, end)) {
+            if to.is_some() || fresh.iter().any(|&i| fresh_at(i, horizon.end)) {
                 pos[choose] += 1;
                 if to.is_some() {
                     cur = to;
@@ -307,7 +339,7 @@ mod tests {
             (65_000, 65.0),
             (75_000, 75.0),
         ]);
-        let m = merge_streams(&[a, b], false, i64::MAX);
+        let m = merge_streams(&[a, b], false, Horizon::at(i64::MAX));
         let ts: Vec<i64> = m.iter().map(|x| x.t).collect();
         // a until its gap, then b (no interleaving) while b has no gap, then a again once b ends.
         assert_eq!(ts, [0, 10_000, 20_000, 25_000, 35_000, 45_000, 55_000, 65_000, 75_000, 80_000]);
@@ -318,9 +350,9 @@ mod tests {
         // b's counter reads a little lower than a's at the same time (scrape skew).
         let a = s(&[(0, 100.0), (10_000, 110.0)]);
         let b = s(&[(5_000, 100.0), (15_000, 108.0), (25_000, 118.0)]);
-        let plain = merge_streams(&[a.clone(), b.clone()], false, i64::MAX);
+        let plain = merge_streams(&[a.clone(), b.clone()], false, Horizon::at(i64::MAX));
         assert!(plain.windows(2).any(|w| w[1].v < w[0].v), "raw merge shows the drop: {plain:?}");
-        let merged = merge_streams(&[a, b], true, i64::MAX);
+        let merged = merge_streams(&[a, b], true, Horizon::at(i64::MAX));
         assert!(merged.windows(2).all(|w| w[1].v >= w[0].v), "{merged:?}");
         assert_eq!(merged.last().map(|x| x.v), Some(120.0));
     }
@@ -337,7 +369,7 @@ mod tests {
         // a lost its target at 30 and wrote a marker; b still scrapes.
         let a = s(&[(0, 0.0), (10_000, 1.0), (20_000, 2.0), (30_000, M)]);
         let b = s(&[(5_000, 0.5), (15_000, 1.5), (25_000, 2.5), (35_000, 3.5), (45_000, 4.5)]);
-        let m = merge_streams(&[a.clone(), b.clone()], false, 50_000);
+        let m = merge_streams(&[a.clone(), b.clone()], false, Horizon::at(50_000));
         assert_eq!(
             values(&m),
             [
@@ -350,14 +382,14 @@ mod tests {
             ]
         );
         // The same when b is listed first and a is followed first by time.
-        assert_eq!(values(&merge_streams(&[b, a], false, 50_000)), values(&m));
+        assert_eq!(values(&merge_streams(&[b, a], false, Horizon::at(50_000))), values(&m));
     }
 
     #[test]
     fn markers_on_every_replica_end_the_series() {
         let a = s(&[(0, 0.0), (10_000, 1.0), (20_000, 2.0), (30_000, M)]);
         let b = s(&[(5_000, 0.5), (15_000, 1.5), (25_000, 2.5), (35_000, M)]);
-        let m = merge_streams(&[a, b], false, 50_000);
+        let m = merge_streams(&[a, b], false, Horizon::at(50_000));
         // a's marker is not emitted while b is fresh; b's is, a being stale by then.
         assert_eq!(
             values(&m),
@@ -370,7 +402,7 @@ mod tests {
         // a stopped answering after 10 (silent, no marker); b marks the series stale at 55.
         let a = s(&[(0, 0.0), (10_000, 1.0)]);
         let b = s(&[(5_000, 0.5), (15_000, 1.5), (25_000, 2.5), (35_000, 3.5), (45_000, 4.5), (55_000, M)]);
-        let m = merge_streams(&[a, b], false, 60_000);
+        let m = merge_streams(&[a, b], false, Horizon::at(60_000));
         assert_eq!(m.last().map(|x| (x.t, is_stale_nan(x.v))), Some((55_000, true)), "{:?}", values(&m));
         assert_eq!(m.iter().filter(|x| is_stale_nan(x.v)).count(), 1);
     }
@@ -381,10 +413,10 @@ mod tests {
         let a = s(&[(5_000, 0.5), (15_000, 1.5)]);
         let b = s(&[(0, 0.0), (10_000, 1.0), (20_000, 2.0), (30_000, M)]);
         // At 33 a is still fresh: the series is alive, the marker is not emitted.
-        let alive = merge_streams(&[a.clone(), b.clone()], false, 33_000);
+        let alive = merge_streams(&[a.clone(), b.clone()], false, Horizon::at(33_000));
         assert_eq!(values(&alive), [(0, Some(0.0)), (10_000, Some(1.0)), (20_000, Some(2.0))]);
         // At 60 a has been silent for a while: the series ends with b's marker.
-        let ended = merge_streams(&[a, b], false, 60_000);
+        let ended = merge_streams(&[a, b], false, Horizon::at(60_000));
         assert_eq!(ended.last().map(|x| (x.t, is_stale_nan(x.v))), Some((30_000, true)));
     }
 
@@ -392,7 +424,7 @@ mod tests {
     fn replicas_all_silent_keep_their_newest_sample() {
         let a = s(&[(0, 0.0), (10_000, 1.0), (20_000, 2.0)]);
         let b = s(&[(5_000, 0.5), (15_000, 1.5), (25_000, 2.5)]);
-        let m = merge_streams(&[a, b], false, 200_000);
+        let m = merge_streams(&[a, b], false, Horizon::at(200_000));
         assert!(m.iter().all(|x| !is_stale_nan(x.v)), "{:?}", values(&m));
         assert_eq!(m.last().map(|x| x.t), Some(25_000));
     }
@@ -401,9 +433,21 @@ mod tests {
     fn a_counter_switch_at_a_marker_is_offset() {
         let a = s(&[(0, 100.0), (10_000, 110.0), (20_000, M)]);
         let b = s(&[(5_000, 100.0), (15_000, 107.0), (25_000, 117.0)]);
-        let m = merge_streams(&[a, b], true, 30_000);
+        let m = merge_streams(&[a, b], true, Horizon::at(30_000));
         assert!(m.iter().all(|x| !is_stale_nan(x.v)), "{:?}", values(&m));
         assert!(m.windows(2).all(|w| w[1].v >= w[0].v), "{:?}", values(&m));
+    }
+
+    #[test]
+    fn samples_still_on_their_way_do_not_make_a_replica_silent() {
+        // a marked the series stale at 5 s; b's samples after 2.5 s are not stored yet (pulled
+        // later than a's). Without an ingest lag b counts as silent; with 2.9 s it is fresh.
+        let a = s(&[(0, 0.0), (1_000, 1.0), (2_000, 2.0), (3_000, 3.0), (4_000, 4.0), (5_000, M)]);
+        let b = s(&[(500, 0.5), (1_500, 1.5), (2_500, 2.5)]);
+        let no_lag = merge_streams(&[a.clone(), b.clone()], false, Horizon::at(5_200));
+        assert_eq!(no_lag.last().map(|x| is_stale_nan(x.v)), Some(true), "{:?}", values(&no_lag));
+        let lag = merge_streams(&[a, b], false, Horizon { end: 5_200, lag_ms: 2_900 });
+        assert_eq!(lag.last().map(|x| (x.t, is_stale_nan(x.v))), Some((4_000, false)), "{:?}", values(&lag));
     }
 
     /// A head with series `x{replica=…}` holding each replica's samples.
@@ -433,7 +477,9 @@ mod tests {
         // instant lookup through select (the last merged sample) agrees.
         let check = |case: &str, a: &[(i64, f64)], b: &[(i64, f64)], end: i64, want: (i64, bool)| {
             let head = head_with(&[("a", a), ("b", b)])?;
-            let q = MergeQueryable { inner: head, replica_label: "replica".into() }.querier(0, end)?;
+            let q =
+                MergeQueryable { inner: head, replica_label: "replica".into(), ingest_lag: Duration::ZERO }
+                    .querier(0, end)?;
             let m = [Matcher::equal("__name__", "x")];
             let latest = q.latest(&m)?;
             assert_eq!(latest.len(), 1, "{case}");
@@ -460,7 +506,8 @@ mod tests {
             }
         }
         app.commit()?;
-        let q = MergeQueryable { inner: head, replica_label: "replica".into() }.querier(0, 1_000_000)?;
+        let q = MergeQueryable { inner: head, replica_label: "replica".into(), ingest_lag: Duration::ZERO }
+            .querier(0, 1_000_000)?;
         let series = q.select(&[Matcher::equal("__name__", "x")])?;
         assert_eq!(series.len(), 1);
         assert_eq!(*series[0].labels, Labels::from_pairs(&[("__name__", "x"), ("shard", "s0")]));
@@ -485,7 +532,8 @@ mod tests {
             app.append(None, &b, i * 10_000 + 5_000, 98.0 + 10.0 * i as f64)?;
         }
         app.commit()?;
-        let q = MergeQueryable { inner: head, replica_label: "replica".into() }.querier(0, 100_000)?;
+        let q = MergeQueryable { inner: head, replica_label: "replica".into(), ingest_lag: Duration::ZERO }
+            .querier(0, 100_000)?;
         let m = [Matcher::equal("__name__", "c_total")];
         let values = |hints: &SelectHints| -> Result<Vec<f64>, StorageError> {
             Ok(q.select_hinted(&m, hints)?.remove(0).samples.map(|s| s.v).collect())

@@ -36,11 +36,15 @@ pub async fn run(
     super::telemetry::register_db_metrics(&registry, db.clone());
     let ingest = Arc::new(GlobalIngest::new(topology, cfg, storage.clone(), &registry));
 
+    // A sample is stored here up to one pull after its timestamp (plus the source's own lag).
+    let ingest_lag = cfg.federate_interval + cfg.federate_timeout + Duration::from_secs(1);
     // What readers see: in merge mode one series per replica set; otherwise what is stored.
     let view: Arc<dyn Queryable> = match cfg.dedup {
-        DedupMode::Merge => {
-            Arc::new(MergeQueryable { inner: storage.clone(), replica_label: topology.replica_label.clone() })
-        }
+        DedupMode::Merge => Arc::new(MergeQueryable {
+            inner: storage.clone(),
+            replica_label: topology.replica_label.clone(),
+            ingest_lag,
+        }),
         DedupMode::Failover | DedupMode::None => storage.clone(),
     };
     let listener = server::bind(&node.listen).await?;
@@ -52,10 +56,8 @@ pub async fn run(
         lookback: DEFAULT_LOOKBACK,
         clock: Arc::new(crate::model::now_ms),
         ready: Arc::new(move || ready_storage.ready().is_ok()),
-        // A sample is stored here up to one pull after its timestamp (plus the source's own lag).
         next_cursor: {
-            let lag =
-                (cfg.federate_interval + cfg.federate_timeout + Duration::from_secs(1)).as_millis() as i64;
+            let lag = ingest_lag.as_millis() as i64;
             Arc::new(move |now| now - lag)
         },
     });
