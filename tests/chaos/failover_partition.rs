@@ -18,7 +18,10 @@ use promtier::model::{Labels, is_stale_nan, now_ms};
 
 use crate::common::cluster::{elected, stored};
 use crate::common::{api_data, http_get, wait_until};
-use crate::shard_lab::{DEMO, INTERVAL_MS, SHARD, ShardLab};
+use crate::shard_lab::{DEMO, SHARD, ShardLab};
+
+/// Scrape and federation interval.
+const INTERVAL_MS: i64 = 1_000;
 
 type Stored = BTreeMap<Labels, Vec<(i64, f64)>>;
 
@@ -60,8 +63,20 @@ fn origin(sample: (i64, f64), old: &[(i64, f64)], new: &[(i64, f64)]) -> Origin 
     }
 }
 
-/// Every violation of the module's invariant in `[from, until]`.
-fn problems(global: &Stored, old: &Stored, new: &Stored, from: i64, until: i64, healed: i64) -> Vec<String> {
+/// The moments the check needs: the window `[from, until]`, the partition and the heal (ms).
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    from: i64,
+    until: i64,
+    parted: i64,
+    healed: i64,
+}
+
+/// Every violation of the module's invariant in the window; also a series that was not taken
+/// from the old replica before the partition and from the new one after it (so the check saw
+/// the failover it is about).
+fn problems(global: &Stored, old: &Stored, new: &Stored, w: Window) -> Vec<String> {
+    let Window { from, until, parted, healed } = w;
     let mut out = Vec::new();
     let none: Vec<(i64, f64)> = Vec::new();
     for (labels, samples) in global {
@@ -76,8 +91,10 @@ fn problems(global: &Stored, old: &Stored, new: &Stored, from: i64, until: i64, 
             out.push(format!("{labels}: covers only {}..{} of {from}..{until}", first.0, last.0));
         }
         let mut seen_new = false;
+        let mut old_before = false;
         for (i, &s) in window.iter().enumerate() {
             let from_whom = origin(s, o, n);
+            old_before |= s.0 < parted && matches!(from_whom, Origin::Old | Origin::Both);
             match from_whom {
                 Origin::Neither => {
                     out.push(format!("{labels}: ({}, {}) was scraped by neither replica", s.0, s.1))
@@ -117,13 +134,16 @@ fn problems(global: &Stored, old: &Stored, new: &Stored, from: i64, until: i64, 
                 }
             }
         }
+        if !old_before || !seen_new {
+            out.push(format!("{labels}: from the old replica before the partition: {old_before}, from the new one: {seen_new}"));
+        }
     }
     out
 }
 
 #[test]
 fn partition_between_global_and_elected_leaf_is_a_clean_failover() {
-    let s = ShardLab::start("{mode: failover, failover_timeout: 3s}");
+    let s = ShardLab::start("{mode: failover, failover_timeout: 3s}", ["1s", "900ms"], ["1s", "900ms"]);
     let g = s.global;
     let old = wait_until(
         "a first election",
@@ -131,8 +151,9 @@ fn partition_between_global_and_elected_leaf_is_a_clean_failover() {
         || s.context(),
         || s.observe(|| elected(g, SHARD)),
     );
-    // Let data flow from the elected replica for a stated time.
-    std::thread::sleep(Duration::from_secs(5));
+    // Let data flow from the elected replica for a stated time (the window starts 6 s before
+    // the partition).
+    std::thread::sleep(Duration::from_secs(8));
 
     let old_host = format!("leaf-{old}");
     let parted = now_ms();
@@ -167,7 +188,7 @@ fn partition_between_global_and_elected_leaf_is_a_clean_failover() {
     assert!(metrics.contains(&failovers), "expected exactly one failover ({failovers})\n{metrics}");
 
     // Everything up to a few seconds ago is stored by now (pull interval plus lag).
-    let (from, until) = (parted - 8_000, now_ms() - 3_000);
+    let (from, until) = (parted - 6_000, now_ms() - 3_000);
     let global: Stored = s
         .observe(|| stored(g, DEMO, from - 1))
         .into_iter()
@@ -181,7 +202,17 @@ fn partition_between_global_and_elected_leaf_is_a_clean_failover() {
         new_leaf.keys().collect::<Vec<_>>(),
         "series differ from the leaf's"
     );
-    let found = problems(&global, &old_leaf, &new_leaf, from, until, healed);
+    // The old replica kept scraping behind the partition (only the global was cut off).
+    let behind = old_leaf
+        .values()
+        .next()
+        .map_or(0, |v| v.iter().filter(|(t, _)| *t > parted + 2_000 && *t < healed).count());
+    assert!(
+        behind >= 3,
+        "the old replica stored only {behind} samples during the partition\n{}",
+        s.context()
+    );
+    let found = problems(&global, &old_leaf, &new_leaf, Window { from, until, parted, healed });
     assert!(
         found.is_empty(),
         "{} problems over {from}..{until} (partition at {parted}, heal at {healed}), e.g.:\n{}\n{}",
@@ -192,4 +223,42 @@ fn partition_between_global_and_elected_leaf_is_a_clean_failover() {
     let samples: usize =
         global.values().map(|v| v.iter().filter(|(t, _)| *t >= from && *t <= until).count()).sum();
     eprintln!("checked {samples} samples of {} series over {} ms", global.len(), until - from);
+}
+
+/// The check itself, on made-up data: a clean failover passes; each kind of violation is found.
+#[test]
+fn failover_check_finds_gaps_interleaving_and_double_ingest() {
+    let l = Labels::from_pairs(&[("__name__", "x_total")]);
+    // old scrapes at 0, 1000, …; new at 500, 1500, …; values grow with time.
+    let old: Stored = [(l.clone(), (0..20).map(|i| (i * 1000, i as f64 * 10.0)).collect())].into();
+    let new: Stored =
+        [(l.clone(), (0..20).map(|i| (i * 1000 + 500, i as f64 * 10.0 + 5.0)).collect())].into();
+    let w = Window { from: 0, until: 19_500, parted: 6_000, healed: 12_000 };
+    // Old up to 6 s, new from 6.5 s on.
+    let clean: Vec<(i64, f64)> = (0..=6)
+        .map(|i| (i * 1000, i as f64 * 10.0))
+        .chain((6..20).map(|i| (i * 1000 + 500, i as f64 * 10.0 + 5.0)))
+        .collect();
+    let run = |samples: Vec<(i64, f64)>| problems(&[(l.clone(), samples)].into(), &old, &new, w);
+    assert_eq!(run(clean.clone()), Vec::<String>::new());
+    let mut gap = clean.clone();
+    gap.retain(|(t, _)| !(7_000..9_000).contains(t));
+    assert!(run(gap).iter().any(|p| p.contains("gap of")));
+    let mut interleaved = clean.clone();
+    interleaved.insert(9, (8_000, 80.0)); // an old sample among the new ones
+    interleaved.sort_by_key(|(t, _)| *t);
+    assert!(run(interleaved).iter().any(|p| p.contains("interleaved")));
+    let mut duplicate = clean.clone();
+    duplicate.insert(3, duplicate[2]);
+    assert!(run(duplicate).iter().any(|p| p.contains("duplicate")));
+    let mut invented = clean.clone();
+    invented[4].1 += 1.0;
+    assert!(run(invented).iter().any(|p| p.contains("neither replica")));
+    let never_switched: Vec<(i64, f64)> = (0..20).map(|i| (i * 1000, i as f64 * 10.0)).collect();
+    let found = run(never_switched);
+    assert!(
+        found.iter().any(|p| p.contains("after the heal"))
+            && found.iter().any(|p| p.contains("from the new one: false")),
+        "{found:?}"
+    );
 }

@@ -1,19 +1,30 @@
 //! Merge dedup when one replica goes stale or stops: the invariant is that every exporter series
 //! the global showed before stays present — in the global's `/federate` and in an instant query
-//! — at every check (every half second) while (a) one leaf replica is partitioned from its
-//! target, so it marks every series stale while the other keeps scraping, and after the heal;
-//! and while (b) one replica is stopped (SIGSTOP: silent, no markers) and after it continues.
+//! — at every check (ten a second) while (a) one leaf replica is partitioned from its target,
+//! so it marks every series stale while the other keeps scraping, and after the heal (three
+//! times); and while (b) one replica is stopped (SIGSTOP: silent, no markers) and after it
+//! continues.
+//!
+//! A marker hides a live series (if dedup gets staleness wrong) only until the other replica's
+//! next sample is stored, so the scenario makes that moment long: the leaves scrape every 2 s
+//! with a 300 ms timeout (a marker is written when the failed scrape gives up) and the global
+//! pulls every 500 ms; the partitioned replica is the one after whose scrapes the other's come
+//! at least 1 s later, so for most of a second the global holds the marker and nothing newer
+//! from the other replica; checks run ten times a second.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use promtier::model::{is_stale_nan, now_ms};
+use promtier::model::now_ms;
 
 use crate::common::cluster::{stored, try_instant};
 use crate::common::{http_get, parse_text_rows, wait_until};
 use crate::shard_lab::{DEMO, ShardLab};
+
+/// The leaves' scrape interval.
+const SCRAPE_MS: i64 = 2_000;
 
 /// The exporter's series as the global presents them: `/federate` rows (name and labels) and
 /// an instant query's label sets.
@@ -53,36 +64,43 @@ fn check(s: &ShardLab, want: &Presented, phase: &str, checks: &mut usize) {
     }
 }
 
-/// Checks every half second for `secs` seconds.
+/// Checks every 100 ms for `secs` seconds.
 fn check_for(s: &ShardLab, want: &Presented, phase: &str, secs: u64, checks: &mut usize) {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(secs) {
         check(s, want, phase, checks);
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
-/// Whether the global stored a staleness marker (newer than `since`) of replica `r`'s exporter
-/// series, and a value of it newer than `since`.
-fn replica_marks(s: &ShardLab, r: &str, since: i64) -> (bool, bool) {
-    let sel = format!("%7B__name__%3D~%22demo_.%2B%22%2Creplica%3D%22{r}%22%7D");
-    let series = s.observe(|| stored(s.global, &sel, since));
-    let marker = series.values().any(|v| v.iter().any(|(_, x)| is_stale_nan(*x)));
-    let value = series.values().any(|v| v.iter().any(|(_, x)| !is_stale_nan(*x)));
-    (marker, value)
+/// Where in the scrape cycle leaf replica `r` scrapes (ms), from its newest stored timestamp.
+fn scrape_phase(s: &ShardLab, r: &str) -> i64 {
+    let series = s.observe(|| stored(s.leaf(r), DEMO, now_ms() - 5_000));
+    let t = series.values().filter_map(|v| v.last()).map(|(t, _)| *t).max().expect("samples on the leaf");
+    t.rem_euclid(SCRAPE_MS)
+}
+
+/// How many exporter series of replica `r` the global's raw data (`dedup=false`) has at this
+/// moment: none once the replica's newest stored samples are staleness markers.
+fn raw_series(s: &ShardLab, r: &str) -> usize {
+    let q: String =
+        url::form_urlencoded::byte_serialize(format!(r#"{{__name__=~"demo_.+",replica="{r}"}}"#).as_bytes())
+            .collect();
+    let path = format!("/api/v1/query?query={q}&time={}&dedup=false", now_ms() as f64 / 1000.0);
+    let (status, body) = s.observe(|| http_get(s.global, &path, Duration::from_secs(10))).expect("raw query");
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    json["data"]["result"].as_array().map_or(0, Vec::len)
 }
 
 #[test]
 fn merge_mode_keeps_every_series_when_one_replica_is_stale_or_stopped() {
-    let s = ShardLab::start("{mode: merge}");
+    let s = ShardLab::start("{mode: merge}", ["2s", "300ms"], ["500ms", "400ms"]);
     wait_until(
         "both replicas' series in the global",
         Duration::from_secs(60),
         || s.context(),
-        || {
-            let since = now_ms() - 5_000;
-            (replica_marks(&s, "a", since).1 && replica_marks(&s, "b", since).1).then_some(())
-        },
+        || (raw_series(&s, "a") > 0 && raw_series(&s, "b") > 0).then_some(()),
     );
     // Let data flow for a stated time, then take what the global presents as the reference.
     std::thread::sleep(Duration::from_secs(5));
@@ -91,41 +109,47 @@ fn merge_mode_keeps_every_series_when_one_replica_is_stale_or_stopped() {
     assert!(want.federate.len() >= 40, "only {} series on /federate\n{}", want.federate.len(), s.context());
     assert_eq!(want.federate.len(), leaf_series, "one series per replica set");
     assert_eq!(want.instant.len(), leaf_series, "one series per replica set in queries");
+    assert_eq!((raw_series(&s, "a"), raw_series(&s, "b")), (leaf_series, leaf_series), "raw: both replicas");
     let mut checks = 0;
 
-    // (a) leaf a loses its target: it marks every series stale; b keeps scraping.
-    let parted = now_ms();
-    s.lab.partition("leaf-a", "target");
-    wait_until(
-        "leaf a's staleness markers stored in the global",
-        Duration::from_secs(30),
-        || s.context(),
-        || {
-            check(&s, &want, "partition, before the markers arrive", &mut checks);
-            replica_marks(&s, "a", parted).0.then_some(())
-        },
-    );
-    check_for(&s, &want, "partition, markers stored", 10, &mut checks);
-    s.lab.heal("leaf-a", "target");
-    let healed = now_ms();
-    wait_until(
-        "leaf a scraping again",
-        Duration::from_secs(30),
-        || s.context(),
-        || {
-            check(&s, &want, "healing", &mut checks);
-            let sel = "%7B__name__%3D~%22demo_.%2B%22%2Creplica%3D%22a%22%7D";
-            let fresh = s.observe(|| stored(s.global, sel, healed));
-            fresh.values().any(|v| v.iter().any(|(_, x)| !is_stale_nan(*x))).then_some(())
-        },
-    );
-    check_for(&s, &want, "after the heal", 5, &mut checks);
+    // (a) One leaf loses its target: it marks every series stale; the other keeps scraping.
+    // Partition the replica after whose scrapes the other's come at least half a cycle later.
+    let (pa, pb) = (scrape_phase(&s, "a"), scrape_phase(&s, "b"));
+    let (stale, other) =
+        if (pb - pa).rem_euclid(SCRAPE_MS) >= SCRAPE_MS / 2 { ("a", "b") } else { ("b", "a") };
+    eprintln!("scrape phases a {pa} ms, b {pb} ms: replica {stale} goes stale");
+    let host = format!("leaf-{stale}");
+    for round in 1..=3 {
+        s.lab.partition(&host, "target");
+        wait_until(
+            &format!("round {round}: {stale}'s markers stored"),
+            Duration::from_secs(30),
+            || s.context(),
+            || {
+                check(&s, &want, &format!("round {round}: partition, markers on their way"), &mut checks);
+                (raw_series(&s, stale) == 0).then_some(())
+            },
+        );
+        assert_eq!(raw_series(&s, other), leaf_series, "{other} still has every series (raw)");
+        check_for(&s, &want, &format!("round {round}: partition, markers stored"), 4, &mut checks);
+        s.lab.heal(&host, "target");
+        wait_until(
+            &format!("round {round}: {stale} scraping again"),
+            Duration::from_secs(30),
+            || s.context(),
+            || {
+                check(&s, &want, &format!("round {round}: healing"), &mut checks);
+                (raw_series(&s, stale) == leaf_series).then_some(())
+            },
+        );
+        check_for(&s, &want, &format!("round {round}: healed"), 2, &mut checks);
+    }
 
-    // (b) leaf b stops (no markers, just silence), then continues.
-    let b = s.pid("apps-0-b");
-    s.lab.signal(b, Signal::SIGSTOP);
-    check_for(&s, &want, "replica b stopped", 12, &mut checks);
-    s.lab.signal(b, Signal::SIGCONT);
-    check_for(&s, &want, "replica b continued", 8, &mut checks);
+    // (b) The other replica stops (no markers, just silence), then continues.
+    let pid = s.pid(&format!("apps-0-{other}"));
+    s.lab.signal(pid, Signal::SIGSTOP);
+    check_for(&s, &want, &format!("replica {other} stopped"), 12, &mut checks);
+    s.lab.signal(pid, Signal::SIGCONT);
+    check_for(&s, &want, &format!("replica {other} continued"), 8, &mut checks);
     eprintln!("{checks} checks of {} series, all present", want.federate.len());
 }

@@ -1,7 +1,7 @@
 //! The cluster the scenarios share, built in a [`Lab`]: one demo exporter (host `target`), one
-//! leaf shard `apps-0` with replicas `a` and `b` (hosts `leaf-a`, `leaf-b`) scraping it every
-//! second, and one global (host `global`) pulling both replicas every second with the dedup mode
-//! the scenario asks for. Each node runs on its own lab address (the topology's `nodes:`
+//! leaf shard `apps-0` with replicas `a` and `b` (hosts `leaf-a`, `leaf-b`) scraping it, and one
+//! global (host `global`) pulling both replicas, with the intervals and the dedup mode the
+//! scenario asks for. Each node runs on its own lab address (the topology's `nodes:`
 //! overrides), started one by one with `promtier demo|leaf|global`; the topology file and the
 //! data directories live in a temporary directory removed after the lab is gone.
 
@@ -16,8 +16,6 @@ use crate::common::{http_get, promtier_binary, wait_until};
 use crate::netlab::Lab;
 
 pub(crate) const SHARD: &str = "apps-0";
-/// Scrape and federation interval.
-pub(crate) const INTERVAL_MS: i64 = 1_000;
 /// `{__name__=~"demo_.+"}`, URL-encoded: the exporter's series.
 pub(crate) const DEMO: &str = "%7B__name__%3D~%22demo_.%2B%22%7D";
 
@@ -36,8 +34,10 @@ pub(crate) struct ShardLab {
 
 impl ShardLab {
     /// Builds the lab, writes the topology with `dedup` (the global's `dedup:` value, YAML) and
-    /// starts every node; returns once each answers `/-/ready` (demo: `/metrics`).
-    pub(crate) fn start(dedup: &str) -> ShardLab {
+    /// the timing (`scrape: [interval, timeout]`, `federate: [interval, timeout]`, e.g.
+    /// `["1s", "900ms"]`), and starts every node; returns once each answers `/-/ready` (demo:
+    /// `/metrics`).
+    pub(crate) fn start(dedup: &str, scrape: [&str; 2], federate: [&str; 2]) -> ShardLab {
         let lab = Lab::new(&["target", "leaf-a", "leaf-b", "global"]);
         let dir = tempfile::Builder::new().prefix("promtier-chaos-").tempdir().expect("tempdir");
         let (t, a, b, g) = (lab.addr("target"), lab.addr("leaf-a"), lab.addr("leaf-b"), lab.addr("global"));
@@ -46,12 +46,13 @@ impl ShardLab {
             &topology,
             format!(
                 "cluster: chaos\n\
-                 defaults: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
+                 defaults: {{scrape_interval: {}, scrape_timeout: {}}}\n\
                  jobs:\n  - job_name: demo\n    static_configs: [{{targets: ['{t}:{DEMO_PORT}']}}]\n\
                  leaves:\n  - {{group: apps, jobs: [demo], replicas: 2, listen: '{a}:{LEAF_PORT}'}}\n\
                  globals:\n  - name: global\n    from: [apps]\n    listen: '{g}:{GLOBAL_PORT}'\n\
-                 \x20   federate: {{interval: 1s, timeout: 900ms}}\n    dedup: {dedup}\n\
-                 nodes:\n  {SHARD}-a: {{listen: '{a}:{LEAF_PORT}'}}\n  {SHARD}-b: {{listen: '{b}:{LEAF_PORT}'}}\n"
+                 \x20   federate: {{interval: {}, timeout: {}}}\n    dedup: {dedup}\n\
+                 nodes:\n  {SHARD}-a: {{listen: '{a}:{LEAF_PORT}'}}\n  {SHARD}-b: {{listen: '{b}:{LEAF_PORT}'}}\n",
+                scrape[0], scrape[1], federate[0], federate[1]
             ),
         )
         .expect("write the topology");
