@@ -105,14 +105,19 @@ impl Querier for MergeQuerier {
 
     /// Per replica set, the newest sample of a fresh replica; a staleness marker when no replica
     /// is fresh and one marked the series stale; the newest sample when all went silent.
+    ///
+    /// When no replica's newest sample is a marker, the set's newest sample is taken without
+    /// reading spacings: the series is present either way, and replicas of one set scrape at the
+    /// same interval, so when the newest replica is silent every replica is. Only sets where a
+    /// marker meets a value (around staleness) have their replicas' samples read.
     fn latest(&self, matchers: &[Matcher]) -> Result<Vec<LatestSample>, StorageError> {
         let matchers = self.matchers(matchers);
         let groups = self.group(self.inner.latest(&matchers)?, |l| &l.labels);
-        // Whether a replica whose newest sample is a value went silent depends on its spacing,
-        // read from its samples; only sets of several replicas need it.
+        let marked = |g: &[LatestSample]| g.iter().any(|l| is_stale_nan(l.sample.v));
+        // Whether a replica whose newest sample is a value went silent depends on its spacing.
         let needed: HashSet<&Labels> = groups
             .values()
-            .filter(|g| g.len() > 1)
+            .filter(|g| g.len() > 1 && marked(g))
             .flatten()
             .filter(|l| !is_stale_nan(l.sample.v))
             .map(|l| l.labels.as_ref())
@@ -128,8 +133,8 @@ impl Querier for MergeQuerier {
         Ok(groups
             .into_iter()
             .filter_map(|(labels, group)| {
-                let sample = if group.len() == 1 {
-                    group.first()?.sample
+                let sample = if group.len() == 1 || !marked(&group) {
+                    group.iter().max_by_key(|l| l.sample.t)?.sample
                 } else {
                     let replicas = group.iter().map(|l| {
                         let penalty = penalties.get(l.labels.as_ref()).copied().unwrap_or(DEFAULT_PENALTY_MS);
