@@ -5,9 +5,22 @@
 //! replica becomes current — so a replica with a gap is not preferred and two replicas'
 //! slightly different scrapes are never interleaved. For counter functions (`rate`,
 //! `increase`, `irate`, `resets`), a switch that would look like a counter reset is offset away.
+//!
+//! Staleness is per replica. At a time `t` a replica is *fresh* (its newest sample at or before
+//! `t` is a value no older than its penalty), *stale* (that sample is a staleness marker) or
+//! *silent* (no sample within its penalty). The merged series is stale only when no replica is
+//! fresh and at least one marked it stale: one replica's marker (it lost its target) never hides
+//! a series another replica still scrapes. When every replica went silent without a marker, the
+//! newest sample stands, as on a single Prometheus (the reader's lookback decides).
+//!
+//! Samples reach a global some time after their timestamp (its ingest lag: a pull interval and
+//! more). A replica of which nothing newer than `t` is stored yet may just not have been pulled
+//! since: it is given its penalty plus that lag before it counts as silent at `t`. (One with
+//! newer samples stored is complete up to `t`: a source delivers its samples in time order.)
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::model::{Labels, Matcher, Sample, is_stale_nan};
 use crate::storage::{LatestSample, Querier, Queryable, SelectHints, Series, StorageError};
@@ -15,10 +28,16 @@ use crate::storage::{LatestSample, Querier, Queryable, SelectHints, Series, Stor
 /// Penalty when a series has too few samples to measure its spacing.
 const DEFAULT_PENALTY_MS: i64 = 30_000;
 
+/// How many of a stream's newest spacings its penalty is measured over.
+const PENALTY_SPACINGS: usize = 16;
+
 /// A storage view that deduplicates replicas named by `replica_label`.
 pub struct MergeQueryable {
     pub inner: Arc<dyn Queryable>,
     pub replica_label: String,
+    /// How long after its timestamp a sample may become readable here (zero for storage that is
+    /// written as it happens); see the module doc.
+    pub ingest_lag: Duration,
 }
 
 impl Queryable for MergeQueryable {
@@ -26,6 +45,10 @@ impl Queryable for MergeQueryable {
         Ok(Box::new(MergeQuerier {
             inner: self.inner.querier(mint, maxt)?,
             replica_label: self.replica_label.clone(),
+            horizon: Horizon {
+                end: maxt,
+                lag_ms: i64::try_from(self.ingest_lag.as_millis()).unwrap_or(i64::MAX),
+            },
         }))
     }
 
@@ -37,6 +60,8 @@ impl Queryable for MergeQueryable {
 struct MergeQuerier {
     inner: Box<dyn Querier>,
     replica_label: String,
+    /// Freshness and silence are judged at the end of the queried range.
+    horizon: Horizon,
 }
 
 impl MergeQuerier {
@@ -71,22 +96,54 @@ impl Querier for MergeQuerier {
                 let merged = if streams.len() == 1 {
                     streams.into_iter().next().unwrap_or_default()
                 } else {
-                    merge_streams(&streams, counter)
+                    merge_streams(&streams, counter, self.horizon)
                 };
                 Series { labels: Arc::new(labels), samples: Box::new(merged.into_iter()) }
             })
             .collect())
     }
 
+    /// Per replica set, the newest sample of a fresh replica; a staleness marker when no replica
+    /// is fresh and one marked the series stale; the newest sample when all went silent.
+    ///
+    /// When no replica's newest sample is a marker, the set's newest sample is taken without
+    /// reading spacings: the series is present either way, and replicas of one set scrape at the
+    /// same interval, so when the newest replica is silent every replica is. Only sets where a
+    /// marker meets a value (around staleness) have their replicas' samples read.
     fn latest(&self, matchers: &[Matcher]) -> Result<Vec<LatestSample>, StorageError> {
-        let latest = self.inner.latest(&self.matchers(matchers))?;
-        Ok(self
-            .group(latest, |l| &l.labels)
+        let matchers = self.matchers(matchers);
+        let groups = self.group(self.inner.latest(&matchers)?, |l| &l.labels);
+        let marked = |g: &[LatestSample]| g.iter().any(|l| is_stale_nan(l.sample.v));
+        // Whether a replica whose newest sample is a value went silent depends on its spacing.
+        let needed: HashSet<&Labels> = groups
+            .values()
+            .filter(|g| g.len() > 1 && marked(g))
+            .flatten()
+            .filter(|l| !is_stale_nan(l.sample.v))
+            .map(|l| l.labels.as_ref())
+            .collect();
+        let mut penalties: HashMap<Labels, i64> = HashMap::new();
+        if !needed.is_empty() {
+            for s in self.inner.select(&matchers)? {
+                if needed.contains(s.labels.as_ref()) {
+                    penalties.insert(s.labels.as_ref().clone(), tail_penalty(s.samples));
+                }
+            }
+        }
+        Ok(groups
             .into_iter()
             .filter_map(|(labels, group)| {
-                // The newest sample across replicas (a replica that stopped is simply older).
-                let best = group.into_iter().max_by_key(|l| l.sample.t)?;
-                Some(LatestSample { labels: Arc::new(labels), sample: best.sample })
+                let sample = if group.len() == 1 || !marked(&group) {
+                    group.iter().max_by_key(|l| l.sample.t)?.sample
+                } else {
+                    let replicas = group.iter().map(|l| {
+                        let penalty = penalties.get(l.labels.as_ref()).copied().unwrap_or(DEFAULT_PENALTY_MS);
+                        // Nothing newer than the range's end is known: it may be on its way.
+                        (l.sample, penalty.saturating_add(self.horizon.lag_ms))
+                    });
+                    merged_latest(replicas, self.horizon.end)?
+                };
+                Some(LatestSample { labels: Arc::new(labels), sample })
             })
             .collect())
     }
@@ -105,9 +162,10 @@ impl Querier for MergeQuerier {
     }
 }
 
-/// Twice the median spacing of a stream's first samples: a longer silence is a gap.
+/// Twice the median spacing of a stream's newest samples: a longer silence is a gap.
 fn penalty(stream: &[Sample]) -> i64 {
-    let mut d: Vec<i64> = stream.windows(2).take(16).map(|w| w[1].t - w[0].t).filter(|d| *d > 0).collect();
+    let tail = &stream[stream.len().saturating_sub(PENALTY_SPACINGS + 1)..];
+    let mut d: Vec<i64> = tail.windows(2).map(|w| w[1].t - w[0].t).filter(|d| *d > 0).collect();
     if d.is_empty() {
         return DEFAULT_PENALTY_MS;
     }
@@ -115,15 +173,102 @@ fn penalty(stream: &[Sample]) -> i64 {
     2 * d[d.len() / 2]
 }
 
+/// [`penalty`] of a sample iterator, keeping only the samples it needs.
+fn tail_penalty(samples: impl Iterator<Item = Sample>) -> i64 {
+    let mut tail = VecDeque::with_capacity(PENALTY_SPACINGS + 1);
+    for s in samples {
+        if tail.len() == PENALTY_SPACINGS + 1 {
+            tail.pop_front();
+        }
+        tail.push_back(s);
+    }
+    penalty(tail.make_contiguous())
+}
+
+/// Where one replica stands at some time (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReplicaState {
+    Fresh,
+    Stale,
+    Silent,
+}
+
+/// The state at `t` of a replica whose newest sample at or before `t` is `newest`.
+fn state_at(newest: Option<Sample>, penalty: i64, t: i64) -> ReplicaState {
+    match newest {
+        Some(s) if is_stale_nan(s.v) => ReplicaState::Stale,
+        Some(s) if t.saturating_sub(s.t) <= penalty => ReplicaState::Fresh,
+        _ => ReplicaState::Silent,
+    }
+}
+
+/// The state at `t` of a replica stream (in time order), allowing `lag` more when the stream has
+/// nothing after `t` (its next samples may not be stored yet).
+fn stream_state_at(stream: &[Sample], penalty: i64, lag: i64, t: i64) -> ReplicaState {
+    let n = stream.partition_point(|s| s.t <= t);
+    let allowed = if n < stream.len() { penalty } else { penalty.saturating_add(lag) };
+    state_at(n.checked_sub(1).map(|i| stream[i]), allowed, t)
+}
+
+/// The merged latest sample at `end` of replicas given as (newest sample, allowed age): the newest
+/// of the fresh ones; else the newest marker if any replica marked the series stale; else (all
+/// silent) the newest sample.
+fn merged_latest(replicas: impl Iterator<Item = (Sample, i64)>, end: i64) -> Option<Sample> {
+    let newer = |a: Option<Sample>, b: Sample| if a.is_some_and(|a| a.t >= b.t) { a } else { Some(b) };
+    let (mut fresh, mut marker, mut silent) = (None, None, None);
+    for (s, penalty) in replicas {
+        match state_at(Some(s), penalty, end) {
+            ReplicaState::Fresh => fresh = newer(fresh, s),
+            ReplicaState::Stale => marker = newer(marker, s),
+            ReplicaState::Silent => silent = newer(silent, s),
+        }
+    }
+    fresh.or(marker).or(silent)
+}
+
+/// What a merge knows about time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Horizon {
+    /// The end of the queried range (ms): a replica still fresh there keeps the series alive.
+    pub end: i64,
+    /// The ingest lag (ms), see the module doc.
+    pub lag_ms: i64,
+}
+
+impl Horizon {
+    /// A range ending at `end` of storage written as things happen (no ingest lag).
+    pub fn at(end: i64) -> Horizon {
+        Horizon { end, lag_ms: 0 }
+    }
+}
+
 /// Merges replica streams (each in time order) into one, as described in the module doc.
-pub fn merge_streams(streams: &[Vec<Sample>], counter: bool) -> Vec<Sample> {
-    let penalty =
-        streams.iter().filter(|s| s.len() > 1).map(|s| penalty(s)).max().unwrap_or(DEFAULT_PENALTY_MS);
+///
+/// A staleness marker of the replica being followed is only emitted when no other replica is
+/// fresh at its time; otherwise it is skipped and the series continues from a fresh replica.
+/// (When the fresh replica has nothing after the samples already taken and is silent at the
+/// horizon's end, the marker is emitted at its own time: a little early for that replica, but
+/// the series then ends stale as [`Querier::latest`] reports it.)
+pub fn merge_streams(streams: &[Vec<Sample>], counter: bool, horizon: Horizon) -> Vec<Sample> {
+    let penalties: Vec<i64> = streams.iter().map(|s| penalty(s)).collect();
+    // The gap that makes the current replica lose its turn: the widest spacing among replicas.
+    let gap = streams
+        .iter()
+        .zip(&penalties)
+        .filter(|(s, _)| s.len() > 1)
+        .map(|(_, p)| *p)
+        .max()
+        .unwrap_or(DEFAULT_PENALTY_MS);
+    let fresh_at = |i: usize, t: i64| {
+        stream_state_at(&streams[i], penalties[i], horizon.lag_ms, t) == ReplicaState::Fresh
+    };
     let mut pos = vec![0usize; streams.len()];
     // Per-replica offsets that keep a counter monotonic across switches.
     let mut offset = vec![0f64; streams.len()];
     let mut out: Vec<Sample> = Vec::with_capacity(streams.iter().map(Vec::len).max().unwrap_or(0));
+    // The replica being followed, and the one the last emitted sample came from.
     let mut cur: Option<usize> = None;
+    let mut from: Option<usize> = None;
     let mut last_t = i64::MIN;
     let mut last_v = f64::NAN;
     loop {
@@ -138,12 +283,25 @@ pub fn merge_streams(streams: &[Vec<Sample>], counter: bool) -> Vec<Sample> {
         let Some(earliest) = earliest else { break };
         let choose = match cur.and_then(|c| next_of(c).map(|s| (c, s))) {
             // Keep the current replica while it has no gap (or nobody has anything earlier).
-            Some((c, s)) if last_t == i64::MIN || s.t - last_t <= penalty => c,
+            Some((c, s)) if last_t == i64::MIN || s.t - last_t <= gap => c,
             Some((c, _)) if earliest == c => c,
             _ => earliest,
         };
         let s = streams[choose][pos[choose]];
-        if counter && cur.is_some_and(|c| c != choose) && !is_stale_nan(s.v) && !last_v.is_nan() {
+        if is_stale_nan(s.v) {
+            // This replica marked the series stale; another one may still have it fresh.
+            let fresh: Vec<usize> = (0..streams.len()).filter(|&i| i != choose && fresh_at(i, s.t)).collect();
+            let to =
+                fresh.iter().copied().filter(|&i| next_of(i).is_some()).min_by_key(|&i| streams[i][pos[i]].t);
+            if to.is_some() || fresh.iter().any(|&i| fresh_at(i, horizon.end)) {
+                pos[choose] += 1;
+                if to.is_some() {
+                    cur = to;
+                }
+                continue;
+            }
+        }
+        if counter && from.is_some_and(|c| c != choose) && !is_stale_nan(s.v) && !last_v.is_nan() {
             // A switch: if the new replica reads lower, it is skew, not a reset.
             let v = s.v + offset[choose];
             if v < last_v {
@@ -157,6 +315,7 @@ pub fn merge_streams(streams: &[Vec<Sample>], counter: bool) -> Vec<Sample> {
             last_v = v;
         }
         cur = Some(choose);
+        from = Some(choose);
     }
     out
 }
@@ -185,7 +344,7 @@ mod tests {
             (65_000, 65.0),
             (75_000, 75.0),
         ]);
-        let m = merge_streams(&[a, b], false);
+        let m = merge_streams(&[a, b], false, Horizon::at(i64::MAX));
         let ts: Vec<i64> = m.iter().map(|x| x.t).collect();
         // a until its gap, then b (no interleaving) while b has no gap, then a again once b ends.
         assert_eq!(ts, [0, 10_000, 20_000, 25_000, 35_000, 45_000, 55_000, 65_000, 75_000, 80_000]);
@@ -196,11 +355,149 @@ mod tests {
         // b's counter reads a little lower than a's at the same time (scrape skew).
         let a = s(&[(0, 100.0), (10_000, 110.0)]);
         let b = s(&[(5_000, 100.0), (15_000, 108.0), (25_000, 118.0)]);
-        let plain = merge_streams(&[a.clone(), b.clone()], false);
+        let plain = merge_streams(&[a.clone(), b.clone()], false, Horizon::at(i64::MAX));
         assert!(plain.windows(2).any(|w| w[1].v < w[0].v), "raw merge shows the drop: {plain:?}");
-        let merged = merge_streams(&[a, b], true);
+        let merged = merge_streams(&[a, b], true, Horizon::at(i64::MAX));
         assert!(merged.windows(2).all(|w| w[1].v >= w[0].v), "{merged:?}");
         assert_eq!(merged.last().map(|x| x.v), Some(120.0));
+    }
+
+    /// A stream's values as a readable list: `None` for a staleness marker.
+    fn values(m: &[Sample]) -> Vec<(i64, Option<f64>)> {
+        m.iter().map(|x| (x.t, (!is_stale_nan(x.v)).then_some(x.v))).collect()
+    }
+
+    const M: f64 = crate::model::STALE_NAN;
+
+    #[test]
+    fn a_marker_of_one_replica_switches_to_the_other() {
+        // a lost its target at 30 and wrote a marker; b still scrapes.
+        let a = s(&[(0, 0.0), (10_000, 1.0), (20_000, 2.0), (30_000, M)]);
+        let b = s(&[(5_000, 0.5), (15_000, 1.5), (25_000, 2.5), (35_000, 3.5), (45_000, 4.5)]);
+        let m = merge_streams(&[a.clone(), b.clone()], false, Horizon::at(50_000));
+        assert_eq!(
+            values(&m),
+            [
+                (0, Some(0.0)),
+                (10_000, Some(1.0)),
+                (20_000, Some(2.0)),
+                (25_000, Some(2.5)),
+                (35_000, Some(3.5)),
+                (45_000, Some(4.5))
+            ]
+        );
+        // The same when b is listed first and a is followed first by time.
+        assert_eq!(values(&merge_streams(&[b, a], false, Horizon::at(50_000))), values(&m));
+    }
+
+    #[test]
+    fn markers_on_every_replica_end_the_series() {
+        let a = s(&[(0, 0.0), (10_000, 1.0), (20_000, 2.0), (30_000, M)]);
+        let b = s(&[(5_000, 0.5), (15_000, 1.5), (25_000, 2.5), (35_000, M)]);
+        let m = merge_streams(&[a, b], false, Horizon::at(50_000));
+        // a's marker is not emitted while b is fresh; b's is, a being stale by then.
+        assert_eq!(
+            values(&m),
+            [(0, Some(0.0)), (10_000, Some(1.0)), (20_000, Some(2.0)), (25_000, Some(2.5)), (35_000, None)]
+        );
+    }
+
+    #[test]
+    fn a_marker_while_the_other_replica_is_silent_ends_the_series() {
+        // a stopped answering after 10 (silent, no marker); b marks the series stale at 55.
+        let a = s(&[(0, 0.0), (10_000, 1.0)]);
+        let b = s(&[(5_000, 0.5), (15_000, 1.5), (25_000, 2.5), (35_000, 3.5), (45_000, 4.5), (55_000, M)]);
+        let m = merge_streams(&[a, b], false, Horizon::at(60_000));
+        assert_eq!(m.last().map(|x| (x.t, is_stale_nan(x.v))), Some((55_000, true)), "{:?}", values(&m));
+        assert_eq!(m.iter().filter(|x| is_stale_nan(x.v)).count(), 1);
+    }
+
+    #[test]
+    fn a_marker_counts_once_the_fresh_replica_is_silent_at_the_end() {
+        // b is followed; at b's marker (30) a is fresh (15, penalty 20) but has nothing newer.
+        let a = s(&[(5_000, 0.5), (15_000, 1.5)]);
+        let b = s(&[(0, 0.0), (10_000, 1.0), (20_000, 2.0), (30_000, M)]);
+        // At 33 a is still fresh: the series is alive, the marker is not emitted.
+        let alive = merge_streams(&[a.clone(), b.clone()], false, Horizon::at(33_000));
+        assert_eq!(values(&alive), [(0, Some(0.0)), (10_000, Some(1.0)), (20_000, Some(2.0))]);
+        // At 60 a has been silent for a while: the series ends with b's marker.
+        let ended = merge_streams(&[a, b], false, Horizon::at(60_000));
+        assert_eq!(ended.last().map(|x| (x.t, is_stale_nan(x.v))), Some((30_000, true)));
+    }
+
+    #[test]
+    fn replicas_all_silent_keep_their_newest_sample() {
+        let a = s(&[(0, 0.0), (10_000, 1.0), (20_000, 2.0)]);
+        let b = s(&[(5_000, 0.5), (15_000, 1.5), (25_000, 2.5)]);
+        let m = merge_streams(&[a, b], false, Horizon::at(200_000));
+        assert!(m.iter().all(|x| !is_stale_nan(x.v)), "{:?}", values(&m));
+        assert_eq!(m.last().map(|x| x.t), Some(25_000));
+    }
+
+    #[test]
+    fn a_counter_switch_at_a_marker_is_offset() {
+        let a = s(&[(0, 100.0), (10_000, 110.0), (20_000, M)]);
+        let b = s(&[(5_000, 100.0), (15_000, 107.0), (25_000, 117.0)]);
+        let m = merge_streams(&[a, b], true, Horizon::at(30_000));
+        assert!(m.iter().all(|x| !is_stale_nan(x.v)), "{:?}", values(&m));
+        assert!(m.windows(2).all(|w| w[1].v >= w[0].v), "{:?}", values(&m));
+    }
+
+    #[test]
+    fn samples_still_on_their_way_do_not_make_a_replica_silent() {
+        // a marked the series stale at 5 s; b's samples after 2.5 s are not stored yet (pulled
+        // later than a's). Without an ingest lag b counts as silent; with 2.9 s it is fresh.
+        let a = s(&[(0, 0.0), (1_000, 1.0), (2_000, 2.0), (3_000, 3.0), (4_000, 4.0), (5_000, M)]);
+        let b = s(&[(500, 0.5), (1_500, 1.5), (2_500, 2.5)]);
+        let no_lag = merge_streams(&[a.clone(), b.clone()], false, Horizon::at(5_200));
+        assert_eq!(no_lag.last().map(|x| is_stale_nan(x.v)), Some(true), "{:?}", values(&no_lag));
+        let lag = merge_streams(&[a, b], false, Horizon { end: 5_200, lag_ms: 2_900 });
+        assert_eq!(lag.last().map(|x| (x.t, is_stale_nan(x.v))), Some((4_000, false)), "{:?}", values(&lag));
+    }
+
+    /// A head with series `x{replica=…}` holding each replica's samples.
+    fn head_with(replicas: &[(&str, &[(i64, f64)])]) -> Result<Arc<Head>, Box<dyn std::error::Error>> {
+        let head = Arc::new(Head::new(HeadOptions::default())?);
+        let mut app = head.appender();
+        for (r, points) in replicas {
+            let l = Labels::from_pairs(&[("__name__", "x"), ("replica", r)]);
+            for &(t, v) in *points {
+                app.append(None, &l, t, v)?;
+            }
+        }
+        app.commit()?;
+        Ok(head)
+    }
+
+    #[test]
+    fn latest_follows_per_replica_staleness() -> Result<(), Box<dyn std::error::Error>> {
+        // a's marker is the newest sample of the set: taking the newest across replicas would
+        // hide a series b still has.
+        let a_marked: &[(i64, f64)] = &[(0, 0.0), (10_000, 1.0), (20_000, 2.0), (30_000, 3.0), (40_000, M)];
+        let a_silent: &[(i64, f64)] = &[(0, 0.0), (10_000, 1.0)];
+        let b_fresh: &[(i64, f64)] = &[(5_000, 0.5), (15_000, 1.5), (25_000, 2.5), (35_000, 3.5)];
+        let b_marked: &[(i64, f64)] = &[(5_000, 0.5), (15_000, 1.5), (25_000, 2.5), (35_000, M)];
+        let b_silent: &[(i64, f64)] = &[(5_000, 0.5), (15_000, 1.5), (25_000, 2.5)];
+        // Checks the latest sample at `end` (its time and whether it is a value), and that an
+        // instant lookup through select (the last merged sample) agrees.
+        let check = |case: &str, a: &[(i64, f64)], b: &[(i64, f64)], end: i64, want: (i64, bool)| {
+            let head = head_with(&[("a", a), ("b", b)])?;
+            let q =
+                MergeQueryable { inner: head, replica_label: "replica".into(), ingest_lag: Duration::ZERO }
+                    .querier(0, end)?;
+            let m = [Matcher::equal("__name__", "x")];
+            let latest = q.latest(&m)?;
+            assert_eq!(latest.len(), 1, "{case}");
+            assert_eq!((latest[0].sample.t, !is_stale_nan(latest[0].sample.v)), want, "{case}: latest");
+            let last = q.select(&m)?.remove(0).samples.last().ok_or("no samples")?;
+            assert_eq!(!is_stale_nan(last.v), want.1, "{case}: select");
+            Ok::<(), Box<dyn std::error::Error>>(())
+        };
+        check("marker on a, b continues", a_marked, b_fresh, 42_000, (35_000, true))?;
+        check("markers on both", a_marked, b_marked, 42_000, (40_000, false))?;
+        check("a silent, b marker", a_silent, b_marked, 42_000, (35_000, false))?;
+        check("all silent", a_silent, b_silent, 200_000, (25_000, true))?;
+        Ok(())
     }
 
     #[test]
@@ -214,7 +511,8 @@ mod tests {
             }
         }
         app.commit()?;
-        let q = MergeQueryable { inner: head, replica_label: "replica".into() }.querier(0, 1_000_000)?;
+        let q = MergeQueryable { inner: head, replica_label: "replica".into(), ingest_lag: Duration::ZERO }
+            .querier(0, 1_000_000)?;
         let series = q.select(&[Matcher::equal("__name__", "x")])?;
         assert_eq!(series.len(), 1);
         assert_eq!(*series[0].labels, Labels::from_pairs(&[("__name__", "x"), ("shard", "s0")]));
@@ -239,7 +537,8 @@ mod tests {
             app.append(None, &b, i * 10_000 + 5_000, 98.0 + 10.0 * i as f64)?;
         }
         app.commit()?;
-        let q = MergeQueryable { inner: head, replica_label: "replica".into() }.querier(0, 100_000)?;
+        let q = MergeQueryable { inner: head, replica_label: "replica".into(), ingest_lag: Duration::ZERO }
+            .querier(0, 100_000)?;
         let m = [Matcher::equal("__name__", "c_total")];
         let values = |hints: &SelectHints| -> Result<Vec<f64>, StorageError> {
             Ok(q.select_hinted(&m, hints)?.remove(0).samples.map(|s| s.v).collect())

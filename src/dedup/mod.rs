@@ -7,4 +7,4 @@ mod failover;
 mod merge;
 
 pub use failover::{Election, Elector, PinError, PullReport, ReplicaView, Role, ShardView};
-pub use merge::{MergeQueryable, merge_streams};
+pub use merge::{Horizon, MergeQueryable, merge_streams};

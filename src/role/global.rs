@@ -3,7 +3,7 @@
 //! sources' health, the dedup API, `/metrics` and the status page.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
@@ -53,11 +53,15 @@ pub async fn run(
     }
     frontier.register_metrics(&registry);
 
+    // A sample is stored here up to one pull after its timestamp (plus the source's own lag).
+    let ingest_lag = cfg.federate_interval + cfg.federate_timeout + Duration::from_secs(1);
     // What readers see: in merge mode one series per replica set; otherwise what is stored.
     let view: Arc<dyn Queryable> = match cfg.dedup {
-        DedupMode::Merge => {
-            Arc::new(MergeQueryable { inner: storage.clone(), replica_label: topology.replica_label.clone() })
-        }
+        DedupMode::Merge => Arc::new(MergeQueryable {
+            inner: storage.clone(),
+            replica_label: topology.replica_label.clone(),
+            ingest_lag,
+        }),
         DedupMode::Failover | DedupMode::None => storage.clone(),
     };
     let listener = server::bind(&node.listen).await?;

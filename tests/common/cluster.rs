@@ -36,9 +36,13 @@ pub(crate) fn elected(global: SocketAddr, shard: &str) -> Option<String> {
     data.as_array()?.iter().find(|s| s["shard"] == shard)?["elected"].as_str().map(str::to_string)
 }
 
-/// GET returning the raw body (HTTP/1.0, no decoding).
+/// GET returning the raw body (HTTP/1.0, no decoding); `None` when the node does not answer
+/// within 30 s (e.g. a stopped process).
 pub(crate) fn raw_get(addr: SocketAddr, path: &str) -> Option<Vec<u8>> {
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    let timeout = std::time::Duration::from_secs(30);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.set_write_timeout(Some(timeout)).ok()?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).ok()?;

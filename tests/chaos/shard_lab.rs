@@ -1,0 +1,116 @@
+//! The cluster the scenarios share, built in a [`Lab`]: one demo exporter (host `target`), one
+//! leaf shard `apps-0` with replicas `a` and `b` (hosts `leaf-a`, `leaf-b`) scraping it, and one
+//! global (host `global`) pulling both replicas, with the intervals and the dedup mode the
+//! scenario asks for. Each node runs on its own lab address (the topology's `nodes:`
+//! overrides), started one by one with `promtier demo|leaf|global`; the topology file and the
+//! data directories live in a temporary directory removed after the lab is gone.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
+use crate::common::{http_get, promtier_binary, wait_until};
+use crate::netlab::Lab;
+
+pub(crate) const SHARD: &str = "apps-0";
+/// `{__name__=~"demo_.+"}`, URL-encoded: the exporter's series.
+pub(crate) const DEMO: &str = "%7B__name__%3D~%22demo_.%2B%22%7D";
+
+const DEMO_PORT: u16 = 9400;
+const LEAF_PORT: u16 = 9100;
+const GLOBAL_PORT: u16 = 9090;
+
+pub(crate) struct ShardLab {
+    // Field order matters: the lab (processes, namespaces) goes before the directory.
+    pub(crate) lab: Lab,
+    pub(crate) global: SocketAddr,
+    pids: Vec<(String, Pid)>,
+    topology: PathBuf,
+    dir: TempDir,
+}
+
+impl ShardLab {
+    /// Builds the lab, writes the topology with `dedup` (the global's `dedup:` value, YAML) and
+    /// the timing (`scrape: [interval, timeout]`, `federate: [interval, timeout]`, e.g.
+    /// `["1s", "900ms"]`), and starts every node; returns once each answers `/-/ready` (demo:
+    /// `/metrics`).
+    pub(crate) fn start(dedup: &str, scrape: [&str; 2], federate: [&str; 2]) -> ShardLab {
+        let lab = Lab::new(&["target", "leaf-a", "leaf-b", "global"]);
+        let dir = tempfile::Builder::new().prefix("promtier-chaos-").tempdir().expect("tempdir");
+        let (t, a, b, g) = (lab.addr("target"), lab.addr("leaf-a"), lab.addr("leaf-b"), lab.addr("global"));
+        let topology = dir.path().join("topology.yaml");
+        std::fs::write(
+            &topology,
+            format!(
+                "cluster: chaos\n\
+                 defaults: {{scrape_interval: {}, scrape_timeout: {}}}\n\
+                 jobs:\n  - job_name: demo\n    static_configs: [{{targets: ['{t}:{DEMO_PORT}']}}]\n\
+                 leaves:\n  - {{group: apps, jobs: [demo], replicas: 2, listen: '{a}:{LEAF_PORT}'}}\n\
+                 globals:\n  - name: global\n    from: [apps]\n    listen: '{g}:{GLOBAL_PORT}'\n\
+                 \x20   federate: {{interval: {}, timeout: {}}}\n    dedup: {dedup}\n\
+                 nodes:\n  {SHARD}-a: {{listen: '{a}:{LEAF_PORT}'}}\n  {SHARD}-b: {{listen: '{b}:{LEAF_PORT}'}}\n",
+                scrape[0], scrape[1], federate[0], federate[1]
+            ),
+        )
+        .expect("write the topology");
+        let mut s =
+            ShardLab { lab, global: SocketAddr::from((g, GLOBAL_PORT)), pids: Vec::new(), topology, dir };
+        s.spawn("target", "demo", &["demo", "--listen", &format!("{t}:{DEMO_PORT}"), "--series", "60"]);
+        let target = SocketAddr::from((t, DEMO_PORT));
+        s.wait_ok("the demo exporter", target, "/metrics");
+        let file = s.topology.to_string_lossy().into_owned();
+        for r in ["a", "b"] {
+            let node = format!("{SHARD}-{r}");
+            s.spawn(&format!("leaf-{r}"), &node, &["leaf", "--topology", &file, "--node", &node]);
+        }
+        s.spawn("global", "global-a", &["global", "--topology", &file, "--node", "global-a"]);
+        for r in ["a", "b"] {
+            s.wait_ok(&format!("leaf {r}"), s.leaf(r), "/-/ready");
+        }
+        s.wait_ok("the global", s.global, "/-/ready");
+        s
+    }
+
+    fn spawn(&mut self, host: &str, node: &str, args: &[&str]) {
+        let log = self.dir.path().join(format!("{node}.log"));
+        let pid = self.lab.spawn(host, node, &promtier_binary(), args, &log);
+        self.pids.push((node.to_string(), pid));
+    }
+
+    fn wait_ok(&self, what: &str, addr: SocketAddr, path: &str) {
+        wait_until(
+            &format!("{what} at {addr} to answer {path}"),
+            Duration::from_secs(60),
+            || self.context(),
+            || {
+                self.lab
+                    .observe(|| http_get(addr, path, Duration::from_secs(2)).ok())
+                    .filter(|(status, _)| *status == 200)
+                    .map(|_| ())
+            },
+        );
+    }
+
+    /// The address of leaf replica `r` (`a` or `b`).
+    pub(crate) fn leaf(&self, r: &str) -> SocketAddr {
+        SocketAddr::from((self.lab.addr(&format!("leaf-{r}")), LEAF_PORT))
+    }
+
+    /// The pid of `node` (`apps-0-a`, `global-a`, `demo`).
+    pub(crate) fn pid(&self, node: &str) -> Pid {
+        self.pids.iter().find(|(n, _)| n == node).map(|(_, p)| *p).unwrap_or_else(|| panic!("no node {node}"))
+    }
+
+    /// Runs `f` in the lab's hub (see [`Lab::observe`]).
+    pub(crate) fn observe<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        self.lab.observe(f)
+    }
+
+    /// The nodes' logs, for failure messages.
+    pub(crate) fn context(&self) -> String {
+        self.lab.logs()
+    }
+}
