@@ -10,8 +10,12 @@
 //! by block range. The good lines are written even when some are bad; the exit status says so.
 //!
 //! Blocks appear atomically (see `block::writer`), so importing into the directory of a running
-//! node is safe; the node reads them when it next starts. As with Prometheus, backfill ranges
-//! older than the node's head: a node refuses samples older than the end of its newest block.
+//! node is safe; the node reads them when it next starts. A block's bounds are those of its data
+//! (oldest sample to newest + 1 ms), and its meta is hinted `import`: imported blocks never raise
+//! the lower bound of the node's head, so an import never makes the node refuse scraped samples
+//! nor drop WAL samples at replay, however recent its data. Imported data may overlap what the
+//! node holds: queries merge both, and compaction merges overlapping blocks (one sample kept per
+//! timestamp).
 
 use std::io::Write;
 use std::path::Path;

@@ -50,7 +50,22 @@ pub(crate) fn raw_get(addr: SocketAddr, path: &str) -> Option<Vec<u8>> {
 /// encoded), read through the fast link: labels → (t, v) in time order.
 pub(crate) fn stored(node: SocketAddr, selector: &str, since: i64) -> BTreeMap<Labels, Vec<(i64, f64)>> {
     let body = raw_get(node, &format!("/federate/stream?since={since}&match[]={selector}")).expect("stream");
-    let mut r = StreamReader::new(&body).expect("stream header");
+    decode_stream(&body)
+}
+
+/// [`stored`], `None` while the node does not answer with a stream (not listening or not ready yet).
+pub(crate) fn try_stored(
+    node: SocketAddr,
+    selector: &str,
+    since: i64,
+) -> Option<BTreeMap<Labels, Vec<(i64, f64)>>> {
+    let body = raw_get(node, &format!("/federate/stream?since={since}&match[]={selector}"))?;
+    StreamReader::new(&body).ok()?;
+    Some(decode_stream(&body))
+}
+
+fn decode_stream(body: &[u8]) -> BTreeMap<Labels, Vec<(i64, f64)>> {
+    let mut r = StreamReader::new(body).expect("stream header");
     let mut out: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
     while let Some(f) = r.next_frame() {
         let f = f.expect("frame");
