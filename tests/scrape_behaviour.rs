@@ -1,23 +1,42 @@
 //! A leaf process scraping a small HTTP server run by the test: malformed bodies and limits make
 //! a target `up=0` with the cause in `/api/v1/targets`; basic auth, bearer tokens from files,
-//! params, `metrics_path` and gzip work; file_sd changes are picked up without a restart.
+//! params, `metrics_path` and gzip work; file_sd changes are picked up without a restart; samples
+//! the storage refuses show as the target's error (it stays up) until a clean scrape (issue 9).
+//!
+//! Every check waits for its exact condition (with a generous bound, for busy machines) rather
+//! than for a fixed time: a scrape, a discovery or a log line may come late, never early.
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
+
+/// How long any one condition may take to come true.
+const BOUND: Duration = Duration::from_secs(60);
 
 /// A tiny HTTP/1.1 server with a fixed set of routes (closes every connection).
 struct Server {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
+    routes: Arc<Routes>,
     handle: Option<thread::JoinHandle<()>>,
+}
+
+/// What the routes that change over time depend on.
+struct Routes {
+    /// `/refuse` serves samples the storage must refuse (a repeated timestamp with a new value,
+    /// a timestamp going back) while set; plain samples otherwise.
+    refuse: AtomicBool,
+    /// Requests to `/refuse` so far.
+    hits: AtomicU64,
+    /// The first explicit timestamp `/refuse` serves (ms).
+    t0: i64,
 }
 
 impl Drop for Server {
@@ -30,7 +49,7 @@ impl Drop for Server {
     }
 }
 
-fn respond(req: &str) -> (u16, Vec<(&'static str, String)>, Vec<u8>) {
+fn respond(req: &str, routes: &Routes) -> (u16, Vec<(&'static str, String)>, Vec<u8>) {
     let line = req.lines().next().unwrap_or("");
     let path = line.split_whitespace().nth(1).unwrap_or("");
     let header = |name: &str| {
@@ -81,6 +100,17 @@ fn respond(req: &str) -> (u16, Vec<(&'static str, String)>, Vec<u8>) {
             )
         }
         "/metrics" => ok("plain_metric 7\n"),
+        "/refuse" => {
+            let n = routes.hits.fetch_add(1, Ordering::SeqCst);
+            if routes.refuse.load(Ordering::SeqCst) {
+                // From the second request on: dup_metric repeats its timestamp with a new value,
+                // ooo_metric goes back in time; fine_metric is always stored.
+                let t0 = routes.t0;
+                ok(&format!("dup_metric {n} {t0}\nooo_metric 1 {}\nfine_metric {n}\n", t0 - n as i64 * 1000))
+            } else {
+                ok(&format!("dup_metric {n}\nooo_metric 1\nfine_metric {n}\n"))
+            }
+        }
         _ => (404, vec![], b"not found".to_vec()),
     }
 }
@@ -90,6 +120,9 @@ fn serve() -> Server {
     let addr = listener.local_addr().expect("addr");
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
+    let t0 = promtier::model::now_ms();
+    let routes = Arc::new(Routes { refuse: AtomicBool::new(true), hits: AtomicU64::new(0), t0 });
+    let state = routes.clone();
     let handle = thread::spawn(move || {
         for conn in listener.incoming() {
             if flag.load(Ordering::SeqCst) {
@@ -111,7 +144,7 @@ fn serve() -> Server {
                 }
             }
             let req = String::from_utf8_lossy(&buf[..n]).to_string();
-            let (code, headers, body) = respond(&req);
+            let (code, headers, body) = respond(&req, &state);
             let mut head =
                 format!("HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
             for (k, v) in headers {
@@ -122,7 +155,7 @@ fn serve() -> Server {
             let _ = s.write_all(&body);
         }
     });
-    Server { addr, stop, handle: Some(handle) }
+    Server { addr, stop, routes, handle: Some(handle) }
 }
 
 #[test]
@@ -219,4 +252,110 @@ fn scrape_features_and_failures_against_a_real_http_server() {
         let rows = fed("plain_metric");
         rows.iter().any(|r| r.1.contains(&("from".to_string(), "file2".to_string()))).then_some(())
     });
+}
+
+/// A target of `job` as `/api/v1/targets` shows it: (health, lastError, scrapeUrl).
+fn target_state(leaf: SocketAddr, job: &str) -> Option<(String, String, String)> {
+    let data = api_data(leaf, "/api/v1/targets")?;
+    let t = data["activeTargets"].as_array()?.iter().find(|t| t["scrapePool"] == job)?.clone();
+    Some((
+        t["health"].as_str()?.to_string(),
+        t["lastError"].as_str()?.to_string(),
+        t["scrapeUrl"].as_str()?.to_string(),
+    ))
+}
+
+/// Waits until the target of `job` has health `health` and a last error `error` accepts; returns
+/// its state. On timeout the panic shows the last state seen and `log()`.
+fn wait_target(
+    leaf: SocketAddr,
+    job: &str,
+    health: &str,
+    error: impl Fn(&str) -> bool,
+    log: impl Fn() -> String,
+) -> (String, String, String) {
+    let last = std::cell::RefCell::new(None);
+    wait_until(
+        &format!("the {job} target to be {health}"),
+        BOUND,
+        || format!("last state: {:?}\n{}", last.borrow(), log()),
+        || {
+            let st = target_state(leaf, job);
+            *last.borrow_mut() = st.clone();
+            st.filter(|(h, e, _)| h == health && error(e))
+        },
+    )
+}
+
+/// Lines of `log` that contain `needle`.
+fn count_lines(log: &str, needle: &str) -> usize {
+    log.lines().filter(|l| l.contains(needle)).count()
+}
+
+#[test]
+fn issue_9_refused_samples_show_on_the_target_until_a_clean_scrape() {
+    let server = serve();
+    let a = server.addr;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let leaf_port = free_port();
+    let topology = dir.path().join("t.yaml");
+    std::fs::write(
+        &topology,
+        format!(
+            "cluster: s\n\
+             defaults: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
+             jobs:\n  - {{job_name: refuse, metrics_path: /refuse, static_configs: [{{targets: ['{a}']}}]}}\n\
+             leaves:\n  - {{group: g, jobs: [refuse], listen: '127.0.0.1:{leaf_port}'}}\n"
+        ),
+    )
+    .expect("topology");
+    let log = dir.path().join("leaf.log");
+    let started = Instant::now();
+    let _leaf = start_promtier(
+        "leaf",
+        &["leaf", "--topology", topology.to_str().expect("utf8"), "--node", "g-0-a"],
+        &log,
+    );
+    let leaf: SocketAddr = ([127, 0, 0, 1], leaf_port).into();
+    let leaf_log = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    // The body is fine, so the target is up; the refused samples are its error.
+    let (_, err, _) = wait_target(leaf, "refuse", "up", |e| e.contains("not stored"), leaf_log);
+    assert_eq!(
+        err,
+        "2 of 3 samples not stored: 1 out of order (older than the series' newest sample), \
+         1 with a duplicate timestamp and another value"
+    );
+    let (status, page) = http_get(leaf, "/", Duration::from_secs(10)).expect("status page");
+    assert_eq!(status, 200);
+    assert!(page.contains("<td class=warn>2 of 3 samples not stored: 1 out of order"), "{page}");
+    // One warning with the counts, however many scrapes refused samples since.
+    let warning = "scraped samples refused by the storage";
+    wait_until("the refusal warning", BOUND, leaf_log, || {
+        (count_lines(&leaf_log(), warning) > 0).then_some(())
+    });
+    let line = leaf_log().lines().find(|l| l.contains(warning)).map(str::to_string).unwrap_or_default();
+    assert!(
+        line.contains("WARN") && line.contains("out_of_order=1") && line.contains("duplicate_timestamp=1"),
+        "{line}"
+    );
+    let metric = |name: &str| {
+        let (_, body) = http_get(leaf, "/metrics", Duration::from_secs(10)).expect("metrics");
+        let prefix = format!("{name}{{job=\"refuse\"}} ");
+        body.lines().find_map(|l| l.strip_prefix(&prefix)?.parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    // Several scrapes refuse samples, yet at most one warning a minute.
+    wait_until("three scrapes with refused samples", BOUND, leaf_log, || {
+        (metric("promtier_scrape_samples_out_of_order_total") >= 3.0).then_some(())
+    });
+    assert!(metric("promtier_scrape_samples_duplicate_timestamp_total") >= 3.0);
+    let lines = count_lines(&leaf_log(), warning);
+    let minutes = started.elapsed().as_secs() / 60;
+    assert!(lines as u64 <= minutes + 1, "{lines} warnings in {:?}\n{}", started.elapsed(), leaf_log());
+
+    // A clean scrape clears the error.
+    server.routes.refuse.store(false, Ordering::SeqCst);
+    wait_target(leaf, "refuse", "up", str::is_empty, leaf_log);
+    let (_, page) = http_get(leaf, "/", Duration::from_secs(10)).expect("status page");
+    assert!(!page.contains("not stored"), "{page}");
 }

@@ -267,7 +267,7 @@ impl Puller {
             report: PullReport { ok: true, max_time: newest, error: None },
             samples: stats.post_relabel,
             series: stats.scraped,
-            overlap: stats.out_of_order + stats.duplicates,
+            overlap: stats.refused.out_of_order + stats.refused.duplicates,
             guarded: 0,
             newest,
             next_cursor: None,
