@@ -203,6 +203,13 @@ temp 21.5 1700003600\n\
         assert!(report.bad[2].message.contains("timestamp"));
         assert_eq!((report.samples, report.series), (3, 2));
         assert_eq!(report.blocks.len(), 2, "two block ranges");
+        // Bounds are the data's, never the end of the hour the block was written for.
+        let bounds: Vec<(i64, i64)> = report.blocks.iter().map(|m| (m.min_time, m.max_time)).collect();
+        assert_eq!(
+            bounds,
+            vec![(1_700_000_000_000, 1_700_000_015_501), (1_700_003_600_000, 1_700_003_600_001)]
+        );
+        assert!(report.blocks.iter().all(|m| m.compaction.is_import()));
         let db =
             Db::open(dir.path(), DbOptions { block_range_ms: 3_600_000, ..DbOptions::default() }).unwrap();
         let q = db.querier(0, i64::MAX).unwrap();
