@@ -663,7 +663,7 @@ fn to_write(series: Vec<ExportSeries>) -> impl Iterator<Item = (Arc<crate::model
 }
 
 /// Writes everything `head` holds as level-1 blocks of `range_ms` into `dir` (the backfill path:
-/// a head built from an import, never logged), hinted as imported (see [`head_floor`]). Returns
+/// a head built from an import, never logged), hinted as imported (see `head_floor`). Returns
 /// the new blocks' metas.
 pub fn write_head_blocks(
     dir: &Path,
