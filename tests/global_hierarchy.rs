@@ -57,12 +57,22 @@ fn top_global_returns_what_the_regional_tier_holds() {
     let up_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let top: SocketAddr = ([127, 0, 0, 1], top).into();
     let chosen =
-        wait_until("the top global to elect a regional replica", Duration::from_secs(30), up_log, || {
+        wait_until("the top global to elect a regional replica", Duration::from_secs(60), up_log, || {
             elected(top, "regional")
         });
-    std::thread::sleep(Duration::from_secs(10));
     let regional: SocketAddr = ([127, 0, 0, 1], regional + if chosen == "a" { 0 } else { 1 }).into();
-    let (from, to) = (now_ms() - 9_000, now_ms() - 5_000);
+    // A 4 s window from a second after the election, compared once both tiers have stored past
+    // it (a tier stores a series' samples in order, so a sample after the window means the
+    // window is complete there).
+    let from = now_ms() + 1_000;
+    let to = from + 4_000;
+    let past_window = |node: SocketAddr| -> Option<usize> {
+        let after = in_window(&try_stored(node, ALL, to)?, to + 1, i64::MAX);
+        Some(after.values().filter(|s| !s.is_empty()).count())
+    };
+    wait_until("both tiers to store 40 demo series past the window", Duration::from_secs(60), up_log, || {
+        (past_window(regional)? >= 40 && past_window(top)? >= past_window(regional)?).then_some(())
+    });
     let theirs = in_window(&stored(regional, ALL, from - 1), from, to);
     let ours = in_window(&stored(top, ALL, from - 1), from, to);
     // The regional tier's own replica label is what the top tier removes.
@@ -105,29 +115,67 @@ fn restarted_global_fills_the_window_it_missed() {
     let _up = start_promtier("promtier up", &["up", t], &log);
     let up_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let addr: SocketAddr = ([127, 0, 0, 1], global).into();
-    wait_until("an election", Duration::from_secs(30), up_log, || elected(addr, "apps-0"));
-    std::thread::sleep(Duration::from_secs(3));
+    wait_until("an election", Duration::from_secs(60), up_log, || elected(addr, "apps-0"));
+    // Before the kill: 4 s of stored data for at least 20 demo series.
+    wait_until("4 s of data in the global", Duration::from_secs(60), up_log, || {
+        let now = now_ms();
+        let series = in_window(&try_stored(addr, ALL, now - 10_000)?, i64::MIN, i64::MAX);
+        let spanning = series
+            .values()
+            .filter(|s| {
+                s.first().is_some_and(|(t, _)| *t <= now - 4_000)
+                    && s.last().is_some_and(|(t, _)| *t >= now - 1_500)
+            })
+            .count();
+        (spanning >= 20).then_some(())
+    });
     let killed_at = now_ms();
     kill_node(t, "global-a");
+    // The outage the restarted global has to fill: a duration, not a condition to wait for.
     std::thread::sleep(Duration::from_secs(5));
     let restart_log = dir.path().join("global.log");
     let _global = start_promtier("global", &["global", "--topology", t, "--node", "global-a"], &restart_log);
     let glog = || std::fs::read_to_string(&restart_log).unwrap_or_default();
-    wait_until("the restarted global to elect", Duration::from_secs(30), glog, || elected(addr, "apps-0"));
-    std::thread::sleep(Duration::from_secs(4));
-    let (from, to) = (killed_at - 4_000, now_ms() - 2_500);
-    let series = in_window(&stored(addr, ALL, from - 1), from, to);
-    assert!(series.len() >= 20, "only {} series after the restart\n{}", series.len(), glog());
-    for (l, s) in &series {
-        assert!(s.first().is_some_and(|(t, _)| *t < killed_at), "{l}: nothing from before the kill: {s:?}");
-        for w in s.windows(2) {
-            assert!(
-                w[1].0 - w[0].0 <= 1_500,
-                "{l}: a hole of {} ms at {} (killed at {killed_at})\n{}",
-                w[1].0 - w[0].0,
-                w[0].0,
-                glog()
-            );
+    wait_until("the restarted global to elect", Duration::from_secs(60), glog, || elected(addr, "apps-0"));
+    // From 4 s before the kill to 2 s after the new election: filled and continued, no holes.
+    let (from, to) = (killed_at - 4_000, now_ms() + 2_000);
+    let holes = |series: &BTreeMap<Labels, Vec<(i64, u64)>>| -> Vec<String> {
+        let mut out = Vec::new();
+        for (l, s) in series {
+            if s.first().is_none_or(|(t, _)| *t >= killed_at) {
+                out.push(format!("{l}: nothing from before the kill: {s:?}"));
+            }
+            if s.last().is_none_or(|(t, _)| *t + 1_500 < to) {
+                out.push(format!("{l}: nothing near the window's end {to}: {s:?}"));
+            }
+            for w in s.windows(2).filter(|w| w[1].0 - w[0].0 > 1_500) {
+                out.push(format!(
+                    "{l}: a hole of {} ms at {} (killed at {killed_at})",
+                    w[1].0 - w[0].0,
+                    w[0].0
+                ));
+            }
         }
-    }
+        out
+    };
+    let last = std::cell::RefCell::new(Vec::new());
+    wait_until(
+        "the window around the outage to be filled",
+        Duration::from_secs(60),
+        || {
+            format!(
+                "{} problems, e.g.:\n{}\n{}",
+                last.borrow().len(),
+                last.borrow().iter().take(10).cloned().collect::<Vec<_>>().join("\n"),
+                glog()
+            )
+        },
+        || {
+            let series = in_window(&try_stored(addr, ALL, from - 1)?, from, to);
+            let problems = holes(&series);
+            let ok = series.len() >= 20 && problems.is_empty();
+            *last.borrow_mut() = problems;
+            ok.then_some(())
+        },
+    );
 }

@@ -37,30 +37,35 @@ fn merge_mode_queries_see_one_series_and_no_false_reset() {
     let g: SocketAddr = ([127, 0, 0, 1], global).into();
     let counter = "demo_http_requests_total";
     let now_s = || now_ms() as f64 / 1000.0;
-    wait_until("both replicas in the global", Duration::from_secs(30), up_log, || {
-        let (rows, _) = try_instant(g, &format!("count({counter}) by (code, method, path)"), now_s())?;
-        (!rows.is_empty()).then_some(())
-    });
-    std::thread::sleep(Duration::from_secs(6));
-    // One series per replica set by default; both replicas with dedup=false.
-    let (deduped, _) = instant(g, counter, now_s());
-    assert!(!deduped.is_empty());
-    assert!(deduped.iter().all(|(l, _)| !l.contains_key("replica")), "{deduped:?}");
     let q: String = url::form_urlencoded::byte_serialize(counter.as_bytes()).collect();
-    let (_, raw) =
-        http_get(g, &format!("/api/v1/query?query={q}&dedup=false"), Duration::from_secs(5)).expect("raw");
-    let raw: serde_json::Value = serde_json::from_str(&raw).expect("json");
-    assert_eq!(
-        raw["data"]["result"].as_array().map(Vec::len),
-        Some(2 * deduped.len()),
-        "dedup=false shows both replicas"
-    );
+    let raw_series = || -> Option<usize> {
+        let (status, raw) =
+            http_get(g, &format!("/api/v1/query?query={q}&dedup=false"), Duration::from_secs(10)).ok()?;
+        let raw: serde_json::Value = serde_json::from_str(&raw).ok()?;
+        (status == 200).then(|| raw["data"]["result"].as_array().map_or(0, Vec::len))
+    };
+    // The smallest value of an instant query's rows.
+    let min_value = |q: &str, at: f64| -> Option<f64> {
+        let (rows, _) = try_instant(g, q, at)?;
+        rows.iter().map(|r| r.1).reduce(f64::min)
+    };
+    // Both replicas stored, and 7 s of merged history (the rate before the kill reads 6 s).
+    let deduped =
+        wait_until("both replicas in the global, with 7 s of data", Duration::from_secs(60), up_log, || {
+            let (deduped, _) = try_instant(g, counter, now_s())?;
+            let history = min_value(&format!("count_over_time({counter}[7s])"), now_s())?;
+            (!deduped.is_empty() && raw_series()? == 2 * deduped.len() && history >= 6.0).then_some(deduped)
+        });
+    // One series per replica set by default; both replicas with dedup=false (checked above).
+    assert!(deduped.iter().all(|(l, _)| !l.contains_key("replica")), "{deduped:?}");
 
     // Kill replica a; the merged series continue from b without a false reset.
     let killed = now_ms();
     kill_node(t, "apps-0-a");
-    std::thread::sleep(Duration::from_secs(8));
     let at = (killed + 4_000) as f64 / 1000.0;
+    wait_until("merged data from b past 4 s after the kill", Duration::from_secs(60), up_log, || {
+        (min_value(&format!("timestamp({counter})"), now_s())? >= at).then_some(())
+    });
     let (resets, _) = instant(g, &format!("resets({counter}[12s])"), at);
     assert!(!resets.is_empty());
     assert!(
@@ -76,7 +81,7 @@ fn merge_mode_queries_see_one_series_and_no_false_reset() {
     }
     // Kill b too: nothing healthy is left; queries still answer, with a warning naming the shard.
     kill_node(t, "apps-0-b");
-    let (rows, warnings) = wait_until("a partial-response warning", Duration::from_secs(20), up_log, || {
+    let (rows, warnings) = wait_until("a partial-response warning", Duration::from_secs(60), up_log, || {
         let (rows, warnings) = try_instant(g, counter, now_s())?;
         warnings.iter().any(|w| w.contains("apps-0")).then_some((rows, warnings))
     });

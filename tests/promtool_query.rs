@@ -303,7 +303,7 @@ fn promtool_queries_agree_with_prometheus() {
         "/api/v1/query?query=count_over_time(app_temperature_celsius%7Broom%3D%22r1%22%7D%5B2h%5D)&time={}",
         end / 1000
     );
-    wait_until("the leaf to ingest the synthetic history", Duration::from_secs(30), log, || {
+    wait_until("the leaf to ingest the synthetic history", Duration::from_secs(60), log, || {
         let d = api_data(leaf, &count_query)?;
         (d["result"][0]["value"][1].as_str()? == POINTS.to_string()).then_some(())
     });

@@ -1,23 +1,42 @@
 //! A leaf process scraping a small HTTP server run by the test: malformed bodies and limits make
 //! a target `up=0` with the cause in `/api/v1/targets`; basic auth, bearer tokens from files,
-//! params, `metrics_path` and gzip work; file_sd changes are picked up without a restart.
+//! params, `metrics_path` and gzip work; file_sd changes are picked up without a restart; samples
+//! the storage refuses show as the target's error (it stays up) until a clean scrape (issue 9).
+//!
+//! Every check waits for its exact condition (with a generous bound, for busy machines) rather
+//! than for a fixed time: a scrape, a discovery or a log line may come late, never early.
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
+
+/// How long any one condition may take to come true.
+const BOUND: Duration = Duration::from_secs(60);
 
 /// A tiny HTTP/1.1 server with a fixed set of routes (closes every connection).
 struct Server {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
+    routes: Arc<Routes>,
     handle: Option<thread::JoinHandle<()>>,
+}
+
+/// What the routes that change over time depend on.
+struct Routes {
+    /// `/refuse` serves samples the storage must refuse (a repeated timestamp with a new value,
+    /// a timestamp going back) while set; plain samples otherwise.
+    refuse: AtomicBool,
+    /// Requests to `/refuse` so far.
+    hits: AtomicU64,
+    /// The first explicit timestamp `/refuse` serves (ms).
+    t0: i64,
 }
 
 impl Drop for Server {
@@ -30,7 +49,7 @@ impl Drop for Server {
     }
 }
 
-fn respond(req: &str) -> (u16, Vec<(&'static str, String)>, Vec<u8>) {
+fn respond(req: &str, routes: &Routes) -> (u16, Vec<(&'static str, String)>, Vec<u8>) {
     let line = req.lines().next().unwrap_or("");
     let path = line.split_whitespace().nth(1).unwrap_or("");
     let header = |name: &str| {
@@ -81,6 +100,17 @@ fn respond(req: &str) -> (u16, Vec<(&'static str, String)>, Vec<u8>) {
             )
         }
         "/metrics" => ok("plain_metric 7\n"),
+        "/refuse" => {
+            let n = routes.hits.fetch_add(1, Ordering::SeqCst);
+            if routes.refuse.load(Ordering::SeqCst) {
+                // From the second request on: dup_metric repeats its timestamp with a new value,
+                // ooo_metric goes back in time; fine_metric is always stored.
+                let t0 = routes.t0;
+                ok(&format!("dup_metric {n} {t0}\nooo_metric 1 {}\nfine_metric {n}\n", t0 - n as i64 * 1000))
+            } else {
+                ok(&format!("dup_metric {n}\nooo_metric 1\nfine_metric {n}\n"))
+            }
+        }
         _ => (404, vec![], b"not found".to_vec()),
     }
 }
@@ -90,6 +120,9 @@ fn serve() -> Server {
     let addr = listener.local_addr().expect("addr");
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
+    let t0 = promtier::model::now_ms();
+    let routes = Arc::new(Routes { refuse: AtomicBool::new(true), hits: AtomicU64::new(0), t0 });
+    let state = routes.clone();
     let handle = thread::spawn(move || {
         for conn in listener.incoming() {
             if flag.load(Ordering::SeqCst) {
@@ -111,7 +144,7 @@ fn serve() -> Server {
                 }
             }
             let req = String::from_utf8_lossy(&buf[..n]).to_string();
-            let (code, headers, body) = respond(&req);
+            let (code, headers, body) = respond(&req, &state);
             let mut head =
                 format!("HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
             for (k, v) in headers {
@@ -122,7 +155,7 @@ fn serve() -> Server {
             let _ = s.write_all(&body);
         }
     });
-    Server { addr, stop, handle: Some(handle) }
+    Server { addr, stop, routes, handle: Some(handle) }
 }
 
 #[test]
@@ -161,53 +194,44 @@ fn scrape_features_and_failures_against_a_real_http_server() {
     let leaf: SocketAddr = ([127, 0, 0, 1], leaf_port).into();
     let leaf_log = || std::fs::read_to_string(&log).unwrap_or_default();
 
-    let health = |job: &str| -> Option<(String, String, String)> {
-        let data = api_data(leaf, "/api/v1/targets")?;
-        let t = data["activeTargets"].as_array()?.iter().find(|t| t["scrapePool"] == job)?.clone();
-        Some((
-            t["health"].as_str()?.to_string(),
-            t["lastError"].as_str()?.to_string(),
-            t["scrapeUrl"].as_str()?.to_string(),
-        ))
-    };
-    let settled = |job: &str| {
-        wait_until(&format!("job {job} to be scraped"), Duration::from_secs(20), leaf_log, || {
-            health(job).filter(|h| h.0 != "unknown")
-        })
-    };
-
-    let (h, err, _) = settled("bad");
-    assert_eq!(h, "down");
-    assert!(err.contains("parse error") && err.contains("line 2"), "{err}");
-    assert!(leaf_log().contains("parse error"), "the log names the cause:\n{}", leaf_log());
-    let (h, err, _) = settled("limit");
-    assert_eq!(h, "down");
-    assert!(err.contains("sample limit exceeded"), "{err}");
-    for job in ["auth", "bearer", "probe", "gz"] {
-        let (h, err, url) = settled(job);
-        assert_eq!(h, "up", "{job}: {err} ({url})");
+    // Each target is awaited in the state it must reach: a first scrape may fail on a busy
+    // machine (a timeout), and discovery from a file may come later than static targets.
+    let (_, err, _) = wait_target(leaf, "bad", "down", |e| e.contains("parse error"), leaf_log);
+    assert!(err.contains("line 2"), "{err}");
+    wait_until("the log to name the parse error", BOUND, leaf_log, || {
+        leaf_log().contains("parse error").then_some(())
+    });
+    wait_target(leaf, "limit", "down", |e| e.contains("sample limit exceeded"), leaf_log);
+    for job in ["auth", "bearer", "probe", "gz", "filesd"] {
+        let (_, _, url) = wait_target(leaf, job, "up", |_| true, leaf_log);
+        if job == "probe" {
+            assert!(url.ends_with("/probe?module=http_2xx&target=example"), "{url}");
+        }
     }
-    assert!(settled("probe").2.ends_with("/probe?module=http_2xx&target=example"));
 
     // The failed targets are up=0 and kept nothing of their bodies; the others have their data.
-    let fed = |q: &str| {
-        let (_, body) =
-            http_get(leaf, &format!("/federate?match[]={q}"), Duration::from_secs(5)).expect("federate");
-        parse_text_rows(&body)
+    let fed = |q: &str| -> Option<Vec<TextRow>> {
+        let (status, body) =
+            http_get(leaf, &format!("/federate?match[]={q}"), Duration::from_secs(10)).ok()?;
+        (status == 200).then(|| parse_text_rows(&body))
     };
-    wait_until("report series", Duration::from_secs(10), leaf_log, || {
-        let up = fed("up");
-        let of = |job: &str| up.iter().find(|r| r.1.iter().any(|(k, v)| k == "job" && v == job)).map(|r| r.2);
-        (of("bad") == Some(0.0) && of("limit") == Some(0.0) && of("gz") == Some(1.0)).then_some(())
+    let has = |row: &TextRow, name: &str, value: &str| row.1.iter().any(|(k, v)| k == name && v == value);
+    wait_until("report series", BOUND, leaf_log, || {
+        let up = fed("up")?;
+        let of = |job: &str| up.iter().find(|r| has(r, "job", job)).map(|r| r.2);
+        let want = [("bad", 0.0), ("limit", 0.0), ("gz", 1.0), ("filesd", 1.0)];
+        want.iter().all(|(job, v)| of(job) == Some(*v)).then_some(())
     });
-    assert!(fed("good_metric").is_empty(), "a malformed body must not be half-ingested");
-    assert!(fed("a").is_empty(), "a body over the sample limit must not be ingested");
-    assert_eq!(fed("gz_metric").first().map(|r| r.2), Some(42.0));
-    let sd_row = fed("plain_metric");
-    assert!(
-        sd_row.first().is_some_and(|r| r.1.contains(&("from".to_string(), "file".to_string()))),
-        "{sd_row:?}"
-    );
+    // Negative checks: the targets above have failed at least once by now, and a failed body
+    // never becomes visible later.
+    assert_eq!(fed("good_metric").map(|r| r.len()), Some(0), "a malformed body must not be half-ingested");
+    assert_eq!(fed("a").map(|r| r.len()), Some(0), "a body over the sample limit must not be ingested");
+    wait_until("gz_metric", BOUND, leaf_log, || {
+        (fed("gz_metric")?.first().map(|r| r.2) == Some(42.0)).then_some(())
+    });
+    wait_until("the file_sd target's samples with its file labels", BOUND, leaf_log, || {
+        fed("plain_metric")?.iter().any(|r| has(r, "from", "file")).then_some(())
+    });
 
     // file_sd: a second target appears in the file; the leaf picks it up without a restart.
     std::fs::write(
@@ -215,8 +239,113 @@ fn scrape_features_and_failures_against_a_real_http_server() {
         format!(r#"[{{"targets": ["{a}"], "labels": {{"from": "file"}}}}, {{"targets": ["localhost:{}"], "labels": {{"from": "file2"}}}}]"#, a.port()),
     )
     .expect("sd");
-    wait_until("the file_sd change to add a target", Duration::from_secs(20), leaf_log, || {
-        let rows = fed("plain_metric");
-        rows.iter().any(|r| r.1.contains(&("from".to_string(), "file2".to_string()))).then_some(())
+    wait_until("the file_sd change to add a target", BOUND, leaf_log, || {
+        fed("plain_metric")?.iter().any(|r| has(r, "from", "file2")).then_some(())
     });
+}
+
+/// A target of `job` as `/api/v1/targets` shows it: (health, lastError, scrapeUrl).
+fn target_state(leaf: SocketAddr, job: &str) -> Option<(String, String, String)> {
+    let data = api_data(leaf, "/api/v1/targets")?;
+    let t = data["activeTargets"].as_array()?.iter().find(|t| t["scrapePool"] == job)?.clone();
+    Some((
+        t["health"].as_str()?.to_string(),
+        t["lastError"].as_str()?.to_string(),
+        t["scrapeUrl"].as_str()?.to_string(),
+    ))
+}
+
+/// Waits until the target of `job` has health `health` and a last error `error` accepts; returns
+/// its state. On timeout the panic shows the last state seen and `log()`.
+fn wait_target(
+    leaf: SocketAddr,
+    job: &str,
+    health: &str,
+    error: impl Fn(&str) -> bool,
+    log: impl Fn() -> String,
+) -> (String, String, String) {
+    let last = std::cell::RefCell::new(None);
+    wait_until(
+        &format!("the {job} target to be {health}"),
+        BOUND,
+        || format!("last state: {:?}\n{}", last.borrow(), log()),
+        || {
+            let st = target_state(leaf, job);
+            *last.borrow_mut() = st.clone();
+            st.filter(|(h, e, _)| h == health && error(e))
+        },
+    )
+}
+
+/// Lines of `log` that contain `needle`.
+fn count_lines(log: &str, needle: &str) -> usize {
+    log.lines().filter(|l| l.contains(needle)).count()
+}
+
+#[test]
+fn issue_9_refused_samples_show_on_the_target_until_a_clean_scrape() {
+    let server = serve();
+    let a = server.addr;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let leaf_port = free_port();
+    let topology = dir.path().join("t.yaml");
+    std::fs::write(
+        &topology,
+        format!(
+            "cluster: s\n\
+             defaults: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
+             jobs:\n  - {{job_name: refuse, metrics_path: /refuse, static_configs: [{{targets: ['{a}']}}]}}\n\
+             leaves:\n  - {{group: g, jobs: [refuse], listen: '127.0.0.1:{leaf_port}'}}\n"
+        ),
+    )
+    .expect("topology");
+    let log = dir.path().join("leaf.log");
+    let started = Instant::now();
+    let _leaf = start_promtier(
+        "leaf",
+        &["leaf", "--topology", topology.to_str().expect("utf8"), "--node", "g-0-a"],
+        &log,
+    );
+    let leaf: SocketAddr = ([127, 0, 0, 1], leaf_port).into();
+    let leaf_log = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    // The body is fine, so the target is up; the refused samples are its error.
+    let (_, err, _) = wait_target(leaf, "refuse", "up", |e| e.contains("not stored"), leaf_log);
+    assert_eq!(
+        err,
+        "2 of 3 samples not stored: 1 out of order (older than the series' newest sample), \
+         1 with a duplicate timestamp and another value"
+    );
+    let (status, page) = http_get(leaf, "/", Duration::from_secs(10)).expect("status page");
+    assert_eq!(status, 200);
+    assert!(page.contains("<td class=warn>2 of 3 samples not stored: 1 out of order"), "{page}");
+    // One warning with the counts, however many scrapes refused samples since.
+    let warning = "scraped samples refused by the storage";
+    wait_until("the refusal warning", BOUND, leaf_log, || {
+        (count_lines(&leaf_log(), warning) > 0).then_some(())
+    });
+    let line = leaf_log().lines().find(|l| l.contains(warning)).map(str::to_string).unwrap_or_default();
+    assert!(
+        line.contains("WARN") && line.contains("out_of_order=1") && line.contains("duplicate_timestamp=1"),
+        "{line}"
+    );
+    let metric = |name: &str| {
+        let (_, body) = http_get(leaf, "/metrics", Duration::from_secs(10)).expect("metrics");
+        let prefix = format!("{name}{{job=\"refuse\"}} ");
+        body.lines().find_map(|l| l.strip_prefix(&prefix)?.parse::<f64>().ok()).unwrap_or(0.0)
+    };
+    // Several scrapes refuse samples, yet at most one warning a minute.
+    wait_until("three scrapes with refused samples", BOUND, leaf_log, || {
+        (metric("promtier_scrape_samples_out_of_order_total") >= 3.0).then_some(())
+    });
+    assert!(metric("promtier_scrape_samples_duplicate_timestamp_total") >= 3.0);
+    let lines = count_lines(&leaf_log(), warning);
+    let minutes = started.elapsed().as_secs() / 60;
+    assert!(lines as u64 <= minutes + 1, "{lines} warnings in {:?}\n{}", started.elapsed(), leaf_log());
+
+    // A clean scrape clears the error.
+    server.routes.refuse.store(false, Ordering::SeqCst);
+    wait_target(leaf, "refuse", "up", str::is_empty, leaf_log);
+    let (_, page) = http_get(leaf, "/", Duration::from_secs(10)).expect("status page");
+    assert!(!page.contains("not stored"), "{page}");
 }

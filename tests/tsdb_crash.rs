@@ -111,7 +111,7 @@ fn acknowledged_samples_survive_sigkill() {
         if !kill_early {
             wait_until(
                 &format!("round {round}: the leaf to serve /federate"),
-                Duration::from_secs(30),
+                Duration::from_secs(60),
                 logs,
                 || {
                     let (status, body) = everything(leaf)?;

@@ -1,6 +1,7 @@
 //! The database through the `storage` traits: WAL replay (also over a torn tail), block cutting
-//! and reading, checkpoints, compaction, a full disk, and a model-based property test that head +
-//! WAL replay + blocks return exactly what was appended.
+//! and reading, block bounds that follow the data, checkpoints, compaction, imported blocks over
+//! the head's range (issue 9), a full disk, and a model-based property test that head + WAL
+//! replay + blocks return exactly what was appended.
 
 // Helpers outside `#[test]` functions unwrap too; a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -10,13 +11,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use promtier::model::{Labels, STALE_NAN_BITS, parse_selector};
-use promtier::storage::{Appendable, Queryable, Storage};
-use promtier::tsdb::fs::FaultyFs;
+use promtier::storage::{AppendError, Appendable, Queryable, Storage};
+use promtier::tsdb::db::write_head_blocks;
+use promtier::tsdb::fs::{FaultyFs, RealFs};
 use promtier::tsdb::wal::WalSync;
-use promtier::tsdb::{Db, DbOptions};
+use promtier::tsdb::{Db, DbOptions, Head, HeadOptions};
 use proptest::prelude::*;
 
 type Dump = BTreeMap<String, Vec<(i64, u64)>>;
+/// Like [`Dump`], for data written out of time order (one sample per timestamp).
+type Model = BTreeMap<String, BTreeMap<i64, u64>>;
 
 fn dump(db: &Db, mint: i64, maxt: i64) -> Dump {
     let q = db.querier(mint, maxt).unwrap();
@@ -115,6 +119,12 @@ fn blocks_are_cut_queried_checkpointed_and_compacted() {
     let metas = db.blocks();
     assert!(metas.iter().any(|m| m.compaction.level == 2), "{metas:?}");
     assert!(metas.windows(2).all(|w| w[0].max_time <= w[1].min_time), "no overlaps: {metas:?}");
+    // Bounds are the data's: the oldest sample, the newest + 1 (the last sample of a range is
+    // 500 ms before its end), for cut and compacted blocks alike.
+    for m in &metas {
+        assert!(m.min_time % 10_000 == 0 && (m.max_time - 1 + 500) % 10_000 == 0, "{m:?}");
+        assert!(m.compaction.hints.is_empty(), "{m:?}");
+    }
     assert_eq!(block_dirs(dir.path()), metas.len(), "compacted parents deleted");
     // Head + blocks answer exactly as before, in any range.
     assert_eq!(dump(&db, i64::MIN, i64::MAX), model);
@@ -142,6 +152,109 @@ fn blocks_are_cut_queried_checkpointed_and_compacted() {
     let db = Db::open(dir.path(), opts(10_000)).unwrap();
     assert_eq!(dump(&db, i64::MIN, i64::MAX), model);
     assert!(db.head().min_time().unwrap() >= 80_000);
+    // The cut blocks still bound the head: a sample inside one is refused.
+    let mut app = db.appender();
+    let err = app.append(None, &labels(99), 79_000, 1.0).expect_err("inside a cut block");
+    assert!(matches!(err, AppendError::OutOfBounds), "{err}");
+}
+
+/// Series `i` of the import tests, with a value that is a function of the time (so that the head
+/// and an import agree wherever both hold a timestamp).
+fn value(i: usize, t: i64) -> f64 {
+    (t / 100) as f64 + i as f64
+}
+
+/// Writes `series` × `ts` as imported blocks of `range` into `dir`, recording them in `model`.
+fn import(dir: &Path, range: i64, series: &[usize], ts: &[i64], model: &mut Model) {
+    let head = Head::new(HeadOptions { chunk_range_ms: range, ..HeadOptions::default() }).unwrap();
+    let mut app = head.appender();
+    for &i in series {
+        for &t in ts {
+            app.append(None, &labels(i), t, value(i, t)).unwrap();
+            model.entry(labels(i).to_string()).or_default().insert(t, value(i, t).to_bits());
+        }
+    }
+    app.commit().unwrap();
+    let metas = write_head_blocks(dir, &head, range, &RealFs, |_| {}).unwrap();
+    for m in &metas {
+        assert!(m.compaction.is_import(), "{m:?}");
+    }
+}
+
+fn flat(model: &Model) -> Dump {
+    model.iter().map(|(k, v)| (k.clone(), v.iter().map(|(t, v)| (*t, *v)).collect())).collect()
+}
+
+#[test]
+fn issue_9_import_over_the_heads_range_is_merged_and_refuses_or_drops_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = Model::new();
+    let append = |db: &Db, series: &[usize], ts: &[i64], model: &mut Model| {
+        for &t in ts {
+            let mut app = db.appender();
+            for &i in series {
+                app.append(None, &labels(i), t, value(i, t)).unwrap();
+                model.entry(labels(i).to_string()).or_default().insert(t, value(i, t).to_bits());
+            }
+            app.commit().unwrap();
+        }
+    };
+    // A minute in the head (and its WAL) only.
+    let head_ts: Vec<i64> = (0..=60).map(|i| i * 1000).collect();
+    {
+        let db = Db::open(dir.path(), opts(10_000)).unwrap();
+        append(&db, &[0, 1, 2], &head_ts, &mut model);
+    }
+    // An import of the same series and one more, over the head's last half minute and past it.
+    let import_ts: Vec<i64> = (60..=180).map(|i| i * 500).collect();
+    import(dir.path(), 10_000, &[1, 2, 7], &import_ts, &mut model);
+    let db = Db::open(dir.path(), opts(10_000)).unwrap();
+    assert_eq!(db.blocks().len(), 7, "[30s,40s) … [90s,100s)");
+    let last = db.blocks().into_iter().max_by_key(|m| m.max_time).unwrap();
+    assert_eq!((last.min_time, last.max_time), (90_000, 90_001), "bounds are the data's");
+    // Every WAL sample was replayed, under and past the imported range.
+    assert_eq!(dump(&db, i64::MIN, i64::MAX), flat(&model));
+    // The head accepts samples inside the imported range, and after it.
+    append(&db, &[0, 5], &[61_000, 62_000, 95_000], &mut model);
+    append(&db, &[1, 2, 7], &[95_000], &mut model);
+    assert_eq!(db.head().stats().out_of_bounds, 0);
+    assert_eq!(dump(&db, i64::MIN, i64::MAX), flat(&model));
+    // Cutting the head's ranges makes blocks that overlap the imported ones: compaction merges
+    // them, one sample per timestamp.
+    append(&db, &[0], &(96..=130).map(|i| i * 1000).collect::<Vec<_>>(), &mut model);
+    db.maintain().unwrap();
+    let metas = db.blocks();
+    assert!(metas.windows(2).all(|w| w[0].max_time <= w[1].min_time), "overlaps left: {metas:?}");
+    assert!(metas.iter().any(|m| m.compaction.level > 1 && m.compaction.is_import()), "{metas:?}");
+    assert_eq!(dump(&db, i64::MIN, i64::MAX), flat(&model));
+    drop(db);
+    let db = Db::open(dir.path(), opts(10_000)).unwrap();
+    assert_eq!(dump(&db, i64::MIN, i64::MAX), flat(&model));
+}
+
+#[test]
+fn issue_9_a_block_ending_in_the_future_refuses_nothing() {
+    // An import written before block bounds followed the data: its max time is the end of its
+    // 2 h range, an hour or more from now, and it has no import hint.
+    let dir = tempfile::tempdir().unwrap();
+    let range = 2 * 3_600_000;
+    let now = promtier::model::now_ms();
+    let mut model = Model::new();
+    let ts: Vec<i64> = (1..=40).rev().map(|i| now - 60_000 - i * 15_000).collect();
+    import(dir.path(), range, &[3], &ts, &mut model);
+    for e in std::fs::read_dir(dir.path()).unwrap() {
+        let meta = e.unwrap().path().join("meta.json");
+        let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+        json["maxTime"] = serde_json::json!(now + 3_600_000);
+        json["compaction"].as_object_mut().unwrap().remove("hints");
+        std::fs::write(&meta, serde_json::to_vec(&json).unwrap()).unwrap();
+    }
+    let db = Db::open(dir.path(), opts(range)).unwrap();
+    let mut app = db.appender();
+    app.append(None, &labels(3), now, value(3, now)).unwrap();
+    app.commit().unwrap();
+    model.entry(labels(3).to_string()).or_default().insert(now, value(3, now).to_bits());
+    assert_eq!(dump(&db, i64::MIN, i64::MAX), flat(&model));
 }
 
 #[test]

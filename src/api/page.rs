@@ -34,7 +34,7 @@ pub(super) async fn index(State(st): State<ApiState>) -> Html<String> {
         "<!doctype html><html><head><meta charset=utf-8><title>promtier {name}</title>\
          <meta http-equiv=refresh content=10>\
          <style>body{{font:14px system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse}}\
-         td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}.up{{color:#070}}.down{{color:#b00}}\
+         td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}.up{{color:#070}}.down{{color:#b00}}.warn{{color:#a50}}\
          code{{background:#f4f4f4}}</style></head><body>\
          <h1>promtier {role} <code>{name}</code></h1>\
          <p>cluster <code>{cluster}</code> · external labels <code>{labels}</code> · running {uptime}s · \
@@ -64,7 +64,7 @@ pub(super) async fn index(State(st): State<ApiState>) -> Html<String> {
         let _ = write!(
             h,
             "<tr><td>{}</td><td><a href=\"{url}\">{url}</a></td><td class={health}>{health}</td><td><code>{}</code></td>\
-             <td>{ago}</td><td>{:.3}s</td><td>{}</td><td>{}</td></tr>",
+             <td>{ago}</td><td>{:.3}s</td><td>{}</td><td class={err_class}>{}</td></tr>",
             esc(&t.job),
             esc(&t.target.labels.to_string()),
             t.status.last_duration.as_secs_f64(),
@@ -72,6 +72,8 @@ pub(super) async fn index(State(st): State<ApiState>) -> Html<String> {
             esc(&t.status.last_error),
             url = esc(&t.target.url),
             health = t.status.health.as_str(),
+            // An up target with an error stored only part of its samples.
+            err_class = if t.status.health == crate::scrape::Health::Down { "down" } else { "warn" },
         );
     }
     h.push_str("</table></body></html>");

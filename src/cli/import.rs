@@ -10,8 +10,12 @@
 //! by block range. The good lines are written even when some are bad; the exit status says so.
 //!
 //! Blocks appear atomically (see `block::writer`), so importing into the directory of a running
-//! node is safe; the node reads them when it next starts. As with Prometheus, backfill ranges
-//! older than the node's head: a node refuses samples older than the end of its newest block.
+//! node is safe; the node reads them when it next starts. A block's bounds are those of its data
+//! (oldest sample to newest + 1 ms), and its meta is hinted `import`: imported blocks never raise
+//! the lower bound of the node's head, so an import never makes the node refuse scraped samples
+//! nor drop WAL samples at replay, however recent its data. Imported data may overlap what the
+//! node holds: queries merge both, and compaction merges overlapping blocks (one sample kept per
+//! timestamp).
 
 use std::io::Write;
 use std::path::Path;
@@ -199,6 +203,13 @@ temp 21.5 1700003600\n\
         assert!(report.bad[2].message.contains("timestamp"));
         assert_eq!((report.samples, report.series), (3, 2));
         assert_eq!(report.blocks.len(), 2, "two block ranges");
+        // Bounds are the data's, never the end of the hour the block was written for.
+        let bounds: Vec<(i64, i64)> = report.blocks.iter().map(|m| (m.min_time, m.max_time)).collect();
+        assert_eq!(
+            bounds,
+            vec![(1_700_000_000_000, 1_700_000_015_501), (1_700_003_600_000, 1_700_003_600_001)]
+        );
+        assert!(report.blocks.iter().all(|m| m.compaction.is_import()));
         let db =
             Db::open(dir.path(), DbOptions { block_range_ms: 3_600_000, ..DbOptions::default() }).unwrap();
         let q = db.querier(0, i64::MAX).unwrap();

@@ -225,12 +225,14 @@ impl Elector {
         self.update_coverage(st, now);
         let healthy: Vec<String> =
             st.replicas.iter().filter(|(_, r)| self.healthy(r, now)).map(|(k, _)| k.clone()).collect();
-        // Candidates for a new election: healthy and not short of coverage.
-        let complete: Vec<String> = healthy
-            .iter()
-            .filter(|k| st.replicas.get(*k).is_some_and(|r| r.short.is_none()))
-            .cloned()
-            .collect();
+        // Candidates for a new election: healthy and not short of coverage for failover_timeout
+        // (a replica whose scrape just failed once, a leaf still starting, is not held against
+        // it: first elections stay deterministic across globals).
+        let short_long = |r: &ReplicaState| {
+            r.short.as_ref().is_some_and(|(since, _, _)| now.duration_since(*since) >= self.timeout)
+        };
+        let complete: Vec<String> =
+            healthy.iter().filter(|k| st.replicas.get(*k).is_some_and(|r| !short_long(r))).cloned().collect();
         let best_new = || complete.first().or(healthy.first()).cloned();
         // The elected replica keeps the set while healthy, unless its coverage has been short for
         // failover_timeout and a complete replica exists.
@@ -521,6 +523,22 @@ mod tests {
         let t4 = t3 + Duration::from_secs(5);
         assert_eq!(e.report("s0", "a", &covering(5000, 10, 1000), t4), None);
         assert_eq!(e.view(t4)[0].elected.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn a_brief_shortfall_does_not_change_the_first_election() {
+        let t0 = Instant::now();
+        let e = Elector::with_options(
+            &[("s0".into(), vec!["a".into(), "b".into()])],
+            Duration::from_secs(30),
+            0.8,
+            0,
+            t0,
+        );
+        // a's first scrape of one target failed: it reports 4 of 10 targets up.
+        e.report("s0", "b", &covering(1000, 10, 1000), t0);
+        e.report("s0", "a", &covering(1000, 4, 400), t0);
+        assert_eq!(e.view(t0)[0].elected.as_deref(), Some("a"));
     }
 
     #[test]

@@ -429,7 +429,7 @@ impl Puller {
             coverage: summary.coverage(probe),
             samples: stats.post_relabel,
             series: stats.scraped,
-            overlap: stats.out_of_order + stats.duplicates,
+            overlap: stats.refused.out_of_order + stats.refused.duplicates,
             guarded: 0,
             newest: summary.newest,
             // The next body's samples of each series are newer than this one's; the oldest

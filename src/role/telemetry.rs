@@ -155,7 +155,7 @@ fn write_head(w: &mut MetricsWriter, s: &HeadStats) {
         );
         w.single(
             "promtier_tsdb_out_of_bounds_samples_total",
-            "Samples rejected as older than retention.",
+            "Samples rejected as out of bounds: older than the head's lower bound (the end of the newest block cut from it, or retention).",
             c,
             s.out_of_bounds as f64,
         );

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use super::refused::Refused;
 use super::series_cache::{CacheEntry, SeriesCache};
 use crate::exposition::{Entry, TextParser};
 use crate::model::{Labels, LabelsBuilder, MetricType, STALE_NAN};
@@ -47,9 +48,8 @@ pub struct IngestStats {
     pub post_relabel: u64,
     /// Series not seen in this target's recent scrapes (`scrape_series_added`).
     pub series_added: u64,
-    pub out_of_order: u64,
-    pub duplicates: u64,
-    pub out_of_bounds: u64,
+    /// Samples the storage refused; the others of `post_relabel` were stored.
+    pub refused: Refused,
     /// Staleness markers written for series that disappeared.
     pub stale_markers: u64,
     /// The oldest sample timestamp appended (`i64::MAX` when none): explicit timestamps may be
@@ -63,9 +63,7 @@ impl Default for IngestStats {
             scraped: 0,
             post_relabel: 0,
             series_added: 0,
-            out_of_order: 0,
-            duplicates: 0,
-            out_of_bounds: 0,
+            refused: Refused::default(),
             stale_markers: 0,
             oldest: i64::MAX,
         }
@@ -164,8 +162,11 @@ impl IngestState {
                     w.fetch_min(stats.oldest.min(ts), Ordering::AcqRel);
                 }
                 match app.commit() {
-                    Ok(_) => {
+                    Ok(committed) => {
                         self.cache.retain(|e| e.last_seen + CACHE_KEEP_ITERATIONS >= iter);
+                        // Against a writer that committed meanwhile, or a bound a block cut
+                        // raised (this commit's staleness markers count too).
+                        stats.refused.at_commit = committed.rejected as u64;
                         Ok(stats)
                     }
                     Err(e) => {
@@ -443,9 +444,9 @@ fn check_sample_limit(ctx: &SampleContext, stats: &IngestStats) -> Result<(), In
 /// Per-sample rejections are counted; a storage failure fails the scrape.
 fn count_rejection(stats: &mut IngestStats, e: AppendError) -> Result<(), IngestError> {
     match e {
-        AppendError::OutOfOrder => stats.out_of_order += 1,
-        AppendError::DuplicateTimestamp => stats.duplicates += 1,
-        AppendError::OutOfBounds => stats.out_of_bounds += 1,
+        AppendError::OutOfOrder => stats.refused.out_of_order += 1,
+        AppendError::DuplicateTimestamp => stats.refused.duplicates += 1,
+        AppendError::OutOfBounds => stats.refused.out_of_bounds += 1,
         other => return Err(IngestError::Storage(other.to_string())),
     }
     Ok(())
@@ -645,6 +646,56 @@ mod tests {
         // Cached as dropped: the second scrape does not re-run the rules but still drops it.
         let s = st.ingest(&head, &c, b"go_goroutines 6\nup_time 2\n", 2000)?;
         assert_eq!((s.scraped, s.post_relabel, s.series_added), (2, 1, 0));
+        Ok(())
+    }
+
+    #[test]
+    fn refused_samples_are_counted_by_reason_and_the_rest_stored() -> Result<(), IngestError> {
+        let head = Head::default();
+        let mut st = IngestState::default();
+        st.ingest(
+            &head,
+            &ctx(),
+            b"a 1 5000
+b 1 5000
+c 1
+",
+            1000,
+        )?;
+        // As after a block cut: nothing older than 2000 is accepted any more.
+        head.truncate(2000);
+        let body = b"a 2 4000
+b 2 5000
+c 2
+old 1 1500
+new 1 6000
+";
+        let s = st.ingest(&head, &ctx(), body, 10_000)?;
+        let want = Refused { out_of_order: 1, duplicates: 1, out_of_bounds: 1, at_commit: 0 };
+        assert_eq!((s.refused, s.post_relabel), (want, 5));
+        assert_eq!(
+            s.refused.message(s.post_relabel).as_deref(),
+            Some(
+                "3 of 5 samples not stored: 1 out of bounds (too old for the storage), \
+                 1 out of order (older than the series' newest sample), \
+                 1 with a duplicate timestamp and another value"
+            )
+        );
+        assert_eq!(samples(&head, "c")[0].1.last(), Some(&(10_000, 2.0)));
+        assert_eq!(samples(&head, "new")[0].1, [(6000, 1.0)]);
+        assert!(samples(&head, "old").is_empty());
+        // The same body again with the old samples gone: nothing refused.
+        let s = st.ingest(
+            &head,
+            &ctx(),
+            b"a 3
+b 3
+c 3
+new 2 7000
+",
+            20_000,
+        )?;
+        assert!(s.refused.is_empty(), "{:?}", s.refused);
         Ok(())
     }
 

@@ -15,6 +15,7 @@ use super::client::ScrapeClient;
 use super::discovery::JobDiscovery;
 use super::ingest::SampleContext;
 use super::metrics::ScrapeMetrics;
+use super::refused::{self, RefusalLog};
 use super::scrape_loop::{ScrapeClock, ScrapeLoop, TargetStatus};
 use super::target::{DroppedTarget, Target, TargetFilter, build_targets};
 use crate::metrics::Registry;
@@ -206,6 +207,7 @@ impl ScrapeManager {
                 offset_seed: self.offset_seed,
                 in_flight: in_flight.clone(),
                 clock: ScrapeClock::new(target.interval),
+                refusal_log: RefusalLog::new(refused::LOG_EVERY),
             };
             let handle = tokio::spawn(sl.run(shutdown.clone(), removed.clone()));
             pool.running.insert(h, Running { target, in_flight, status, metadata, removed, handle });

@@ -12,6 +12,7 @@ pub(crate) struct ScrapeMetrics {
     samples: Arc<Family<Counter>>,
     out_of_order: Arc<Family<Counter>>,
     duplicates: Arc<Family<Counter>>,
+    out_of_bounds: Arc<Family<Counter>>,
     stale: Arc<Family<Counter>>,
     duration: Arc<Family<Histogram>>,
 }
@@ -25,7 +26,10 @@ impl ScrapeMetrics {
                 "promtier_scrape_failures_total",
                 "Scrapes that failed (unreachable, HTTP error, parse error, limit), by job.",
             ),
-            samples: c("promtier_scrape_samples_appended_total", "Samples appended from scrapes, by job."),
+            samples: c(
+                "promtier_scrape_samples_appended_total",
+                "Samples appended from scrapes (not counting those the storage refused), by job.",
+            ),
             out_of_order: c(
                 "promtier_scrape_samples_out_of_order_total",
                 "Scraped samples rejected as out of order, by job.",
@@ -33,6 +37,10 @@ impl ScrapeMetrics {
             duplicates: c(
                 "promtier_scrape_samples_duplicate_timestamp_total",
                 "Scraped samples rejected for a duplicate timestamp with another value, by job.",
+            ),
+            out_of_bounds: c(
+                "promtier_scrape_samples_out_of_bounds_total",
+                "Scraped samples rejected as too old for the storage, by job.",
             ),
             stale: c(
                 "promtier_scrape_stale_markers_total",
@@ -50,6 +58,7 @@ impl ScrapeMetrics {
         registry.register(m.samples.clone());
         registry.register(m.out_of_order.clone());
         registry.register(m.duplicates.clone());
+        registry.register(m.out_of_bounds.clone());
         registry.register(m.stale.clone());
         registry.register(m.duration.clone());
         m
@@ -60,9 +69,10 @@ impl ScrapeMetrics {
         self.duration.with(&[job]).observe(duration.as_secs_f64());
         match outcome {
             Ok(s) => {
-                self.samples.with(&[job]).inc_by(s.post_relabel as f64);
-                self.out_of_order.with(&[job]).inc_by(s.out_of_order as f64);
-                self.duplicates.with(&[job]).inc_by(s.duplicates as f64);
+                self.samples.with(&[job]).inc_by(s.post_relabel.saturating_sub(s.refused.total()) as f64);
+                self.out_of_order.with(&[job]).inc_by(s.refused.out_of_order as f64);
+                self.duplicates.with(&[job]).inc_by(s.refused.duplicates as f64);
+                self.out_of_bounds.with(&[job]).inc_by(s.refused.out_of_bounds as f64);
                 self.stale.with(&[job]).inc_by(s.stale_markers as f64);
             }
             Err(_) => self.failures.with(&[job]).inc(),

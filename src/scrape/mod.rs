@@ -7,6 +7,7 @@ mod discovery;
 mod ingest;
 mod manager;
 mod metrics;
+mod refused;
 mod scrape_loop;
 mod series_cache;
 pub(crate) mod target;
@@ -15,6 +16,7 @@ pub use client::{ScrapeClient, ScrapeHttpError};
 pub use discovery::{DiscoveryError, JobDiscovery, read_file};
 pub use ingest::{IngestError, IngestState, IngestStats, MetricMetadata, SampleContext};
 pub use manager::{ActiveTarget, ScrapeManager, TargetsSnapshot};
+pub use refused::Refused;
 pub use scrape_loop::TIMESTAMP_TOLERANCE_MS;
 pub use scrape_loop::{Health, TargetMetadata, TargetStatus};
 pub use target::{

@@ -1,6 +1,7 @@
 //! One target's scrape loop: a stable per-target offset within the interval (so replicas and
 //! targets spread out), scrape timestamps aligned to the schedule, scrape → ingest → report
-//! series, health for `/api/v1/targets`, and staleness when the target fails or is removed.
+//! series, health for `/api/v1/targets` (a fetched and parsed body is up; samples the storage
+//! refused are its last error, see `refused`), and staleness when the target fails or is removed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -12,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::client::ScrapeClient;
 use super::ingest::{IngestState, IngestStats, SampleContext};
 use super::metrics::ScrapeMetrics;
+use super::refused::RefusalLog;
 use super::target::Target;
 use crate::model::now_ms;
 use crate::storage::Storage;
@@ -73,6 +75,8 @@ impl Health {
 #[derive(Debug, Clone, Default)]
 pub struct TargetStatus {
     pub health: Health,
+    /// Why the last scrape failed (health down), or which of its samples the storage refused
+    /// (health up); empty when every sample was stored.
     pub last_error: String,
     pub last_scrape: Option<SystemTime>,
     pub last_duration: Duration,
@@ -97,6 +101,8 @@ pub(crate) struct ScrapeLoop {
     /// The oldest timestamp this loop may still commit (`i64::MAX` between scrapes).
     pub(crate) in_flight: Arc<AtomicI64>,
     pub(crate) clock: ScrapeClock,
+    /// Rate limit of the warnings about refused samples.
+    pub(crate) refusal_log: RefusalLog,
 }
 
 impl ScrapeLoop {
@@ -198,8 +204,16 @@ impl ScrapeLoop {
         (state, self)
     }
 
-    fn record(&self, outcome: &Result<IngestStats, String>, duration: Duration, series: u64) {
+    fn record(&mut self, outcome: &Result<IngestStats, String>, duration: Duration, series: u64) {
         self.metrics.observe(&self.job, outcome, duration);
+        let refused = outcome.as_ref().map(|s| s.refused).unwrap_or_default();
+        if let Some((r, scrapes)) = self.refusal_log.note(&refused, Instant::now()) {
+            tracing::warn!(
+                job = %self.job, target = %self.target.url, out_of_bounds = r.out_of_bounds,
+                out_of_order = r.out_of_order, duplicate_timestamp = r.duplicates, at_commit = r.at_commit,
+                scrapes, "scraped samples refused by the storage (counts since the last such line, at most one a minute)"
+            );
+        }
         let mut st = self.status.lock();
         st.last_scrape = Some(SystemTime::now());
         st.last_duration = duration;
@@ -210,7 +224,10 @@ impl ScrapeLoop {
                     tracing::info!(job = %self.job, target = %self.target.url, "target is up again");
                 }
                 st.health = Health::Up;
-                st.last_error.clear();
+                match stats.refused.message(stats.post_relabel) {
+                    Some(m) => st.last_error = m,
+                    None => st.last_error.clear(),
+                }
                 st.last_samples = stats.post_relabel;
             }
             Err(e) => {

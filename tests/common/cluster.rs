@@ -53,12 +53,20 @@ pub(crate) fn raw_get(addr: SocketAddr, path: &str) -> Option<Vec<u8>> {
 /// Every sample a node stored newer than `since` for the series matching `selector` (URL
 /// encoded), read through the fast link page by page: labels → (t, v) in time order.
 pub(crate) fn stored(node: SocketAddr, selector: &str, since: i64) -> BTreeMap<Labels, Vec<(i64, f64)>> {
+    try_stored(node, selector, since).unwrap_or_else(|| panic!("{node}: no fast-link stream"))
+}
+
+/// [`stored`], `None` while the node does not answer with a stream (not listening or not ready yet).
+pub(crate) fn try_stored(
+    node: SocketAddr,
+    selector: &str,
+    since: i64,
+) -> Option<BTreeMap<Labels, Vec<(i64, f64)>>> {
     let mut out: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
     let mut cursor = since;
     for _page in 0..100_000 {
-        let body = raw_get(node, &format!("/federate/stream?v=2&since={cursor}&match[]={selector}"))
-            .expect("stream");
-        let mut r = StreamReader::new(&body).expect("stream header");
+        let body = raw_get(node, &format!("/federate/stream?v=2&since={cursor}&match[]={selector}"))?;
+        let mut r = StreamReader::new(&body).ok()?;
         while let Some(f) = r.next_frame() {
             let f = f.expect("frame");
             let samples = out.entry(f.labels().expect("labels")).or_default();
@@ -70,7 +78,7 @@ pub(crate) fn stored(node: SocketAddr, selector: &str, since: i64) -> BTreeMap<L
             }
         }
         if !r.header.more {
-            return out;
+            return Some(out);
         }
         cursor = r.header.next_cursor;
     }

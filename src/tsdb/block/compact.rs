@@ -2,9 +2,11 @@
 //!
 //! Blocks that overlap in time (an import over existing data) are merged first. Otherwise blocks
 //! are merged when they lie inside one window of the next size up (ranges grow ×3: 2h, 6h, 18h,
-//! …) and that window is complete — the newest block reaches its end. Chunks that overlap in time
-//! are decoded, merged (one sample per timestamp, the older block's kept) and re-encoded; the
-//! others go to the block writer as they are (which joins a series' short chunks).
+//! …) and that window is complete: no block the head will still cut can fall into it (the
+//! caller's horizon), or a block already reaches its end. Chunks that overlap in time are
+//! decoded, merged (one sample per timestamp, the older block's kept) and re-encoded; the others
+//! go to the block writer as they are (which joins a series' short chunks). The merged block's
+//! bounds are its data's (see `writer`); it carries its parents' hints.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,8 +20,10 @@ use crate::tsdb::fs::FileSystem;
 const SAMPLES_PER_CHUNK: usize = 120;
 
 /// The ids of blocks to merge next, oldest first, or `None`. `ranges` are the window sizes,
-/// smallest (the block range) first.
-pub fn plan(metas: &[BlockMeta], ranges: &[i64]) -> Option<Vec<String>> {
+/// smallest (the block range) first. `horizon`: the head will cut no block with data older than
+/// this (its lower bound for new samples, or its oldest sample if older); a window ending at or
+/// before it, or before the end of the newest block, is complete.
+pub fn plan(metas: &[BlockMeta], ranges: &[i64], horizon: Option<i64>) -> Option<Vec<String>> {
     let mut sorted: Vec<&BlockMeta> = metas.iter().collect();
     sorted.sort_by_key(|m| (m.min_time, m.max_time));
     // Overlapping blocks first.
@@ -40,7 +44,9 @@ pub fn plan(metas: &[BlockMeta], ranges: &[i64]) -> Option<Vec<String>> {
     if group.len() > 1 {
         return Some(group.iter().map(|m| m.ulid.clone()).collect());
     }
-    let newest = sorted.iter().map(|m| m.max_time).max()?;
+    // Block bounds are the data's (max exclusive), so a window's last block usually ends a
+    // little before the window does: the head's horizon is what says no more data comes.
+    let newest = sorted.iter().map(|m| m.max_time).max()?.max(horizon.unwrap_or(i64::MIN));
     for &r in ranges.iter().skip(1) {
         let mut i = 0;
         while i < sorted.len() {
@@ -99,14 +105,18 @@ pub(crate) fn merge(
     let mut sources: Vec<String> = blocks.iter().flat_map(|b| b.meta().compaction.sources.clone()).collect();
     sources.sort();
     sources.dedup();
+    let mut hints: Vec<String> = blocks.iter().flat_map(|b| b.meta().compaction.hints.clone()).collect();
+    hints.sort();
+    hints.dedup();
     let compaction = BlockCompaction {
         level: blocks.iter().map(|b| b.meta().compaction.level).max().unwrap_or(0) + 1,
         sources,
         parents: blocks.iter().map(|b| b.meta().ulid.clone()).collect(),
+        hints,
     };
     let min_time = blocks.iter().map(|b| b.meta().min_time).min().unwrap_or(0);
     let max_time = blocks.iter().map(|b| b.meta().max_time).max().unwrap_or(0);
-    writer::write_block(parent, fs, min_time, max_time, compaction, out)
+    writer::write_block(parent, fs, min_time..max_time, compaction, out)
 }
 
 /// Decodes overlapping chunks (sorted by start), keeps the first sample seen for each timestamp
@@ -156,17 +166,27 @@ mod tests {
     fn plans_complete_windows_and_overlaps() {
         let ranges = [10, 30, 90];
         let ids = |p: Option<Vec<String>>| p.unwrap_or_default().join(",");
-        // Window [0,30) is complete once a block reaches 30.
-        let ms = vec![meta("a", 0, 10), meta("b", 10, 20), meta("c", 20, 30)];
-        assert_eq!(ids(plan(&ms, &ranges)), "a,b,c");
-        // Not complete yet.
-        assert_eq!(plan(&ms[..2], &ranges), None);
+        // Blocks end at their newest sample + 1, a little before their range does.
+        let ms = vec![meta("a", 0, 9), meta("b", 10, 19), meta("c", 20, 29)];
+        // Window [0,30) is complete once the head will cut nothing before 30…
+        assert_eq!(ids(plan(&ms, &ranges, Some(30))), "a,b,c");
+        // …or once a block reaches 30.
+        let mut later = ms.clone();
+        later.push(meta("d", 30, 31));
+        assert_eq!(ids(plan(&later, &ranges, None)), "a,b,c");
+        // Not complete yet: the head may still cut a block ending in [29,30).
+        assert_eq!(plan(&ms, &ranges, Some(29)), None);
+        assert_eq!(plan(&ms, &ranges, None), None);
+        assert_eq!(plan(&ms[..2], &ranges, Some(20)), None);
         // A window of the next size.
-        let ms = vec![meta("x", 0, 30), meta("y", 30, 60), meta("z", 60, 90), meta("n", 90, 100)];
-        assert_eq!(ids(plan(&ms, &ranges)), "x,y,z");
+        let ms = vec![meta("x", 0, 29), meta("y", 30, 59), meta("z", 60, 89), meta("n", 90, 100)];
+        assert_eq!(ids(plan(&ms, &ranges, Some(100))), "x,y,z");
         // Overlap wins.
         let ms = vec![meta("a", 0, 10), meta("i", 5, 8), meta("b", 10, 20)];
-        assert_eq!(ids(plan(&ms, &ranges)), "a,i");
-        assert_eq!(plan(&[], &ranges), None);
+        assert_eq!(ids(plan(&ms, &ranges, Some(20))), "a,i");
+        // Touching bounds are no overlap (max is exclusive).
+        let ms = vec![meta("a", 0, 5), meta("i", 5, 8)];
+        assert_eq!(plan(&ms, &ranges, Some(8)), None);
+        assert_eq!(plan(&[], &ranges, Some(100)), None);
     }
 }

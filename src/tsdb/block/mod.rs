@@ -48,7 +48,8 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BlockError +
     move |source| BlockError::Io { path: path.to_path_buf(), source }
 }
 
-/// `meta.json`: what a block holds. Times in milliseconds; `max_time` is exclusive.
+/// `meta.json`: what a block holds. Times in milliseconds: `min_time` is the oldest sample,
+/// `max_time` the newest sample + 1 (exclusive), whichever range the block was written for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BlockMeta {
@@ -79,6 +80,21 @@ pub struct BlockCompaction {
     /// redundant, and opening the database deletes any that a crash left behind.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parents: Vec<String>,
+    /// Where the data came from when not (only) from this node's head: [`HINT_IMPORT`] for
+    /// `promtier tsdb import` output and every block merged from one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hints: Vec<String>,
+}
+
+/// The hint of a block holding imported data. Such a block says nothing about what the head
+/// has already handed to blocks, so it never raises the head's lower bound (see `Db::open`).
+pub const HINT_IMPORT: &str = "import";
+
+impl BlockCompaction {
+    /// Whether the block holds imported data.
+    pub fn is_import(&self) -> bool {
+        self.hints.iter().any(|h| h == HINT_IMPORT)
+    }
 }
 
 /// A new block id: a ULID (48-bit millisecond time, 80 random bits, Crockford base32), so ids

@@ -1,7 +1,13 @@
 //! Writing a block: chunks to the chunk file as they come, then the index and `meta.json`, all in
 //! `<ulid>.tmp`, synced, then renamed to `<ulid>` and the parent directory synced — a block is
 //! either absent or whole.
+//!
+//! Every writer (head cut, import, compaction) goes through here, so every block's meta follows
+//! one rule: `minTime` is its oldest sample, `maxTime` its newest sample + 1 ms (exclusive), taken
+//! from the chunks actually written — never the end of the range the block was cut for, which may
+//! lie in the future and would make the head refuse samples up to it (issue 9).
 
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -18,19 +24,19 @@ use crate::tsdb::fs::{FileSystem, WriteFile, sync_dir};
 /// Bytes buffered before a write to the chunk file.
 const FLUSH_BYTES: usize = 1 << 20;
 
-/// Writes a block of `series` (sorted by labels, chunks by time, every chunk inside
-/// `[min_time, max_time)`) into `parent`; returns its meta. Series without chunks are skipped.
+/// Writes a block of `series` (sorted by labels, chunks by time, every chunk inside `range`)
+/// into `parent`; returns its meta, whose time bounds are those of the data (see the module
+/// doc; an empty block gets `[range.start, range.start)`). Series without chunks are skipped.
 pub(crate) fn write_block(
     parent: &Path,
     fs: &dyn FileSystem,
-    min_time: i64,
-    max_time: i64,
+    range: Range<i64>,
     compaction: BlockCompaction,
     series: impl IntoIterator<Item = (Arc<Labels>, Vec<WriteChunk>)>,
 ) -> Result<BlockMeta, BlockError> {
     let ulid = new_ulid();
     let tmp = parent.join(format!("{ulid}.tmp"));
-    let res = write_into(&tmp, fs, &ulid, min_time, max_time, compaction, series);
+    let res = write_into(&tmp, fs, &ulid, range, compaction, series);
     let meta = match res {
         Ok(m) => m,
         Err(e) => {
@@ -48,8 +54,7 @@ fn write_into(
     tmp: &Path,
     fs: &dyn FileSystem,
     ulid: &str,
-    min_time: i64,
-    max_time: i64,
+    range: Range<i64>,
     mut compaction: BlockCompaction,
     series: impl IntoIterator<Item = (Arc<Labels>, Vec<WriteChunk>)>,
 ) -> Result<BlockMeta, BlockError> {
@@ -63,6 +68,8 @@ fn write_into(
     let mut written = 0u64;
     let mut stats = BlockStats::default();
     let mut entries: Vec<(Arc<Labels>, Vec<ChunkMeta>)> = Vec::new();
+    // The data's bounds, inclusive.
+    let (mut oldest, mut newest) = (i64::MAX, i64::MIN);
     for (labels, chunks) in series {
         if chunks.is_empty() {
             continue;
@@ -105,6 +112,9 @@ fn write_into(
             buf.extend_from_slice(data);
             let crc = crc32fast::hash(&buf[crc_from..]);
             buf.extend_from_slice(&crc.to_le_bytes());
+            debug_assert!(range.contains(&c.min_t) && range.contains(&c.max_t), "chunk outside {range:?}");
+            oldest = oldest.min(c.min_t);
+            newest = newest.max(c.max_t);
             metas.push(ChunkMeta { min_t: c.min_t, max_t: c.max_t, offset });
             stats.num_chunks += 1;
             stats.num_samples += crate::tsdb::chunkenc::XorIterator::new(data).remaining() as u64;
@@ -129,6 +139,8 @@ fn write_into(
     if compaction.sources.is_empty() {
         compaction.sources = vec![ulid.to_string()];
     }
+    let (min_time, max_time) =
+        if oldest <= newest { (oldest, newest.saturating_add(1)) } else { (range.start, range.start) };
     let meta = BlockMeta { ulid: ulid.to_string(), min_time, max_time, stats, compaction, version: 1 };
     let meta_path = tmp.join(META_FILE);
     let json = serde_json::to_vec_pretty(&meta)

@@ -343,14 +343,15 @@ impl Db {
             },
             log.clone(),
         )?;
-        if let Some(floor) = blocks.iter().map(|b| b.meta().max_time).max() {
+        let floor = head_floor(&blocks, crate::model::now_ms());
+        if let Some(floor) = floor {
             head.raise_min_valid_time(floor);
         }
         let started = Instant::now();
         let wal_dir = dir.join("wal");
         let replay = replay::replay_into(&head, &wal_dir)?;
         let replay_time = started.elapsed();
-        if let Some(floor) = blocks.iter().map(|b| b.meta().max_time).max() {
+        if let Some(floor) = floor {
             // Series whose samples all went to blocks.
             head.truncate(floor);
         }
@@ -459,10 +460,10 @@ impl Db {
         let series = head.export(a, b - 1, true);
         if !series.is_empty() {
             let meta =
-                write_block(&inner.dir, &*inner.opts.fs, a, b, BlockCompaction::default(), to_write(series))?;
+                write_block(&inner.dir, &*inner.opts.fs, a..b, BlockCompaction::default(), to_write(series))?;
             let block = Arc::new(Block::open(&inner.dir.join(&meta.ulid))?);
             tracing::info!(
-                block = %meta.ulid, min_time = a, max_time = b, series = meta.stats.num_series,
+                block = %meta.ulid, min_time = meta.min_time, max_time = meta.max_time, series = meta.stats.num_series,
                 samples = meta.stats.num_samples, bytes = block.size(),
                 duration_ms = started.elapsed().as_millis() as u64, "head cut into a block"
             );
@@ -511,7 +512,13 @@ impl Db {
     fn compact_once(&self) -> Result<bool, DbError> {
         let inner = &self.inner;
         let metas = self.blocks();
-        let Some(ids) = compact::plan(&metas, &inner.ranges) else { return Ok(false) };
+        // The head cuts nothing older than its lower bound, nor older than its oldest sample.
+        let head = &inner.head;
+        let horizon = match head.min_time() {
+            Some(oldest) => oldest.min(head.min_valid_time()),
+            None => head.min_valid_time(),
+        };
+        let Some(ids) = compact::plan(&metas, &inner.ranges, Some(horizon)) else { return Ok(false) };
         let parents: Vec<Arc<Block>> =
             inner.blocks.read().iter().filter(|b| ids.contains(&b.meta().ulid)).cloned().collect();
         let started = Instant::now();
@@ -656,7 +663,8 @@ fn to_write(series: Vec<ExportSeries>) -> impl Iterator<Item = (Arc<crate::model
 }
 
 /// Writes everything `head` holds as level-1 blocks of `range_ms` into `dir` (the backfill path:
-/// a head built from an import, never logged). Returns the new blocks' metas.
+/// a head built from an import, never logged), hinted as imported (see `head_floor`). Returns
+/// the new blocks' metas.
 pub fn write_head_blocks(
     dir: &Path,
     head: &Head,
@@ -672,13 +680,44 @@ pub fn write_head_blocks(
         let b = a + range_ms;
         let series = head.export(a, b - 1, true);
         if !series.is_empty() {
-            let meta = write_block(dir, fs, a, b, BlockCompaction::default(), to_write(series))?;
+            let imported = BlockCompaction { hints: vec![block::HINT_IMPORT.into()], ..Default::default() };
+            let meta = write_block(dir, fs, a..b, imported, to_write(series))?;
             progress(&meta);
             out.push(meta);
         }
         a = b;
     }
     Ok(out)
+}
+
+/// The head's lower bound at open: the end of the newest block cut from the head, below which
+/// the WAL holds nothing that is not already in a block. Replay skips samples older than it and
+/// appends older than it are refused (`OutOfBounds`).
+///
+/// Blocks hinted as imported do not count: they say nothing about what the head has handed to
+/// blocks, and counting them would make an import of recent data drop the WAL's samples older
+/// than its end and refuse fresh samples up to it. Nor does a block ending after `now` (an import
+/// written before block bounds followed the data, whose max time is the end of its range): such a
+/// bound would refuse every scrape until then. Either way the head may then accept samples in a
+/// range a block covers; queries merge both and compaction merges the overlapping blocks, as
+/// Prometheus does with overlapping blocks.
+fn head_floor(blocks: &[Arc<Block>], now: i64) -> Option<i64> {
+    let mut floor = None;
+    for b in blocks {
+        let m = b.meta();
+        if m.compaction.is_import() {
+            continue;
+        }
+        if m.max_time > now {
+            tracing::warn!(
+                block = %m.ulid, max_time = m.max_time, now,
+                "block ends in the future; not using it as the head's lower bound"
+            );
+            continue;
+        }
+        floor = floor.max(Some(m.max_time));
+    }
+    floor
 }
 
 /// Opens every block directory in `dir`, after removing leftovers of interrupted writes and
@@ -742,7 +781,8 @@ impl Queryable for Db {
     }
 
     fn max_time(&self) -> Option<i64> {
-        let blocks = self.inner.blocks.read().iter().map(|b| b.meta().max_time).max();
+        // A block's max time is exclusive: its newest sample is one less.
+        let blocks = self.inner.blocks.read().iter().map(|b| b.meta().max_time - 1).max();
         self.inner.head.max_time().max(blocks)
     }
 }
