@@ -21,7 +21,7 @@ pub use puller::SourceStatus;
 
 use self::state::GlobalState;
 pub use self::state::StateError;
-use crate::dedup::Elector;
+use crate::dedup::{Elector, ReplicaView, ShardView};
 use crate::metrics::{Counter, DURATION_BUCKETS, Family, Gauge, Histogram, MetricsWriter, Registry};
 use crate::model::{Coverage, Labels, MetricType, now_ms};
 use crate::scrape::{ActiveTarget, Health, ScrapeClient, Target, TargetStatus, TargetsSnapshot};
@@ -192,43 +192,29 @@ impl GlobalIngest {
             let e = e.clone();
             registry.register(Arc::new(move |w: &mut MetricsWriter| {
                 let view = e.view(Instant::now());
-                w.family(
-                    "promtier_dedup_elected",
-                    "1 for the replica currently elected in each replica set.",
-                    MetricType::Gauge,
-                );
-                for v in &view {
-                    for r in &v.replicas {
-                        let elected = if v.elected.as_deref() == Some(r.replica.as_str()) { 1.0 } else { 0.0 };
-                        w.sample("promtier_dedup_elected", &[("shard", &v.shard), ("replica", &r.replica)], elected);
-                    }
-                }
-                w.family(
-                    "promtier_dedup_replica_healthy",
-                    "1 if the replica delivered new data within failover_timeout.",
-                    MetricType::Gauge,
-                );
-                for v in &view {
-                    for r in &v.replicas {
-                        w.sample(
-                            "promtier_dedup_replica_healthy",
-                            &[("shard", &v.shard), ("replica", &r.replica)],
-                            if r.healthy { 1.0 } else { 0.0 },
-                        );
-                    }
-                }
-                w.family(
-                    "promtier_dedup_replica_coverage_short",
-                    "1 if the replica's coverage (targets up, series) is below min_coverage of its best peer's.",
-                    MetricType::Gauge,
-                );
-                for v in &view {
-                    for r in &v.replicas {
-                        w.sample(
-                            "promtier_dedup_replica_coverage_short",
-                            &[("shard", &v.shard), ("replica", &r.replica)],
-                            if r.short.is_some() { 1.0 } else { 0.0 },
-                        );
+                type PerReplica = fn(&ShardView, &ReplicaView) -> bool;
+                let gauges: [(&str, &str, PerReplica); 3] = [
+                    ("promtier_dedup_elected", "1 for the replica currently elected in each replica set.", |v, r| {
+                        v.elected.as_deref() == Some(r.replica.as_str())
+                    }),
+                    (
+                        "promtier_dedup_replica_healthy",
+                        "1 if the replica delivered new data within failover_timeout.",
+                        |_, r| r.healthy,
+                    ),
+                    (
+                        "promtier_dedup_replica_coverage_short",
+                        "1 if the replica's coverage (targets up, series) is below min_coverage of its best peer's.",
+                        |_, r| r.short.is_some(),
+                    ),
+                ];
+                for (name, help, f) in gauges {
+                    w.family(name, help, MetricType::Gauge);
+                    for v in &view {
+                        for r in &v.replicas {
+                            let x = if f(v, r) { 1.0 } else { 0.0 };
+                            w.sample(name, &[("shard", &v.shard), ("replica", &r.replica)], x);
+                        }
                     }
                 }
                 w.family(

@@ -11,30 +11,9 @@ fn global_down_long_catches_up_every_sample_exactly_once() {
     let p = ports(10);
     let (d, l, g) = (&p[0..4], p[4], p[9]);
     let outage = if soak() { Duration::from_secs(1800) } else { Duration::from_secs(45) };
-    let yaml = format!(
-        "cluster: chaos\n\
-         defaults: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
-         jobs:\n\
-         \x20 - {{job_name: infra, static_configs: [{{targets: ['127.0.0.1:{}', '127.0.0.1:{}']}}]}}\n\
-         \x20 - {{job_name: apps, static_configs: [{{targets: ['127.0.0.1:{}', '127.0.0.1:{}']}}]}}\n\
-         leaves:\n\
-         \x20 - {{group: infra, jobs: [infra], replicas: 2, listen: '127.0.0.1:{l}'}}\n\
-         \x20 - {{group: apps, jobs: [apps], replicas: 2, listen: '127.0.0.1:{}'}}\n\
-         globals:\n\
-         \x20 - {{name: global, from: [infra, apps], listen: '127.0.0.1:{g}', federate: {{interval: 1s, timeout: 900ms, page_samples: 2000}}, dedup: {{mode: failover, failover_timeout: 3s}}}}\n",
-        d[0],
-        d[1],
-        d[2],
-        d[3],
-        l + 2
-    );
+    let yaml = two_groups(d, l, g, ", page_samples: 2000", "");
     let mut lab = Lab::new(&yaml);
-    for (i, port) in d.iter().enumerate() {
-        lab.demo(&format!("demo-{i}"), addr(*port), 100, i as u64 + 1);
-    }
-    for n in ["infra-0-a", "infra-0-b", "apps-0-a", "apps-0-b"] {
-        lab.node("leaf", n);
-    }
+    start_two_groups(&mut lab, d, 100);
     lab.node("global", "global-a");
     let global = addr(g);
     let leaf_addr =

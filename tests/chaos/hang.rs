@@ -14,15 +14,7 @@ use crate::lab::*;
 fn hung_elected_replica_fails_over_cleanly_and_stays_out_when_it_resumes() {
     let p = ports(5);
     let (d, l, g) = (&p[0..2], p[2], p[4]);
-    let yaml = format!(
-        "cluster: chaos\n\
-         defaults: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
-         jobs:\n  - {{job_name: demo, static_configs: [{{targets: ['127.0.0.1:{}', '127.0.0.1:{}']}}]}}\n\
-         leaves:\n  - {{group: apps, jobs: [demo], replicas: 2, listen: '127.0.0.1:{l}'}}\n\
-         globals:\n\
-         \x20 - {{name: global, from: [apps], listen: '127.0.0.1:{g}', federate: {{interval: 1s, timeout: 900ms}}, dedup: {{mode: failover, failover_timeout: 3s}}}}\n",
-        d[0], d[1]
-    );
+    let yaml = one_group(d, l, &failover_global("global", "apps", g, ""));
     let mut lab = Lab::new(&yaml);
     lab.demo("demo-0", addr(d[0]), 60, 1);
     lab.demo("demo-1", addr(d[1]), 60, 2);

@@ -11,15 +11,10 @@ use crate::lab::*;
 fn leaf_failover_under_a_middle_global_leaves_no_gap_at_the_top() {
     let p = ports(7);
     let (d, l, regional, top) = (&p[0..2], p[2], p[4], p[5]);
-    let yaml = format!(
-        "cluster: chaos\n\
-         defaults: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
-         jobs:\n  - {{job_name: demo, static_configs: [{{targets: ['127.0.0.1:{}', '127.0.0.1:{}']}}]}}\n\
-         leaves:\n  - {{group: apps, jobs: [demo], replicas: 2, listen: '127.0.0.1:{l}'}}\n\
-         globals:\n\
-         \x20 - {{name: regional, from: [apps], listen: '127.0.0.1:{regional}', federate: {{interval: 1s, timeout: 900ms}}, dedup: {{mode: failover, failover_timeout: 3s}}}}\n\
-         \x20 - {{name: top, from: [regional], listen: '127.0.0.1:{top}', federate: {{interval: 1s, timeout: 900ms}}, dedup: {{mode: failover, failover_timeout: 3s}}}}\n",
-        d[0], d[1]
+    let yaml = one_group(
+        d,
+        l,
+        &(failover_global("regional", "apps", regional, "") + &failover_global("top", "regional", top, "")),
     );
     let mut lab = Lab::new(&yaml);
     lab.demo("demo-0", addr(d[0]), 60, 1);

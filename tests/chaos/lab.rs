@@ -188,6 +188,64 @@ impl Lab {
     }
 }
 
+/// The `globals:` entry of a failover global `name` pulling `from` every second
+/// (`failover_timeout: 3s`); `federate_extra` adds keys to its `federate:` map.
+pub(crate) fn failover_global(name: &str, from: &str, port: u16, federate_extra: &str) -> String {
+    format!(
+        "  - {{name: {name}, from: [{from}], listen: '127.0.0.1:{port}', \
+         federate: {{interval: 1s, timeout: 900ms{federate_extra}}}, dedup: {{mode: failover, failover_timeout: 3s}}}}\n"
+    )
+}
+
+/// A topology scraping every second: one leaf group `apps` (one shard of two replicas from port
+/// `leaf`) over the demo exporters on `demos`, and `globals` (lines of the `globals:` list).
+pub(crate) fn one_group(demos: &[u16], leaf: u16, globals: &str) -> String {
+    let targets: Vec<String> = demos.iter().map(|d| format!("'127.0.0.1:{d}'")).collect();
+    format!(
+        "cluster: chaos\n\
+         defaults: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
+         jobs:\n  - {{job_name: demo, static_configs: [{{targets: [{}]}}]}}\n\
+         leaves:\n  - {{group: apps, jobs: [demo], replicas: 2, listen: '127.0.0.1:{leaf}'}}\n\
+         globals:\n{globals}",
+        targets.join(", ")
+    )
+}
+
+/// A topology scraping every second: two leaf groups, `infra` (demos 0 and 1) and `apps` (demos
+/// 2 and 3), each one shard of two replicas (from port `leaf`: infra-0-a, infra-0-b, apps-0-a,
+/// apps-0-b), and one failover global pulling both; `federate_extra` as in [`failover_global`],
+/// `tail` appended (e.g. `nodes:` overrides).
+pub(crate) fn two_groups(demos: &[u16], leaf: u16, global: u16, federate_extra: &str, tail: &str) -> String {
+    format!(
+        "cluster: chaos\n\
+         defaults: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
+         jobs:\n\
+         \x20 - {{job_name: infra, static_configs: [{{targets: ['127.0.0.1:{}', '127.0.0.1:{}']}}]}}\n\
+         \x20 - {{job_name: apps, static_configs: [{{targets: ['127.0.0.1:{}', '127.0.0.1:{}']}}]}}\n\
+         leaves:\n\
+         \x20 - {{group: infra, jobs: [infra], replicas: 2, listen: '127.0.0.1:{leaf}'}}\n\
+         \x20 - {{group: apps, jobs: [apps], replicas: 2, listen: '127.0.0.1:{}'}}\n\
+         globals:\n{}{tail}",
+        demos[0],
+        demos[1],
+        demos[2],
+        demos[3],
+        leaf + 2,
+        failover_global("global", "infra, apps", global, federate_extra),
+    )
+}
+
+/// Starts the demo exporters on `demos` (`demo-<i>`, about `series` series each) and the four
+/// leaves of [`two_groups`].
+pub(crate) fn start_two_groups(lab: &mut Lab, demos: &[u16], series: u32) {
+    for (i, port) in demos.iter().enumerate() {
+        lab.demo(&format!("demo-{i}"), addr(*port), series, i as u64 + 1);
+    }
+    for n in ["infra-0-a", "infra-0-b", "apps-0-a", "apps-0-b"] {
+        lab.node("leaf", n);
+    }
+}
+
 /// `count` consecutive free loopback ports.
 pub(crate) fn ports(count: u16) -> Vec<u16> {
     let base = free_port_block(count);

@@ -13,27 +13,9 @@ fn random_kills_of_leaves_and_globals_lose_no_acknowledged_sample() {
     let p = ports(9);
     let (d, l, g) = (&p[0..4], p[4], p[8]);
     let kills = if soak() { 200 } else { 22 };
-    let yaml = format!(
-        "cluster: chaos\n\
-         defaults: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
-         jobs:\n\
-         \x20 - {{job_name: infra, static_configs: [{{targets: ['127.0.0.1:{}', '127.0.0.1:{}']}}]}}\n\
-         \x20 - {{job_name: apps, static_configs: [{{targets: ['127.0.0.1:{}', '127.0.0.1:{}']}}]}}\n\
-         leaves:\n\
-         \x20 - {{group: infra, jobs: [infra], replicas: 2, listen: '127.0.0.1:{l}'}}\n\
-         \x20 - {{group: apps, jobs: [apps], replicas: 2, listen: '127.0.0.1:{}'}}\n\
-         globals:\n\
-         \x20 - {{name: global, from: [infra, apps], listen: '127.0.0.1:{g}', federate: {{interval: 1s, timeout: 900ms}}, dedup: {{mode: failover, failover_timeout: 3s}}}}\n",
-        d[0],
-        d[1],
-        d[2],
-        d[3],
-        l + 2
-    );
+    let yaml = two_groups(d, l, g, "", "");
     let mut lab = Lab::new(&yaml);
-    for (i, port) in d.iter().enumerate() {
-        lab.demo(&format!("demo-{i}"), addr(*port), 40, i as u64 + 1);
-    }
+    start_two_groups(&mut lab, d, 40);
     let nodes: Vec<(&str, u16)> = vec![
         ("infra-0-a", l),
         ("infra-0-b", l + 1),
@@ -41,9 +23,7 @@ fn random_kills_of_leaves_and_globals_lose_no_acknowledged_sample() {
         ("apps-0-b", l + 3),
         ("global-a", g),
     ];
-    for (n, _) in &nodes {
-        lab.node(if n.starts_with("global") { "global" } else { "leaf" }, n);
-    }
+    lab.node("global", "global-a");
     let global = addr(g);
     lab.elected(global, "infra-0");
     lab.elected(global, "apps-0");

@@ -18,35 +18,19 @@ fn a_shard_away_across_a_global_restart_is_filled_when_it_returns() {
     // The global reaches the apps shard through partitionable relays.
     let relay_a = Proxy::start(addr(l + 2));
     let relay_b = Proxy::start(addr(l + 3));
-    let yaml = format!(
-        "cluster: chaos\n\
-         defaults: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
-         jobs:\n\
-         \x20 - {{job_name: infra, static_configs: [{{targets: ['127.0.0.1:{}', '127.0.0.1:{}']}}]}}\n\
-         \x20 - {{job_name: apps, static_configs: [{{targets: ['127.0.0.1:{}', '127.0.0.1:{}']}}]}}\n\
-         leaves:\n\
-         \x20 - {{group: infra, jobs: [infra], replicas: 2, listen: '127.0.0.1:{l}'}}\n\
-         \x20 - {{group: apps, jobs: [apps], replicas: 2, listen: '127.0.0.1:{}'}}\n\
-         globals:\n\
-         \x20 - {{name: global, from: [infra, apps], listen: '127.0.0.1:{g}', federate: {{interval: 1s, timeout: 900ms}}, dedup: {{mode: failover, failover_timeout: 3s}}}}\n\
-         nodes:\n\
-         \x20 apps-0-a: {{advertise: '{}'}}\n\
-         \x20 apps-0-b: {{advertise: '{}'}}\n",
-        d[0],
-        d[1],
-        d[2],
-        d[3],
-        l + 2,
-        relay_a.addr(),
-        relay_b.addr()
+    let yaml = two_groups(
+        d,
+        l,
+        g,
+        "",
+        &format!(
+            "nodes:\n  apps-0-a: {{advertise: '{}'}}\n  apps-0-b: {{advertise: '{}'}}\n",
+            relay_a.addr(),
+            relay_b.addr()
+        ),
     );
     let mut lab = Lab::new(&yaml);
-    for (i, port) in d.iter().enumerate() {
-        lab.demo(&format!("demo-{i}"), addr(*port), 60, i as u64 + 1);
-    }
-    for n in ["infra-0-a", "infra-0-b", "apps-0-a", "apps-0-b"] {
-        lab.node("leaf", n);
-    }
+    start_two_groups(&mut lab, d, 60);
     lab.node("global", "global-a");
     let global = addr(g);
     let chosen = lab.elected(global, "apps-0");
