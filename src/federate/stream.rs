@@ -34,6 +34,8 @@ const V2_FIELDS: usize = 8 + 8 + 4 + 8 + 8 + 8 + 4 + 4 + 8;
 const MAX_SAMPLES_PER_FRAME: usize = 4096;
 /// Series whose samples are counted to estimate how much time fits in one page.
 const ESTIMATE_SERIES: usize = 64;
+/// Windows up to this long are encoded without sizing the page first (pulls that keep up).
+const DIRECT_WINDOW_MS: i64 = 60_000;
 /// Halvings of a page's time span before an over-full page is sent anyway.
 const MAX_PAGE_ATTEMPTS: u32 = 12;
 /// How far past the node's frontier a response may reach. Samples beyond the frontier are sent
@@ -126,9 +128,10 @@ pub struct PageRequest {
 /// far as the page limits allow, at most [`MAX_AHEAD_MS`] past the frontier and never past
 /// `now`. External labels are added to series that lack them, as `/federate` does.
 ///
-/// The page's time span is chosen from the density of a sample of the series, then halved
-/// while the page comes out more than twice the sample limit or over the byte limit; a span
-/// that cannot be halved further (every sample of one millisecond) is sent whole.
+/// A window longer than a minute has its time span chosen from the density of a sample of the
+/// series first; then the span is halved while the page comes out more than twice the sample
+/// limit or over the byte limit; a span that cannot be halved further (every sample of one
+/// millisecond) is sent whole.
 pub fn encode_page(
     storage: &dyn Queryable,
     selectors: &[Vec<Matcher>],
@@ -159,7 +162,13 @@ pub fn encode_page(
         return Ok(header);
     }
     let frames_at = out.len();
-    let mut until = choose_until(storage, selectors, start, limit, req.limits.max_samples)?;
+    // A pull that keeps up asks for about one interval: encode it straight away (an overflow is
+    // caught below). A longer window is a catch-up: size the page first.
+    let mut until = if limit - start <= DIRECT_WINDOW_MS {
+        limit
+    } else {
+        choose_until(storage, selectors, start, limit, req.limits.max_samples)?
+    };
     let mut attempts = 0;
     loop {
         out.truncate(frames_at);
