@@ -34,6 +34,8 @@ const V2_FIELDS: usize = 8 + 8 + 4 + 8 + 8 + 8 + 4 + 4 + 8;
 const MAX_SAMPLES_PER_FRAME: usize = 4096;
 /// Series whose samples are counted to estimate how much time fits in one page.
 const ESTIMATE_SERIES: usize = 64;
+/// Timestamps kept of those samples (an even subsample beyond that).
+const ESTIMATE_TIMES: usize = 1 << 16;
 /// Windows up to this long are encoded without sizing the page first (pulls that keep up).
 const DIRECT_WINDOW_MS: i64 = 60_000;
 /// Halvings of a page's time span before an over-full page is sent anyway.
@@ -212,12 +214,27 @@ fn choose_until(
         return Ok(limit);
     }
     let k = n.min(ESTIMATE_SERIES);
+    // Every `stride`-th timestamp of the sampled series: the kept ones stay an even sample of
+    // them, and their number stays bounded however long the window is.
     let mut times: Vec<i64> = Vec::new();
+    let (mut stride, mut counted) = (1u64, 0u64);
     for i in 0..k {
-        let s = &mut series[i * n / k];
-        times.extend(s.samples.by_ref().map(|x| x.t));
+        for x in series[i * n / k].samples.by_ref() {
+            if counted % stride == 0 {
+                times.push(x.t);
+                if times.len() >= ESTIMATE_TIMES {
+                    let mut j = 0;
+                    times.retain(|_| {
+                        j += 1;
+                        j % 2 == 1
+                    });
+                    stride *= 2;
+                }
+            }
+            counted += 1;
+        }
     }
-    let estimated = times.len() as f64 * n as f64 / k as f64;
+    let estimated = counted as f64 * n as f64 / k as f64;
     if estimated <= max_samples as f64 || times.is_empty() {
         return Ok(limit);
     }
@@ -636,6 +653,25 @@ mod tests {
             assert_eq!(ts.len(), 1000, "{l}");
             assert!(ts.windows(2).all(|w| w[0] < w[1]), "{l}: sent twice or out of order");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn page_sizing_keeps_a_bounded_even_sample_of_timestamps() -> Result<(), Box<dyn std::error::Error>> {
+        let head = Head::new(HeadOptions::default())?;
+        let mut app = head.appender();
+        // 80 series × 3000 samples: more timestamps than the estimate keeps, so it subsamples.
+        for i in 0..80i64 {
+            let l = Labels::from_pairs(&[("__name__", "m"), ("i", &i.to_string())]);
+            for t in 1..=3000i64 {
+                app.append(None, &l, t * 1000, 1.0)?;
+            }
+        }
+        app.commit()?;
+        let all = vec![parse_selector("{__name__=\"m\"}")?];
+        let until = choose_until(&head, &all, 0, 3_000_000, 24_000)?;
+        // 24k samples of 80 series ≈ 300 s of data; the estimate aims at 90% of it.
+        assert!((255_000..=300_000).contains(&until), "until {until}");
         Ok(())
     }
 
