@@ -1,6 +1,8 @@
 //! A global that was down for a long stretch relative to its page size catches up page by page:
 //! after the restart, every sample the elected leaves hold for the outage window is on the
-//! global, exactly once (sample-by-sample equality with the elected replicas over the window).
+//! global, exactly once — sample by sample, the window equals the elected replica's samples (or,
+//! if the restarted global elected the other replica, the first one's samples up to where each
+//! series stopped and exactly the second one's after).
 
 use std::time::Duration;
 
@@ -30,9 +32,10 @@ fn global_down_long_catches_up_every_sample_exactly_once() {
     std::thread::sleep(outage);
     lab.start("global-a");
     let restarted = now();
+    // The restarted global prefers the replicas it had elected; one that answers late (a busy
+    // machine) may lose that first election, and the other fills from where each series stopped.
     let after: Vec<(String, String)> =
         ["infra-0", "apps-0"].iter().map(|s| (s.to_string(), lab.elected(global, s))).collect();
-    assert_eq!(before, after, "the restarted global elected other replicas");
     let (from, to) = (killed - 5_000, restarted + 5_000);
     // Wait for the global to be current past the window, then for its copy to match.
     let deadline = if soak() { Duration::from_secs(1200) } else { Duration::from_secs(180) };
@@ -41,13 +44,14 @@ fn global_down_long_catches_up_every_sample_exactly_once() {
         if now() < to + 3_000 {
             return None;
         }
-        let mut want = Samples::new();
-        for (shard, r) in &after {
-            want.extend(window(leaf_addr(shard, r), DEMO, from, to));
+        let (mut first, mut second) = (Samples::new(), Samples::new());
+        for ((shard, b), (_, a)) in before.iter().zip(&after) {
+            first.extend(window(leaf_addr(shard, b), DEMO, from, to));
+            second.extend(window(leaf_addr(shard, a), DEMO, from, to));
         }
         let got = window(global, DEMO, from, to);
-        let problems = diff("the elected leaves", &want, "the global", &got, 10);
-        equal = want;
+        let problems = switch_problems(&got, &first, &second, 10);
+        equal = got;
         Some(problems)
     });
     let samples: usize = equal.values().map(Vec::len).sum();
@@ -66,7 +70,8 @@ fn global_down_long_catches_up_every_sample_exactly_once() {
         .unwrap_or(0);
     assert!(pages >= 5, "the catch-up took {pages} pages; expected many pages of 2000 samples\n{log}");
     eprintln!(
-        "caught up {} series, {samples} samples over a {:?} outage, in up to {pages} pages per source",
+        "caught up {} series, {samples} samples over a {:?} outage, in up to {pages} pages per source \
+         (elected before {before:?}, after {after:?})",
         equal.len(),
         outage
     );

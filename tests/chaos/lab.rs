@@ -307,6 +307,39 @@ pub(crate) fn diff(
     out
 }
 
+/// What is wrong with `got` if, per series, it is not `before`'s samples up to some point
+/// followed by exactly `after`'s samples newer than that point — what a global holds when it
+/// stored one replica (`before`) and then another (`after`), filling from where each series
+/// stopped. With the same replica on both sides, `got` must equal it.
+pub(crate) fn switch_problems(got: &Samples, before: &Samples, after: &Samples, max: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let empty = Vec::new();
+    let keys: std::collections::BTreeSet<&Labels> =
+        got.keys().chain(before.keys()).chain(after.keys()).collect();
+    for l in keys {
+        let g = got.get(l).unwrap_or(&empty);
+        let b = before.get(l).unwrap_or(&empty);
+        let a = after.get(l).unwrap_or(&empty);
+        let i = g.iter().zip(b).take_while(|(x, y)| x == y).count();
+        let last = if i > 0 { g[i - 1].0 } else { i64::MIN };
+        let rest: Vec<(i64, u64)> = a.iter().filter(|x| x.0 > last).copied().collect();
+        if g[i..] != rest[..] {
+            let missing: Vec<i64> =
+                rest.iter().filter(|x| !g[i..].contains(x)).map(|x| x.0).take(5).collect();
+            let extra: Vec<i64> = g[i..].iter().filter(|x| !rest.contains(x)).map(|x| x.0).take(5).collect();
+            out.push(format!(
+                "{l}: {i} samples of the first replica up to {last}, then {} stored where the second has {}; missing {missing:?}, extra {extra:?}",
+                g.len() - i,
+                rest.len()
+            ));
+        }
+        if out.len() >= max {
+            break;
+        }
+    }
+    out
+}
+
 /// Continuity problems of `series` in `[from, to]`: steps longer than `max_step_ms`, timestamps
 /// that do not increase, counters that go down.
 pub(crate) fn continuity(series: &Samples, from: i64, to: i64, max_step_ms: i64) -> Vec<String> {
