@@ -17,6 +17,7 @@ mod proxy;
 mod shard_lab;
 
 mod catchup;
+mod coverage_election;
 mod failover_partition;
 mod hang;
 mod hierarchy;

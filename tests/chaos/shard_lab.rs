@@ -1,7 +1,7 @@
-//! The cluster the scenarios share, built in a [`Lab`]: one demo exporter (host `target`), one
-//! leaf shard `apps-0` with replicas `a` and `b` (hosts `leaf-a`, `leaf-b`) scraping it, and one
-//! global (host `global`) pulling both replicas, with the intervals and the dedup mode the
-//! scenario asks for. Each node runs on its own lab address (the topology's `nodes:`
+//! The cluster the scenarios share, built in a [`Lab`]: one demo exporter (host `target`; a
+//! scenario may ask for more: `target-2`, `target-3`, …), one leaf shard `apps-0` with replicas
+//! `a` and `b` (hosts `leaf-a`, `leaf-b`) scraping every exporter, and one global (host
+//! `global`) pulling both replicas, with the intervals and the dedup mode the scenario asks for. Each node runs on its own lab address (the topology's `nodes:`
 //! overrides), started one by one with `promtier demo|leaf|global`; the topology file and the
 //! data directories live in a temporary directory removed after the lab is gone.
 
@@ -38,29 +38,54 @@ impl ShardLab {
     /// `["1s", "900ms"]`), and starts every node; returns once each answers `/-/ready` (demo:
     /// `/metrics`).
     pub(crate) fn start(dedup: &str, scrape: [&str; 2], federate: [&str; 2]) -> ShardLab {
-        let lab = Lab::new(&["target", "leaf-a", "leaf-b", "global"]);
+        ShardLab::start_with_targets(1, dedup, scrape, federate)
+    }
+
+    /// [`ShardLab::start`] with `targets` demo exporters (hosts [`target_host`]), each
+    /// serving the same series (told apart by their `instance`), all scraped by both replicas.
+    pub(crate) fn start_with_targets(
+        targets: usize,
+        dedup: &str,
+        scrape: [&str; 2],
+        federate: [&str; 2],
+    ) -> ShardLab {
+        assert!(targets >= 1, "at least one exporter");
+        let exporters: Vec<String> = (0..targets).map(target_host).collect();
+        let mut hosts: Vec<&str> = exporters.iter().map(String::as_str).collect();
+        hosts.extend(["leaf-a", "leaf-b", "global"]);
+        let lab = Lab::new(&hosts);
         let dir = tempfile::Builder::new().prefix("promtier-chaos-").tempdir().expect("tempdir");
-        let (t, a, b, g) = (lab.addr("target"), lab.addr("leaf-a"), lab.addr("leaf-b"), lab.addr("global"));
+        let (a, b, g) = (lab.addr("leaf-a"), lab.addr("leaf-b"), lab.addr("global"));
+        let scraped: Vec<String> =
+            exporters.iter().map(|h| format!("'{}:{DEMO_PORT}'", lab.addr(h))).collect();
         let topology = dir.path().join("topology.yaml");
         std::fs::write(
             &topology,
             format!(
                 "cluster: chaos\n\
                  defaults: {{scrape_interval: {}, scrape_timeout: {}}}\n\
-                 jobs:\n  - job_name: demo\n    static_configs: [{{targets: ['{t}:{DEMO_PORT}']}}]\n\
+                 jobs:\n  - job_name: demo\n    static_configs: [{{targets: [{}]}}]\n\
                  leaves:\n  - {{group: apps, jobs: [demo], replicas: 2, listen: '{a}:{LEAF_PORT}'}}\n\
                  globals:\n  - name: global\n    from: [apps]\n    listen: '{g}:{GLOBAL_PORT}'\n\
                  \x20   federate: {{interval: {}, timeout: {}}}\n    dedup: {dedup}\n\
                  nodes:\n  {SHARD}-a: {{listen: '{a}:{LEAF_PORT}'}}\n  {SHARD}-b: {{listen: '{b}:{LEAF_PORT}'}}\n",
-                scrape[0], scrape[1], federate[0], federate[1]
+                scrape[0],
+                scrape[1],
+                scraped.join(", "),
+                federate[0],
+                federate[1]
             ),
         )
         .expect("write the topology");
         let mut s =
             ShardLab { lab, global: SocketAddr::from((g, GLOBAL_PORT)), pids: Vec::new(), topology, dir };
-        s.spawn("target", "demo", &["demo", "--listen", &format!("{t}:{DEMO_PORT}"), "--series", "60"]);
-        let target = SocketAddr::from((t, DEMO_PORT));
-        s.wait_ok("the demo exporter", target, "/metrics");
+        for (i, host) in exporters.iter().enumerate() {
+            // The first exporter keeps the name `demo` the single-exporter scenarios know.
+            let node = if i == 0 { "demo".to_string() } else { format!("demo-{}", i + 1) };
+            let listen = s.target(i).to_string();
+            s.spawn(host, &node, &["demo", "--listen", &listen, "--series", "60"]);
+            s.wait_ok(&format!("the demo exporter in {host}"), s.target(i), "/metrics");
+        }
         let file = s.topology.to_string_lossy().into_owned();
         for r in ["a", "b"] {
             let node = format!("{SHARD}-{r}");
@@ -94,6 +119,17 @@ impl ShardLab {
         );
     }
 
+    /// The address of exporter `i` (0-based: host [`target_host`]`(i)`).
+    pub(crate) fn target(&self, i: usize) -> SocketAddr {
+        SocketAddr::from((self.lab.addr(&target_host(i)), DEMO_PORT))
+    }
+
+    /// The whole log of `node` (`apps-0-a`, `global-a`, `demo`).
+    pub(crate) fn log(&self, node: &str) -> String {
+        let path = self.dir.path().join(format!("{node}.log"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+    }
+
     /// The address of leaf replica `r` (`a` or `b`).
     pub(crate) fn leaf(&self, r: &str) -> SocketAddr {
         SocketAddr::from((self.lab.addr(&format!("leaf-{r}")), LEAF_PORT))
@@ -113,4 +149,9 @@ impl ShardLab {
     pub(crate) fn context(&self) -> String {
         self.lab.logs()
     }
+}
+
+/// The lab host of exporter `i` (0-based): `target`, then `target-2`, `target-3`, …
+pub(crate) fn target_host(i: usize) -> String {
+    if i == 0 { "target".to_string() } else { format!("target-{}", i + 1) }
 }
