@@ -5,7 +5,7 @@
 # Reported: seconds until it is current again (its elected source's stored cursor within
 # 2 intervals of the clock), samples stored and samples/s during the catch-up, CPU seconds, the
 # global's peak RSS during the catch-up (VmHWM of the restarted process) and its RSS before the
-# outage, and pages pulled.
+# outage, pulls, and each leaf's RSS and peak RSS before and after the catch-up.
 #   scripts/bench/catchup.sh                         # 100k series per leaf, 5 s intervals, 30 min down
 #   SERIES=20000 OUTAGE=120 scripts/bench/catchup.sh
 set -euo pipefail
@@ -49,9 +49,9 @@ YAML
 "$BIN" check "$WORK/t.yaml" >/dev/null
 "$BIN" up "$WORK/t.yaml" > "$WORK/up.log" 2>&1 &
 PIDS+=($!)
-python3 - "$WORK" "$BIN" "$GLOBAL" "$SERIES" "$INTERVAL" "$OUTAGE" <<'PY'
+python3 - "$WORK" "$BIN" "$GLOBAL" "$SERIES" "$INTERVAL" "$OUTAGE" "$LEAF" <<'PY'
 import os, re, signal, subprocess, sys, time, urllib.request
-work, binary, gport, series, interval, outage = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+work, binary, gport, series, interval, outage, lport = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
 CLK = os.sysconf("SC_CLK_TCK"); PAGE = os.sysconf("SC_PAGE_SIZE")
 def get(url, timeout=30):
     with urllib.request.urlopen(url, timeout=timeout) as r:
@@ -94,6 +94,8 @@ rss_before = status(pid, "VmRSS")
 print(f"global holds {metric('promtier_tsdb_head_series'):.0f} series, RSS {rss_before / 2**20:.0f} MiB; killing it for {outage} s", flush=True)
 os.kill(pid, signal.SIGKILL)
 time.sleep(outage)
+leaves = [pid_listening(lport), pid_listening(lport + 1)]
+leaf_before = [(status(p, "VmRSS"), status(p, "VmHWM")) for p in leaves]
 log = open(f"{work}/global.log", "w")
 p = subprocess.Popen([binary, "global", "--topology", f"{work}/t.yaml", "--node", "global-a"], stdout=log, stderr=log)
 t0 = time.time()
@@ -116,6 +118,10 @@ pages = metric("promtier_federation_pulls_total")
 print(f"catch-up: {t1 - t0:.1f} s to be current after a {outage} s outage of {series} series at {interval} s;"
       f" {stored:.0f} samples stored ({stored / (t1 - t0):.0f}/s), {cpu_s:.1f} CPU s ({cpu_s / (stored / 1e6):.2f} s per M),"
       f" peak RSS {peak / 2**20:.0f} MiB (before the outage {rss_before / 2**20:.0f} MiB), {pages:.0f} pulls (pages and probes)")
+for i, lp in enumerate(leaves):
+    rss0, hwm0 = leaf_before[i]
+    print(f"leaf {'ab'[i]}: RSS {rss0 / 2**20:.0f} MiB before the catch-up, {status(lp, 'VmRSS') / 2**20:.0f} MiB after;"
+          f" peak since start {hwm0 / 2**20:.0f} MiB before, {status(lp, 'VmHWM') / 2**20:.0f} MiB after")
 p.send_signal(signal.SIGTERM)
 p.wait(timeout=30)
 for l in open(f"{work}/global.log"):

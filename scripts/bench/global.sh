@@ -174,6 +174,9 @@ print(f"\nprometheus cpu s per million unique samples (two replicas of each): {u
 for k in ("promtier-fast", "promtier-text"):
     print(f"ratio prometheus/{k}: cpu cores {res['prometheus']['cores'] / res[k]['cores']:.1f}x, "
           f"cpu per unique sample {uniq_prom / res[k]['cpu_per_m']:.1f}x, rss {res['prometheus']['rss'] / res[k]['rss']:.1f}x")
+for k in ("promtier-fast", "promtier-text"):
+    sets = json.loads(get(f"http://127.0.0.1:{systems[k]}/api/v1/dedup"))["data"]
+    print(f"{k}: elected " + ", ".join(f"{s['shard']}={s['elected']} ({s['failovers']} failovers)" for s in sets))
 pd = {}
 for k in ("promtier-fast", "promtier-text"):
     txt = get(f"http://127.0.0.1:{systems[k]}/metrics")
