@@ -25,14 +25,14 @@ use promtier::model::{Labels, is_stale_nan, now_ms};
 
 use crate::common::cluster::{elected, stored};
 use crate::common::{api_data, http_get, wait_until};
-use crate::shard_lab::{DEMO, SHARD, ShardLab, target_host};
+use crate::shard_lab::{
+    DEMO, Origin, SHARD, ShardLab, Stored, by_global_key, is_counter, origin, target_host,
+};
 
 /// Scrape and federation interval.
 const INTERVAL_MS: i64 = 1_000;
 /// The global's `failover_timeout`.
 const FAILOVER_TIMEOUT: Duration = Duration::from_secs(3);
-
-type Stored = BTreeMap<Labels, Vec<(i64, f64)>>;
 
 /// One replica of the shard as `GET /api/v1/dedup` shows it.
 #[derive(Debug, Clone)]
@@ -86,36 +86,6 @@ fn metrics(global: SocketAddr) -> String {
     let (status, body) = http_get(global, "/metrics", Duration::from_secs(10)).expect("global /metrics");
     assert_eq!(status, 200, "{body}");
     body
-}
-
-fn is_counter(labels: &Labels) -> bool {
-    labels.metric_name().is_some_and(|n| {
-        n.ends_with("_total") || n.ends_with("_count") || n.ends_with("_sum") || n.ends_with("_bucket")
-    })
-}
-
-/// A leaf's exporter series keyed as the global stores them (failover drops the replica label).
-fn by_global_key(leaf: Stored) -> Stored {
-    leaf.into_iter().map(|(l, s)| (l.without(&["replica"]), s)).collect()
-}
-
-/// Which replica scraped the sample (t, v): `old`, `new`, both (same time and value), or none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Origin {
-    Old,
-    New,
-    Both,
-    Neither,
-}
-
-fn origin(sample: (i64, f64), old: &[(i64, f64)], new: &[(i64, f64)]) -> Origin {
-    let has = |s: &[(i64, f64)]| s.iter().any(|&(t, v)| t == sample.0 && v.to_bits() == sample.1.to_bits());
-    match (has(old), has(new)) {
-        (true, true) => Origin::Both,
-        (true, false) => Origin::Old,
-        (false, true) => Origin::New,
-        (false, false) => Origin::Neither,
-    }
 }
 
 /// The window checked `[from, until]` (ms), when the old replica lost its target, and that

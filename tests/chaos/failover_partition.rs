@@ -10,7 +10,6 @@
 //!   old replica, then from the new one, never interleaved; after the heal the old replica is
 //!   not elected again and none of its samples is stored (no split-brain double ingest).
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -18,12 +17,10 @@ use promtier::model::{Labels, is_stale_nan, now_ms};
 
 use crate::common::cluster::{elected, stored};
 use crate::common::{api_data, http_get, wait_until};
-use crate::shard_lab::{DEMO, SHARD, ShardLab};
+use crate::shard_lab::{DEMO, Origin, SHARD, ShardLab, Stored, by_global_key, is_counter, origin};
 
 /// Scrape and federation interval.
 const INTERVAL_MS: i64 = 1_000;
-
-type Stored = BTreeMap<Labels, Vec<(i64, f64)>>;
 
 /// Whether `replica` of the shard is healthy in the global's dedup API.
 fn healthy(global: SocketAddr, replica: &str) -> Option<bool> {
@@ -31,36 +28,6 @@ fn healthy(global: SocketAddr, replica: &str) -> Option<bool> {
     let set = data.as_array()?.iter().find(|s| s["shard"] == SHARD)?.clone();
     let r = set["replicas"].as_array()?.iter().find(|r| r["replica"] == replica)?.clone();
     r["healthy"].as_bool()
-}
-
-fn is_counter(labels: &Labels) -> bool {
-    labels.metric_name().is_some_and(|n| {
-        n.ends_with("_total") || n.ends_with("_count") || n.ends_with("_sum") || n.ends_with("_bucket")
-    })
-}
-
-/// A leaf's series keyed as the global stores them (failover drops the replica label).
-fn by_global_key(leaf: Stored) -> BTreeMap<Labels, Vec<(i64, f64)>> {
-    leaf.into_iter().map(|(l, s)| (l.without(&["replica"]), s)).collect()
-}
-
-/// Which replica scraped the sample (t, v): `old`, `new`, both (same time and value), or none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Origin {
-    Old,
-    New,
-    Both,
-    Neither,
-}
-
-fn origin(sample: (i64, f64), old: &[(i64, f64)], new: &[(i64, f64)]) -> Origin {
-    let has = |s: &[(i64, f64)]| s.iter().any(|&(t, v)| t == sample.0 && v.to_bits() == sample.1.to_bits());
-    match (has(old), has(new)) {
-        (true, true) => Origin::Both,
-        (true, false) => Origin::Old,
-        (false, true) => Origin::New,
-        (false, false) => Origin::Neither,
-    }
 }
 
 /// The moments the check needs: the window `[from, until]`, the partition and the heal (ms).

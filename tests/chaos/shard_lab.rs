@@ -5,11 +5,13 @@
 //! overrides), started one by one with `promtier demo|leaf|global`; the topology file and the
 //! data directories live in a temporary directory removed after the lab is gone.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::unistd::Pid;
+use promtier::model::Labels;
 use tempfile::TempDir;
 
 use crate::common::{http_get, promtier_binary, wait_until};
@@ -154,4 +156,38 @@ impl ShardLab {
 /// The lab host of exporter `i` (0-based): `target`, then `target-2`, `target-3`, …
 pub(crate) fn target_host(i: usize) -> String {
     if i == 0 { "target".to_string() } else { format!("target-{}", i + 1) }
+}
+
+/// Samples per series as a node returns them (labels → (t, v) in time order).
+pub(crate) type Stored = BTreeMap<Labels, Vec<(i64, f64)>>;
+
+/// Counter-named series (the failover guard treats them as counters).
+pub(crate) fn is_counter(labels: &Labels) -> bool {
+    labels.metric_name().is_some_and(|n| {
+        n.ends_with("_total") || n.ends_with("_count") || n.ends_with("_sum") || n.ends_with("_bucket")
+    })
+}
+
+/// A leaf's series keyed as the global stores them (failover drops the replica label).
+pub(crate) fn by_global_key(leaf: Stored) -> Stored {
+    leaf.into_iter().map(|(l, s)| (l.without(&["replica"]), s)).collect()
+}
+
+/// Which replica scraped the sample (t, v): `old`, `new`, both (same time and value), or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    Old,
+    New,
+    Both,
+    Neither,
+}
+
+pub(crate) fn origin(sample: (i64, f64), old: &[(i64, f64)], new: &[(i64, f64)]) -> Origin {
+    let has = |s: &[(i64, f64)]| s.iter().any(|&(t, v)| t == sample.0 && v.to_bits() == sample.1.to_bits());
+    match (has(old), has(new)) {
+        (true, true) => Origin::Both,
+        (true, false) => Origin::Old,
+        (false, true) => Origin::New,
+        (false, false) => Origin::Neither,
+    }
 }
