@@ -433,6 +433,17 @@ mod tests {
         PullReport { ok: false, max_time: None, error: Some("connection refused".into()), coverage: None }
     }
 
+    /// A 30 s failover elector over replicas a and b with the 0.8 coverage check.
+    fn covering_elector(now: Instant, fill_margin_ms: i64) -> Elector {
+        Elector::with_options(
+            &[("s0".into(), vec!["a".into(), "b".into()])],
+            Duration::from_secs(30),
+            0.8,
+            fill_margin_ms,
+            now,
+        )
+    }
+
     fn elector(now: Instant) -> Elector {
         Elector::new(&[("s0".into(), vec!["a".into(), "b".into()])], Duration::from_secs(30), now)
     }
@@ -484,13 +495,7 @@ mod tests {
     #[test]
     fn a_replica_short_of_coverage_loses_after_the_timeout_and_fills_from_where_it_became_short() {
         let t0 = Instant::now();
-        let e = Elector::with_options(
-            &[("s0".into(), vec!["a".into(), "b".into()])],
-            Duration::from_secs(30),
-            0.8,
-            1000,
-            t0,
-        );
+        let e = covering_elector(t0, 1000);
         e.report("s0", "a", &covering(1000, 10, 1000), t0);
         e.report("s0", "b", &covering(1000, 10, 1000), t0);
         assert_eq!(e.role("s0", "a"), Role::Elected { fill_from: None });
@@ -528,13 +533,7 @@ mod tests {
     #[test]
     fn a_brief_shortfall_does_not_change_the_first_election() {
         let t0 = Instant::now();
-        let e = Elector::with_options(
-            &[("s0".into(), vec!["a".into(), "b".into()])],
-            Duration::from_secs(30),
-            0.8,
-            0,
-            t0,
-        );
+        let e = covering_elector(t0, 0);
         // a's first scrape of one target failed: it reports 4 of 10 targets up.
         e.report("s0", "b", &covering(1000, 10, 1000), t0);
         e.report("s0", "a", &covering(1000, 4, 400), t0);
@@ -544,13 +543,7 @@ mod tests {
     #[test]
     fn coverage_is_compared_only_between_healthy_replicas() {
         let t0 = Instant::now();
-        let e = Elector::with_options(
-            &[("s0".into(), vec!["a".into(), "b".into()])],
-            Duration::from_secs(30),
-            0.8,
-            0,
-            t0,
-        );
+        let e = covering_elector(t0, 0);
         // b reported full coverage once, then died: a (with few targets) is still the best there is.
         e.report("s0", "b", &covering(1000, 10, 1000), t0);
         e.report("s0", "a", &covering(1000, 4, 400), t0);

@@ -86,17 +86,12 @@ pub struct StreamHeader {
     pub coverage: Coverage,
 }
 
-/// Page bounds: a response holds at most about this much (see [`encode_page`]).
+/// Page bounds: a response holds at most about this much (see [`encode_page`]). The defaults
+/// are the topology's (`defaults.fast_link`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageLimits {
     pub max_samples: usize,
     pub max_bytes: usize,
-}
-
-impl Default for PageLimits {
-    fn default() -> PageLimits {
-        PageLimits { max_samples: 500_000, max_bytes: 32 << 20 }
-    }
 }
 
 /// Where a node's cursor stands for one client (see `frontier`).

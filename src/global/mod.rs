@@ -343,7 +343,10 @@ impl GlobalIngest {
                         _ = token.cancelled() => true,
                         _ = tick.tick() => false,
                     };
+                    // Watermarks move only after commits, so what is written never claims more than
+                    // the TSDB holds.
                     if let Some(e) = &elector {
+                        state.set_watermarks(e.watermarks());
                         state.set_elections(e.elections());
                     }
                     let s = state.clone();

@@ -212,7 +212,6 @@ impl Puller {
             self.status.lock().cursor = Some(c);
             if let Some(e) = &self.elector {
                 e.stored(&self.source.shard, &self.source.replica, c);
-                self.state.set_watermarks(e.watermarks());
             }
             self.metrics.behind.with(&self.labels()).set(((now_ms() - c).max(0)) as f64 / 1000.0);
         }

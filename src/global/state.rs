@@ -70,10 +70,8 @@ impl GlobalState {
 
     pub(crate) fn set_source(&self, node: &str, c: SourceCursor) {
         let mut g = self.inner.lock();
-        if g.0.sources.get(node) != Some(&c) {
-            g.0.sources.insert(node.to_string(), c);
-            g.1 = true;
-        }
+        let (p, dirty) = &mut *g;
+        *dirty |= changed(&mut p.sources, node.to_string(), c);
     }
 
     /// Watermarks of the sets, as stored last time.
@@ -83,11 +81,9 @@ impl GlobalState {
 
     pub(crate) fn set_watermarks(&self, marks: Vec<(String, i64)>) {
         let mut g = self.inner.lock();
+        let (p, dirty) = &mut *g;
         for (k, w) in marks {
-            if g.0.sets.get(&k) != Some(&w) {
-                g.0.sets.insert(k, w);
-                g.1 = true;
-            }
+            *dirty |= changed(&mut p.sets, k, w);
         }
     }
 
@@ -98,11 +94,9 @@ impl GlobalState {
 
     pub(crate) fn set_elections(&self, elected: Vec<(String, String)>) {
         let mut g = self.inner.lock();
+        let (p, dirty) = &mut *g;
         for (k, r) in elected {
-            if g.0.elected.get(&k) != Some(&r) {
-                g.0.elected.insert(k, r);
-                g.1 = true;
-            }
+            *dirty |= changed(&mut p.elected, k, r);
         }
     }
 
@@ -124,6 +118,15 @@ impl GlobalState {
         std::fs::write(&tmp, bytes).map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)
     }
+}
+
+/// Sets `map[key] = value`; whether that changed anything.
+fn changed<V: PartialEq>(map: &mut BTreeMap<String, V>, key: String, value: V) -> bool {
+    if map.get(&key) == Some(&value) {
+        return false;
+    }
+    map.insert(key, value);
+    true
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ pub async fn run(
     };
     let cfg = topology.global(name).with_context(|| format!("global {name:?} not in topology"))?;
     let db = super::storage::open(node, &opts.storage).await?;
-    let frontier = Arc::new(super::leaf::open_frontier(node)?);
+    let frontier = Arc::new(super::open_frontier(node)?);
     // Every commit goes through the frontier, so the fast link's cursor covers all of them.
     let storage: Arc<dyn Storage> = Arc::new(TrackedStorage::new(Arc::new(db.clone()), frontier.clone()));
     let registry = Arc::new(Registry::new());
@@ -78,7 +78,7 @@ pub async fn run(
             let ingest = ingest.clone();
             Arc::new(move || ingest.coverage())
         },
-        page_limits: super::leaf::page_limits(topology),
+        page_limits: super::page_limits(&topology.fast_link),
     });
     let ready_storage = storage.clone();
     let targets_ingest = ingest.clone();

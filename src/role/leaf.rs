@@ -11,8 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{NodeOptions, server, storage};
 use crate::api::{self, ApiState, HeadInfo, NodeInfo, StatusInfo};
-use crate::federate::frontier::{Frontier, TrackedStorage};
-use crate::federate::stream::PageLimits;
+use crate::federate::frontier::TrackedStorage;
 use crate::federate::{self, DEFAULT_LOOKBACK, FederateState};
 use crate::metrics::Registry;
 use crate::model::{LabelsBuilder, PromDuration};
@@ -53,7 +52,7 @@ pub async fn run(
         topology.jobs.iter().filter(|j| group_cfg.jobs.contains(&j.job_name)).cloned().collect();
 
     let db = storage::open(node, &opts.storage).await?;
-    let frontier = Arc::new(open_frontier(node)?);
+    let frontier = Arc::new(super::open_frontier(node)?);
     // Every commit goes through the frontier, so the fast link's cursor covers all of them.
     let stored: Arc<dyn Storage> = Arc::new(TrackedStorage::new(Arc::new(db.clone()), frontier.clone()));
     let registry = Arc::new(Registry::new());
@@ -87,7 +86,7 @@ pub async fn run(
             let m = manager.clone();
             Arc::new(move || m.coverage())
         },
-        page_limits: page_limits(topology),
+        page_limits: super::page_limits(&topology.fast_link),
     });
     let ready_storage = stored.clone();
     let targets_manager = manager.clone();
@@ -121,19 +120,6 @@ pub async fn run(
     storage::close(db).await;
     tracing::info!(node = %node.name, "leaf stopped");
     served
-}
-
-/// The fast link's cursor state of `node`, kept in its data directory.
-pub(crate) fn open_frontier(node: &Node) -> anyhow::Result<Frontier> {
-    Frontier::open(Some(node.data_dir.join("fast-link.json"))).context("fast-link state")
-}
-
-/// The fast-link page bounds of the topology.
-pub(crate) fn page_limits(topology: &Topology) -> PageLimits {
-    PageLimits {
-        max_samples: topology.fast_link.max_page_samples,
-        max_bytes: topology.fast_link.max_page_bytes,
-    }
 }
 
 /// What `/api/v1/status/*` shows for a node with a TSDB.

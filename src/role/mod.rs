@@ -18,3 +18,17 @@ pub struct NodeOptions {
     pub storage: storage::StorageOptions,
     pub query: crate::promql::EngineOptions,
 }
+
+/// The fast link's cursor state of `node` (leaf or global), kept in its data directory.
+pub(crate) fn open_frontier(
+    node: &crate::topology::Node,
+) -> anyhow::Result<crate::federate::frontier::Frontier> {
+    use anyhow::Context;
+    crate::federate::frontier::Frontier::open(Some(node.data_dir.join("fast-link.json")))
+        .context("fast-link state")
+}
+
+/// The fast-link page bounds a node serves (`defaults.fast_link`).
+pub fn page_limits(c: &crate::topology::FastLinkConfig) -> crate::federate::stream::PageLimits {
+    crate::federate::stream::PageLimits { max_samples: c.max_page_samples, max_bytes: c.max_page_bytes }
+}

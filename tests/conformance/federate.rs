@@ -13,9 +13,9 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use promtier::federate::frontier::Frontier;
-use promtier::federate::stream::PageLimits;
 use promtier::federate::{FederateState, router};
 use promtier::model::{Coverage, Labels};
+use promtier::topology::FastLinkConfig;
 use promtier::promqltest::{Command, load, parse_script};
 use promtier::tsdb::{Head, HeadOptions};
 use tower::ServiceExt;
@@ -76,7 +76,7 @@ fn run(peer: &Path, report: &mut Report) {
                 ready: Arc::new(move || ready),
                 frontier: Arc::new(Frontier::open(None).expect("an in-memory frontier")),
                 coverage: Arc::new(Coverage::default),
-                page_limits: PageLimits::default(),
+                page_limits: promtier::role::page_limits(&FastLinkConfig::default()),
             };
             let case = if ready { name.clone() } else { format!("{name} (storage not ready)") };
             let (code, body) = match rt.block_on(get(router(state), &format!("/federate?{params}"))) {
