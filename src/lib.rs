@@ -10,6 +10,8 @@
 //! - [`promql`]: PromQL parsing (promql-parser) and our evaluation engine over the `Querier`.
 //! - [`metrics`]: the node's own `/metrics` registry.
 //! - [`topology`]: the topology file — raw YAML, validation, typed configuration, node naming.
+//! - [`http`]: serving (TLS, timeouts, basic auth with access levels, CORS) and clients built
+//!   from one client config (credentials, TLS, client certificates).
 //! - [`scrape`]: discovery, target ownership, scrape loops, staleness.
 //! - [`federate`]: `/federate` with Prometheus's semantics.
 //! - [`api`]: Prometheus HTTP API endpoints, health, readiness, status page.
@@ -24,6 +26,7 @@ pub mod dedup;
 pub mod exposition;
 pub mod federate;
 pub mod global;
+pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod plan;

@@ -1,7 +1,7 @@
 //! The node's HTTP surface apart from `/federate`: the Prometheus API v1 endpoints (PromQL
 //! queries, series and label lookups, metadata, status, targets), health and readiness,
-//! `/metrics`, and the HTML status page. Responses and errors use Prometheus's JSON shapes; CORS
-//! headers are set as Prometheus sets them.
+//! `/metrics`, and the HTML status page. Responses and errors use Prometheus's JSON shapes; access
+//! control and CORS are the listener's (`http`).
 
 pub mod dedup;
 mod json;
@@ -75,7 +75,6 @@ impl ApiState {
 
 /// Routes everything but `/federate`.
 pub fn router(state: ApiState) -> Router {
-    use axum::http::{HeaderName, Method};
     Router::new()
         .route("/", get(page::index))
         .route("/-/healthy", get(healthy).head(healthy))
@@ -96,19 +95,6 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/status/config", get(status::config))
         .route("/api/v1/status/tsdb", get(status::tsdb))
         .with_state(state)
-        // As Prometheus with its default `--web.cors.origin='.*'`: echo the origin.
-        .layer(
-            tower_http::cors::CorsLayer::new()
-                .allow_origin(tower_http::cors::AllowOrigin::mirror_request())
-                .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-                .allow_headers([
-                    HeaderName::from_static("accept"),
-                    HeaderName::from_static("authorization"),
-                    HeaderName::from_static("content-type"),
-                    HeaderName::from_static("origin"),
-                ])
-                .expose_headers([HeaderName::from_static("date")]),
-        )
 }
 
 async fn healthy() -> &'static str {

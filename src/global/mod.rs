@@ -26,7 +26,7 @@ use crate::metrics::{Counter, DURATION_BUCKETS, Family, Gauge, Histogram, Metric
 use crate::model::{Coverage, Labels, MetricType, now_ms};
 use crate::scrape::{ActiveTarget, Health, ScrapeClient, Target, TargetStatus, TargetsSnapshot};
 use crate::storage::Storage;
-use crate::topology::{DedupMode, GlobalConfig, Source, Topology};
+use crate::topology::{ClientConfig, DedupMode, GlobalConfig, Source, Topology};
 
 /// How far back a global with no data of its own starts pulling.
 const INITIAL_BACKFILL: Duration = Duration::from_secs(300);
@@ -306,16 +306,28 @@ impl GlobalIngest {
 
     /// Pulls every source until `shutdown`.
     pub async fn run(&self, shutdown: CancellationToken) {
-        let client = match ScrapeClient::plain(false) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot build the federation HTTP client");
-                return;
-            }
-        };
-        let text_client = ScrapeClient::plain(true).unwrap_or_else(|_| client.clone());
         let mut tasks = tokio::task::JoinSet::new();
+        // One pair of clients (fast link, gzip'd text) per source group's client settings.
+        let mut clients: Vec<(Arc<ClientConfig>, ScrapeClient, ScrapeClient)> = Vec::new();
         for (source, status) in &self.sources {
+            let (client, text_client) = match clients.iter().find(|c| Arc::ptr_eq(&c.0, &source.client)) {
+                Some((_, c, t)) => (c.clone(), t.clone()),
+                None => {
+                    let built = ScrapeClient::with_config(&source.client, false)
+                        .and_then(|c| Ok((c, ScrapeClient::with_config(&source.client, true)?)));
+                    match built {
+                        Ok((c, t)) => {
+                            clients.push((source.client.clone(), c.clone(), t.clone()));
+                            (c, t)
+                        }
+                        Err(e) => {
+                            tracing::error!(group = %source.group, error = %e, "cannot build the federation HTTP client; not pulling this source");
+                            status.lock().last_error = e.to_string();
+                            continue;
+                        }
+                    }
+                }
+            };
             let p = puller::Puller {
                 source: source.clone(),
                 settings: self.settings.clone(),
@@ -395,8 +407,7 @@ impl GlobalIngest {
                 ("node", source.node.as_str()),
             ]);
             let role = self.elector.as_ref().map(|e| e.role(&source.shard, &source.replica));
-            let url =
-                format!("http://{}/federate{}", source.address, if st.fast_link { "/stream" } else { "" });
+            let url = format!("{}/federate{}", source.base_url(), if st.fast_link { "/stream" } else { "" });
             snap.active.push(ActiveTarget {
                 job: format!("federate/{group}"),
                 target: Target {

@@ -226,8 +226,8 @@ impl Puller {
     /// Header only: liveness (newest timestamp) and coverage.
     async fn probe(&self) -> Outcome {
         let url = format!(
-            "http://{}/federate/stream?v=2&probe=1&since=0&{}",
-            self.source.address,
+            "{}/federate/stream?v=2&probe=1&since=0&{}",
+            self.source.base_url(),
             self.match_query()
         );
         let body = match self.client.scrape(&url, self.settings.timeout).await {
@@ -336,7 +336,7 @@ impl Puller {
         stream_state: &mut Option<StreamState>,
     ) -> Result<(Outcome, crate::federate::stream::StreamHeader), Outcome> {
         let strip = (self.settings.dedup == DedupMode::Failover).then(|| self.settings.replica_label.clone());
-        let mut url = format!("http://{}/federate/stream?v=2&since={since}", self.source.address);
+        let mut url = format!("{}/federate/stream?v=2&since={since}", self.source.base_url());
         if let Some((epoch, seq)) = seen {
             url.push_str(&format!("&epoch={epoch}&seq={seq}"));
         }
@@ -380,7 +380,7 @@ impl Puller {
     async fn pull_text(&self, store: bool, probe: bool, text_state: &mut Option<IngestState>) -> Outcome {
         let addr = &self.source.address;
         let query = if probe { match_query(&["{__name__=\"up\"}".to_string()]) } else { self.match_query() };
-        let url = format!("http://{addr}/federate?{query}");
+        let url = format!("{}/federate?{query}", self.source.base_url());
         let body = match self.text_client.scrape(&url, self.settings.timeout).await {
             Ok(b) => b,
             Err(e) => return Outcome::failed(e.to_string()),

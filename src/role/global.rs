@@ -64,7 +64,7 @@ pub async fn run(
         }),
         DedupMode::Failover | DedupMode::None => storage.clone(),
     };
-    let listener = server::bind(&node.listen).await?;
+    let listener = server::bind(&node.listen, &node.web).await?;
     tracing::info!(node = %node.name, listen = %node.listen, dedup = cfg.dedup.as_str(), sources = ingest.targets().active.len(), "global started");
     let ready_storage = storage.clone();
     let mut app = federate::router(FederateState {

@@ -72,7 +72,7 @@ pub async fn run(
     }
     frontier.register_metrics(&registry);
 
-    let listener = server::bind(&node.listen).await?;
+    let listener = server::bind(&node.listen, &node.web).await?;
     tracing::info!(node = %node.name, listen = %node.listen, group = %group, shard, "leaf started");
     let ready_storage = stored.clone();
     let fed = federate::router(FederateState {
@@ -138,7 +138,12 @@ pub(crate) fn status_info(topology: &Topology, node: &Node, query: &EngineOption
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect(),
-        config_yaml: std::fs::read_to_string(&topology.source).unwrap_or_default(),
+        // As the node loaded it, secrets replaced (never the raw text: it holds passwords).
+        config_yaml: match std::fs::read_to_string(&topology.source) {
+            Ok(text) => crate::topology::redact::redact(&text)
+                .unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n")),
+            Err(e) => format!("# cannot read {}: {e}\n", topology.source.display()),
+        },
         retention: PromDuration(node.retention).to_string(),
         head: Some(Arc::new(move || {
             let head = db.head();

@@ -66,11 +66,18 @@ impl Topology {
                             node: format!("{from}-{shard}-{}", replica_letter(r as u32)),
                             address: addr.clone(),
                             kind: SourceKind::Prometheus,
+                            scheme: ext.scheme,
+                            client: ext.client.clone(),
                         });
                     }
                 }
                 continue;
             }
+            let client = match (self.leaf_group(from), self.global(from)) {
+                (Some(g), _) => g.client.clone(),
+                (None, Some(g)) => g.client.clone(),
+                (None, None) => continue,
+            };
             for n in self.members(from) {
                 let (shard, replica) = match &n.role {
                     NodeRole::Leaf { group, shard, replica } => (format!("{group}-{shard}"), *replica),
@@ -84,6 +91,8 @@ impl Topology {
                     node: n.name.clone(),
                     address: n.advertise.clone(),
                     kind: SourceKind::Promtier,
+                    scheme: n.web.scheme(),
+                    client: client.clone(),
                 });
             }
         }
@@ -113,6 +122,17 @@ pub struct Source {
     /// `host:port` to pull from.
     pub address: String,
     pub kind: SourceKind,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// Credentials and TLS settings for reaching it.
+    pub client: Arc<ClientConfig>,
+}
+
+impl Source {
+    /// `scheme://address`, the base of every URL pulled from it.
+    pub fn base_url(&self) -> String {
+        format!("{}://{}", self.scheme, self.address)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +149,8 @@ pub struct ExternalGroup {
     pub name: String,
     /// Replica addresses per shard.
     pub shards: Vec<Vec<String>>,
+    pub scheme: &'static str,
+    pub client: Arc<ClientConfig>,
 }
 
 /// One process of the topology.
@@ -149,6 +171,15 @@ pub struct Node {
     pub external_labels: Labels,
     /// How long raw samples are kept.
     pub retention: Duration,
+    /// How it serves HTTP (TLS, users, CORS).
+    pub web: Arc<WebConfig>,
+}
+
+impl Node {
+    /// `scheme://advertise`, how other nodes and users reach it.
+    pub fn base_url(&self) -> String {
+        format!("{}://{}", self.web.scheme(), self.advertise)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,8 +236,8 @@ pub struct ScrapeConfig {
     pub label_limit: u64,
     pub label_name_length_limit: u64,
     pub label_value_length_limit: u64,
-    pub auth: Option<Auth>,
-    pub tls: TlsConfig,
+    /// Credentials and TLS settings of the scrapes.
+    pub client: ClientConfig,
     pub static_configs: Vec<TargetGroup>,
     pub file_sd_configs: Vec<FileSdConfig>,
     pub relabel_configs: Vec<RelabelConfig>,
@@ -246,10 +277,87 @@ impl Secret {
     }
 }
 
+/// How a client verifies the server and proves itself over TLS (Prometheus's `tls_config`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsConfig {
+    /// CA certificates that sign the server's certificate (instead of the system's roots).
     pub ca_file: Option<PathBuf>,
+    /// Client certificate and key, for servers that require one (mTLS).
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// The name the server's certificate must carry, when it differs from the address's host.
+    pub server_name: Option<String>,
     pub insecure_skip_verify: bool,
+}
+
+/// An HTTP client's credentials and TLS settings; every client (scrapes, federation pulls, and
+/// later remote write and push forwarding) is built from one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientConfig {
+    pub auth: Option<Auth>,
+    pub tls: TlsConfig,
+}
+
+/// How a node serves HTTP: TLS, who may call it, and which web origins may read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebConfig {
+    pub tls: Option<TlsServerConfig>,
+    /// Basic-auth users; empty means no authentication.
+    pub users: Vec<WebUser>,
+    /// Cross-origin reads allowed from origins matching this (anchored) regex; `None`: same
+    /// origin only.
+    pub cors_origin: Option<String>,
+}
+
+impl WebConfig {
+    /// The URL scheme clients use to reach a node serving with this configuration.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+}
+
+/// The certificate a node serves and how it treats client certificates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsServerConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub client_ca_file: Option<PathBuf>,
+    pub client_auth: ClientAuth,
+}
+
+/// Prometheus's `client_auth_type` values that promtier supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `NoClientCert` (the default).
+    None,
+    /// `VerifyClientCertIfGiven`: a certificate is optional, but one given must verify.
+    VerifyIfGiven,
+    /// `RequireAndVerifyClientCert`: mutual TLS.
+    RequireAndVerify,
+}
+
+/// One basic-auth user of a node and what it may do.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebUser {
+    pub name: String,
+    /// The bcrypt hash of the user's password.
+    pub bcrypt_hash: String,
+    pub access: Access,
+}
+
+impl std::fmt::Debug for WebUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebUser").field("name", &self.name).field("access", &self.access).finish_non_exhaustive()
+    }
+}
+
+/// What a user may call: reads (queries, federation, status), writes (receivers), admin
+/// (dedup pin/unpin, reload).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Access {
+    pub read: bool,
+    pub write: bool,
+    pub admin: bool,
 }
 
 /// Targets with common labels, from `static_configs` or a file_sd file.
@@ -275,6 +383,10 @@ pub struct LeafGroup {
     pub jobs: Vec<String>,
     pub sharder: Sharder,
     pub replicas: u32,
+    /// How its nodes serve HTTP.
+    pub web: Arc<WebConfig>,
+    /// How other nodes reach its nodes.
+    pub client: Arc<ClientConfig>,
 }
 
 impl LeafGroup {
@@ -323,6 +435,10 @@ pub struct GlobalConfig {
     pub min_coverage: f64,
     pub downsample: Vec<Downsample>,
     pub remote_write: Vec<RemoteWriteConfig>,
+    /// How its nodes serve HTTP.
+    pub web: Arc<WebConfig>,
+    /// How other globals reach its nodes.
+    pub client: Arc<ClientConfig>,
 }
 
 /// Bounds of one fast-link response (`defaults.fast_link`).

@@ -6,6 +6,7 @@
 mod config;
 mod error;
 mod raw;
+pub mod redact;
 mod validate;
 
 use std::path::Path;

@@ -45,6 +45,43 @@ pub(crate) struct RawDefaults {
     #[serde(default)]
     pub(crate) external_labels: HashMap<S<String>, String>,
     pub(crate) fast_link: Option<S<RawFastLink>>,
+    /// How every node serves HTTP (TLS, users, CORS) unless its group says otherwise.
+    pub(crate) web: Option<S<RawWeb>>,
+    /// How nodes reach promtier nodes (credentials, TLS) unless the group reached says otherwise.
+    pub(crate) client: Option<S<RawClient>>,
+}
+
+/// A node's listener, shaped like Prometheus's `web.config.file` plus promtier's access lists.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWeb {
+    pub(crate) tls_server_config: Option<S<RawTlsServer>>,
+    /// User name → bcrypt hash.
+    #[serde(default)]
+    pub(crate) basic_auth_users: HashMap<S<String>, S<String>>,
+    pub(crate) read_users: Option<Vec<S<String>>>,
+    pub(crate) write_users: Option<Vec<S<String>>>,
+    pub(crate) admin_users: Option<Vec<S<String>>>,
+    pub(crate) cors_origin: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTlsServer {
+    pub(crate) cert_file: S<String>,
+    pub(crate) key_file: S<String>,
+    pub(crate) client_ca_file: Option<S<String>>,
+    pub(crate) client_auth_type: Option<S<String>>,
+}
+
+/// An HTTP client's credentials and TLS settings, as Prometheus's `HTTPClientConfig` names them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClient {
+    pub(crate) basic_auth: Option<S<RawBasicAuth>>,
+    pub(crate) bearer_token: Option<S<String>>,
+    pub(crate) bearer_token_file: Option<S<String>>,
+    pub(crate) tls_config: Option<S<RawTlsConfig>>,
 }
 
 /// Bounds of the responses every node serves on the fast link.
@@ -98,6 +135,9 @@ pub(crate) struct RawBasicAuth {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTlsConfig {
     pub(crate) ca_file: Option<S<String>>,
+    pub(crate) cert_file: Option<S<String>>,
+    pub(crate) key_file: Option<S<String>>,
+    pub(crate) server_name: Option<S<String>>,
     pub(crate) insecure_skip_verify: Option<bool>,
 }
 
@@ -131,6 +171,8 @@ pub(crate) struct RawLeafGroup {
     pub(crate) retention: Option<S<String>>,
     #[serde(default)]
     pub(crate) external_labels: HashMap<S<String>, String>,
+    pub(crate) web: Option<S<RawWeb>>,
+    pub(crate) client: Option<S<RawClient>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -157,6 +199,8 @@ pub(crate) struct RawGlobal {
     pub(crate) remote_write: Vec<S<RawRemoteWrite>>,
     #[serde(default)]
     pub(crate) external_labels: HashMap<S<String>, String>,
+    pub(crate) web: Option<S<RawWeb>>,
+    pub(crate) client: Option<S<RawClient>>,
 }
 
 /// Prometheus servers (or other `/federate` endpoints) that a global pulls like leaves.
@@ -166,6 +210,11 @@ pub(crate) struct RawExternalGroup {
     pub(crate) group: S<String>,
     /// One list of replica addresses per shard.
     pub(crate) shards: Vec<S<Vec<S<String>>>>,
+    pub(crate) scheme: Option<S<String>>,
+    pub(crate) basic_auth: Option<S<RawBasicAuth>>,
+    pub(crate) bearer_token: Option<S<String>>,
+    pub(crate) bearer_token_file: Option<S<String>>,
+    pub(crate) tls_config: Option<S<RawTlsConfig>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -62,6 +62,8 @@ struct Defaults {
     replica_label: String,
     external_labels: Vec<Label>,
     fast_link: FastLinkConfig,
+    web: Arc<WebConfig>,
+    client: Arc<ClientConfig>,
 }
 
 pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<Problem>> {
@@ -73,9 +75,10 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<Pr
     }
     let defaults = v.defaults(raw.defaults.as_ref());
     let jobs = v.jobs(&raw.jobs, &defaults);
-    let leaf_groups = v.leaf_groups(&raw, &jobs);
+    let leaf_groups = v.leaf_groups(&raw, &jobs, &defaults);
     let external_groups = v.external_groups(&raw, &leaf_groups);
-    let globals = v.globals(&raw, &leaf_groups, &external_groups);
+    let globals = v.globals(&raw, &leaf_groups, &external_groups, &defaults);
+    v.reachable(&raw, &leaf_groups, &globals);
     let push = raw.push.as_ref().and_then(|p| v.push(p));
     let demo = raw.demo.as_ref().and_then(|d| v.demo(d));
     let nodes = v.nodes(&raw, &defaults, &cluster, &leaf_groups, &globals, push.as_ref(), demo.as_ref());
@@ -266,6 +269,8 @@ impl Validator {
                 }
             }
         }
+        let web = Arc::new(self.web(d.web.as_ref(), "defaults.web"));
+        let client = Arc::new(self.client(d.client.as_ref().map(|c| &c.value), "defaults.client"));
         Defaults {
             scrape_interval,
             scrape_timeout,
@@ -275,6 +280,8 @@ impl Validator {
             replica_label,
             external_labels,
             fast_link,
+            web,
+            client,
         }
     }
 
@@ -355,13 +362,7 @@ impl Validator {
             None => "http".to_string(),
         };
         let auth = self.auth(j.basic_auth.as_ref(), j.bearer_token.as_ref(), j.bearer_token_file.as_ref(), p);
-        let tls = match &j.tls_config {
-            Some(t) => TlsConfig {
-                ca_file: t.value.ca_file.as_ref().map(|f| self.path(&f.value)),
-                insecure_skip_verify: t.value.insecure_skip_verify.unwrap_or(false),
-            },
-            None => TlsConfig::default(),
-        };
+        let tls = self.tls_config(j.tls_config.as_ref(), &format!("{p}.tls_config"));
         let mut static_configs = Vec::new();
         for (k, sc) in j.static_configs.iter().enumerate() {
             let sp = format!("{p}.static_configs[{k}]");
@@ -424,8 +425,7 @@ impl Validator {
             label_limit: j.label_limit.unwrap_or(0),
             label_name_length_limit: j.label_name_length_limit.unwrap_or(0),
             label_value_length_limit: j.label_value_length_limit.unwrap_or(0),
-            auth,
-            tls,
+            client: ClientConfig { auth, tls },
             static_configs,
             file_sd_configs,
             relabel_configs,
@@ -472,6 +472,184 @@ impl Validator {
         bearer_file.map(|f| Auth::Bearer(Secret::File(self.path(&f.value))))
     }
 
+    /// A client's `tls_config`.
+    fn tls_config(&mut self, raw: Option<&Spanned<RawTlsConfig>>, p: &str) -> TlsConfig {
+        let Some(t) = raw else { return TlsConfig::default() };
+        let v = &t.value;
+        match (&v.cert_file, &v.key_file) {
+            (Some(c), None) => self.err(c, format!("{p}.key_file"), "cert_file needs key_file"),
+            (None, Some(k)) => self.err(k, format!("{p}.cert_file"), "key_file needs cert_file"),
+            _ => {}
+        }
+        if let Some(n) = &v.server_name
+            && n.value.is_empty()
+        {
+            self.err(n, format!("{p}.server_name"), "server_name must not be empty");
+        }
+        TlsConfig {
+            ca_file: v.ca_file.as_ref().map(|f| self.path(&f.value)),
+            cert_file: v.cert_file.as_ref().map(|f| self.path(&f.value)),
+            key_file: v.key_file.as_ref().map(|f| self.path(&f.value)),
+            server_name: v.server_name.as_ref().map(|n| n.value.clone()),
+            insecure_skip_verify: v.insecure_skip_verify.unwrap_or(false),
+        }
+    }
+
+    /// A `client:` block: how nodes reach a group's nodes.
+    fn client(&mut self, raw: Option<&RawClient>, p: &str) -> ClientConfig {
+        let Some(c) = raw else { return ClientConfig::default() };
+        ClientConfig {
+            auth: self.auth(c.basic_auth.as_ref(), c.bearer_token.as_ref(), c.bearer_token_file.as_ref(), p),
+            tls: self.tls_config(c.tls_config.as_ref(), &format!("{p}.tls_config")),
+        }
+    }
+
+    /// A `web:` block: TLS, users with their access, CORS.
+    fn web(&mut self, raw: Option<&Spanned<RawWeb>>, p: &str) -> WebConfig {
+        let Some(w) = raw else { return WebConfig::default() };
+        let w = &w.value;
+        let tls = w.tls_server_config.as_ref().map(|t| {
+            let tp = format!("{p}.tls_server_config");
+            let tv = &t.value;
+            let client_auth = match tv.client_auth_type.as_ref().map(|c| (c, c.value.as_str())) {
+                None | Some((_, "" | "NoClientCert")) => ClientAuth::None,
+                Some((_, "VerifyClientCertIfGiven")) => ClientAuth::VerifyIfGiven,
+                Some((_, "RequireAndVerifyClientCert")) => ClientAuth::RequireAndVerify,
+                Some((c, "RequestClientCert" | "RequireAnyClientCert")) => {
+                    self.err(
+                        c,
+                        format!("{tp}.client_auth_type"),
+                        format!(
+                            "{:?} accepts certificates without verifying them; promtier supports NoClientCert, VerifyClientCertIfGiven and RequireAndVerifyClientCert",
+                            c.value
+                        ),
+                    );
+                    ClientAuth::None
+                }
+                Some((c, other)) => {
+                    self.err(
+                        c,
+                        format!("{tp}.client_auth_type"),
+                        format!(
+                            "unknown client_auth_type {other:?} (NoClientCert, VerifyClientCertIfGiven or RequireAndVerifyClientCert)"
+                        ),
+                    );
+                    ClientAuth::None
+                }
+            };
+            match (&tv.client_ca_file, client_auth) {
+                (Some(f), ClientAuth::None) => self.err(
+                    f,
+                    format!("{tp}.client_ca_file"),
+                    "client_ca_file is set but client_auth_type is NoClientCert (set it to RequireAndVerifyClientCert or VerifyClientCertIfGiven)",
+                ),
+                (None, ClientAuth::VerifyIfGiven | ClientAuth::RequireAndVerify) => self.err(
+                    t,
+                    format!("{tp}.client_ca_file"),
+                    "verifying client certificates needs client_ca_file",
+                ),
+                _ => {}
+            }
+            TlsServerConfig {
+                cert_file: self.path(&tv.cert_file.value),
+                key_file: self.path(&tv.key_file.value),
+                client_ca_file: tv.client_ca_file.as_ref().map(|f| self.path(&f.value)),
+                client_auth,
+            }
+        });
+        let mut users = Vec::new();
+        let mut entries: Vec<_> = w.basic_auth_users.iter().collect();
+        entries.sort_by(|a, b| a.0.value.cmp(&b.0.value));
+        for (name, hash) in entries {
+            let up = format!("{p}.basic_auth_users.{}", name.value);
+            if name.value.is_empty() || name.value.contains(':') {
+                self.err(name, &up, "a user name must be non-empty and contain no ':'");
+            }
+            if bcrypt_shaped(&hash.value) {
+                users.push(WebUser {
+                    name: name.value.clone(),
+                    bcrypt_hash: hash.value.clone(),
+                    access: Access { read: true, write: true, admin: true },
+                });
+            } else {
+                self.err(
+                    hash,
+                    &up,
+                    "not a bcrypt hash (want $2y$…, 60 characters; make one with `promtier hash-password`)",
+                );
+            }
+        }
+        let lists = [(&w.read_users, "read_users"), (&w.write_users, "write_users"), (&w.admin_users, "admin_users")];
+        for (k, (list, key)) in lists.into_iter().enumerate() {
+            let Some(list) = list else { continue };
+            for (i, u) in list.iter().enumerate() {
+                if !w.basic_auth_users.keys().any(|n| n.value == u.value) {
+                    self.err(u, format!("{p}.{key}[{i}]"), format!("{:?} is not in basic_auth_users", u.value));
+                }
+            }
+            for user in &mut users {
+                let allowed = list.iter().any(|u| u.value == user.name);
+                let flag = match k {
+                    0 => &mut user.access.read,
+                    1 => &mut user.access.write,
+                    _ => &mut user.access.admin,
+                };
+                *flag = allowed;
+            }
+        }
+        let cors_origin = w.cors_origin.as_ref().and_then(|c| {
+            let anchored = format!("^(?:{})$", c.value);
+            match regex::Regex::new(&anchored) {
+                Ok(_) => Some(anchored),
+                Err(e) => {
+                    self.err(c, format!("{p}.cors_origin"), format!("invalid regex: {e}"));
+                    None
+                }
+            }
+        });
+        WebConfig { tls, users, cors_origin }
+    }
+
+    /// Every promtier group a global pulls must be reachable with what the topology gives it:
+    /// credentials when the group's nodes ask for them, a client certificate when they require one.
+    fn reachable(&mut self, raw: &RawTopology, leaves: &[LeafGroup], globals: &[GlobalConfig]) {
+        for (i, g) in raw.globals.iter().enumerate() {
+            for (k, from) in g.value.from.iter().enumerate() {
+                let (web, client) = match (
+                    leaves.iter().find(|l| l.name == from.value),
+                    globals.iter().find(|x| x.name == from.value),
+                ) {
+                    (Some(l), _) => (&l.web, &l.client),
+                    (None, Some(x)) => (&x.web, &x.client),
+                    (None, None) => continue,
+                };
+                let fp = format!("globals[{i}].from[{k}]");
+                if !web.users.is_empty() && client.auth.is_none() {
+                    self.err(
+                        from,
+                        &fp,
+                        format!(
+                            "{:?} requires basic auth (web.basic_auth_users) but gives no credentials to reach it: add client.basic_auth to it or to defaults",
+                            from.value
+                        ),
+                    );
+                }
+                let needs_cert =
+                    web.tls.as_ref().is_some_and(|t| t.client_auth == ClientAuth::RequireAndVerify);
+                if needs_cert && client.tls.cert_file.is_none() {
+                    self.err(
+                        from,
+                        &fp,
+                        format!(
+                            "{:?} requires client certificates but gives none to reach it: add client.tls_config.cert_file and key_file",
+                            from.value
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
     fn relabels(&mut self, raw: &[Spanned<RawRelabelConfig>], p: &str) -> Vec<RelabelConfig> {
         let mut out = Vec::new();
         for (i, r) in raw.iter().enumerate() {
@@ -483,7 +661,7 @@ impl Validator {
         out
     }
 
-    fn leaf_groups(&mut self, raw: &RawTopology, jobs: &[ScrapeConfig]) -> Vec<LeafGroup> {
+    fn leaf_groups(&mut self, raw: &RawTopology, jobs: &[ScrapeConfig], d: &Defaults) -> Vec<LeafGroup> {
         let known: HashSet<&str> = raw.jobs.iter().map(|j| j.value.job_name.value.as_str()).collect();
         let mut job_owner: HashMap<&str, &str> = HashMap::new();
         let mut names: HashSet<&str> = HashSet::new();
@@ -554,11 +732,21 @@ impl Validator {
                     continue;
                 }
             };
+            let web = match &gv.web {
+                Some(w) => Arc::new(self.web(Some(w), &format!("{p}.web"))),
+                None => d.web.clone(),
+            };
+            let client = match &gv.client {
+                Some(c) => Arc::new(self.client(Some(&c.value), &format!("{p}.client"))),
+                None => d.client.clone(),
+            };
             out.push(LeafGroup {
                 name: name.to_string(),
                 jobs: gv.jobs.iter().map(|j| j.value.clone()).collect(),
                 sharder,
                 replicas,
+                web,
+                client,
             });
         }
         for (i, j) in raw.jobs.iter().enumerate() {
@@ -607,7 +795,21 @@ impl Validator {
                 }
                 shards.push(replicas.value.iter().map(|a| a.value.clone()).collect());
             }
-            out.push(ExternalGroup { name: name.to_string(), shards });
+            let scheme = match &g.value.scheme {
+                Some(s) if s.value == "https" => "https",
+                Some(s) if s.value == "http" => "http",
+                Some(s) => {
+                    self.err(s, format!("{p}.scheme"), format!("scheme must be http or https, got {:?}", s.value));
+                    "http"
+                }
+                None => "http",
+            };
+            let gv = &g.value;
+            let client = ClientConfig {
+                auth: self.auth(gv.basic_auth.as_ref(), gv.bearer_token.as_ref(), gv.bearer_token_file.as_ref(), &p),
+                tls: self.tls_config(gv.tls_config.as_ref(), &format!("{p}.tls_config")),
+            };
+            out.push(ExternalGroup { name: name.to_string(), shards, scheme, client: Arc::new(client) });
         }
         out
     }
@@ -617,6 +819,7 @@ impl Validator {
         raw: &RawTopology,
         leaves: &[LeafGroup],
         external: &[ExternalGroup],
+        d: &Defaults,
     ) -> Vec<GlobalConfig> {
         let leaf_names: HashSet<&str> =
             leaves.iter().map(|g| g.name.as_str()).chain(external.iter().map(|g| g.name.as_str())).collect();
@@ -811,6 +1014,14 @@ impl Validator {
                 min_coverage,
                 downsample,
                 remote_write,
+                web: match &gv.web {
+                    Some(w) => Arc::new(self.web(Some(w), &format!("{p}.web"))),
+                    None => d.web.clone(),
+                },
+                client: match &gv.client {
+                    Some(c) => Arc::new(self.client(Some(&c.value), &format!("{p}.client"))),
+                    None => d.client.clone(),
+                },
             });
         }
         self.global_cycles(raw);
@@ -919,11 +1130,9 @@ impl Validator {
                     else {
                         break;
                     };
-                    nodes.push((
-                        self.node(name, role, addr, d, labels, retention),
-                        listen.referenced,
-                        format!("leaves[{i}].listen"),
-                    ));
+                    let mut node = self.node(name, role, addr, d, labels, retention);
+                    node.web = g.web.clone();
+                    nodes.push((node, listen.referenced, format!("leaves[{i}].listen")));
                     n += 1;
                 }
             }
@@ -949,11 +1158,9 @@ impl Validator {
                 else {
                     break;
                 };
-                nodes.push((
-                    self.node(name, role, addr, d, labels, retention),
-                    listen.referenced,
-                    format!("globals[{i}].listen"),
-                ));
+                let mut node = self.node(name, role, addr, d, labels, retention);
+                node.web = g.web.clone();
+                nodes.push((node, listen.referenced, format!("globals[{i}].listen")));
             }
         }
         if let (Some(pc), Some(rp)) = (push, raw.push.as_ref())
@@ -979,7 +1186,7 @@ impl Validator {
             for index in 0..dc.targets {
                 let listen = &rd.value.listen;
                 let Some(addr) = self.offset_port(&host, port, index, listen, "demo.listen") else { break };
-                let node = self.node(
+                let mut node = self.node(
                     format!("demo-{index}"),
                     NodeRole::Demo { index },
                     addr,
@@ -987,6 +1194,8 @@ impl Validator {
                     Labels::empty().into_vec(),
                     d.retention,
                 );
+                // Demo exporters serve plain HTTP: they stand in for ordinary targets.
+                node.web = Arc::new(WebConfig::default());
                 nodes.push((node, listen.referenced, "demo.listen".to_string()));
             }
         }
@@ -1072,8 +1281,19 @@ impl Validator {
             listen: addr,
             external_labels: Labels::new(labels),
             retention,
+            web: d.web.clone(),
         }
     }
+}
+
+/// `$2a$`, `$2b$` or `$2y$`, a two-digit cost, and 53 characters of salt and hash.
+fn bcrypt_shaped(h: &str) -> bool {
+    let b = h.as_bytes();
+    h.len() == 60
+        && (h.starts_with("$2a$") || h.starts_with("$2b$") || h.starts_with("$2y$"))
+        && b[4].is_ascii_digit()
+        && b[5].is_ascii_digit()
+        && b[6] == b'$'
 }
 
 fn fmt_d(d: Duration) -> String {
