@@ -129,6 +129,13 @@ enum Command {
         #[command(subcommand)]
         command: TsdbCommand,
     },
+    /// Print the bcrypt hash of a password read from standard input (one line), for
+    /// `web.basic_auth_users`.
+    HashPassword {
+        /// bcrypt cost (work factor), 4 to 31.
+        #[arg(long, default_value_t = 10)]
+        cost: u32,
+    },
     /// Run a demo exporter (synthetic, moving metrics) for trying promtier out.
     Demo {
         #[arg(long, default_value = "127.0.0.1:9400")]
@@ -184,6 +191,7 @@ pub fn main() -> ExitCode {
             import::run(&data_dir, &file, block_duration)
         }
         Command::Demo { listen, series, seed } => run::demo(&listen, series, seed),
+        Command::HashPassword { cost } => hash_password(cost),
     };
     match result {
         Ok(code) => code,
@@ -192,6 +200,18 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Reads one line from stdin and prints its bcrypt hash.
+fn hash_password(cost: u32) -> anyhow::Result<ExitCode> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        anyhow::bail!("no password on standard input (e.g. `promtier hash-password < password.txt`)");
+    }
+    println!("{}", bcrypt::hash(password, cost)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn parse_prom_duration(s: &str) -> Result<std::time::Duration, String> {

@@ -146,14 +146,23 @@ fn print_summary(t: &Topology) {
     println!("promtier up: cluster {:?}, {} nodes", t.cluster, t.nodes.len());
     println!("  {:<16} {:<7} {:<22} url", "node", "role", "listen");
     for n in &t.nodes {
-        println!("  {:<16} {:<7} {:<22} http://{}/", n.name, n.role.kind(), n.listen, n.advertise);
+        println!("  {:<16} {:<7} {:<22} {}/", n.name, n.role.kind(), n.listen, n.base_url());
     }
     let first_leaf = t.nodes.iter().find(|n| matches!(n.role, NodeRole::Leaf { .. }));
     if let Some(l) = first_leaf {
+        let url = l.base_url();
+        // A hint of the flags a secured cluster needs, never the credentials themselves.
+        let mut flags = String::new();
+        if l.web.tls.is_some() {
+            flags.push_str("--cacert CA.pem ");
+        }
+        if !l.web.users.is_empty() {
+            flags.push_str("-u USER ");
+        }
         println!();
-        println!("  status page:  http://{}/", l.advertise);
-        println!("  targets:      curl -s http://{}/api/v1/targets", l.advertise);
-        println!("  federate:     curl -s 'http://{}/federate?match[]=up'", l.advertise);
+        println!("  status page:  {url}/");
+        println!("  targets:      curl -s {flags}{url}/api/v1/targets");
+        println!("  federate:     curl -s {flags}'{url}/federate?match[]=up'");
     }
     println!("  Ctrl-C stops every node.");
 }

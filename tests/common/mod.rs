@@ -135,6 +135,28 @@ impl Prometheus {
     /// Like [`Prometheus::start`], but first calls `prepare` with the (empty) TSDB directory,
     /// e.g. to put blocks there with `promtool tsdb create-blocks-from`.
     pub(crate) fn start_with_data(config: &str, prepare: impl Fn(&Path)) -> Prometheus {
+        let plain_ready =
+            |addr: SocketAddr| matches!(http_get(addr, "/-/ready", Duration::from_secs(2)), Ok((200, _)));
+        Prometheus::launch(config, prepare, &|_| Vec::new(), &plain_ready)
+    }
+
+    /// Like [`Prometheus::start`] with extra flags (`args` gets the server's directory, where
+    /// files such as a `--web.config.file` can be written) and a readiness check of its own
+    /// (e.g. over TLS with credentials).
+    pub(crate) fn start_with_args(
+        config: &str,
+        args: &dyn Fn(&Path) -> Vec<String>,
+        ready: &dyn Fn(SocketAddr) -> bool,
+    ) -> Prometheus {
+        Prometheus::launch(config, |_| {}, args, ready)
+    }
+
+    fn launch(
+        config: &str,
+        prepare: impl Fn(&Path),
+        args: &dyn Fn(&Path) -> Vec<String>,
+        ready: &dyn Fn(SocketAddr) -> bool,
+    ) -> Prometheus {
         let binary = prometheus_binary();
         let mut last_log = String::new();
         for _attempt in 0..5 {
@@ -153,6 +175,7 @@ impl Prometheus {
                 .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
                 .arg(format!("--web.listen-address={addr}"))
                 .arg("--log.level=info")
+                .args(args(dir.path()))
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("clone the log file handle"))
                 .stderr(log)
@@ -164,7 +187,7 @@ impl Prometheus {
                 log_path,
                 dir,
             };
-            match prom.wait_ready() {
+            match prom.wait_ready(ready) {
                 Ok(()) => return prom,
                 Err(why) => {
                     last_log = prom.log();
@@ -179,13 +202,13 @@ impl Prometheus {
         panic!("Prometheus found no free port in 5 attempts\n--- last log ---\n{last_log}");
     }
 
-    fn wait_ready(&mut self) -> Result<(), String> {
+    fn wait_ready(&mut self, ready: &dyn Fn(SocketAddr) -> bool) -> Result<(), String> {
         let deadline = Instant::now() + Self::READY_TIMEOUT;
         loop {
             if let Some(status) = self.process.exited() {
                 return Err(format!("it exited ({status})"));
             }
-            if let Ok((200, _)) = http_get(self.addr, "/-/ready", Duration::from_secs(2)) {
+            if ready(self.addr) {
                 return Ok(());
             }
             if Instant::now() > deadline {
