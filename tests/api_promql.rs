@@ -16,6 +16,7 @@ use promtier::model::Labels;
 use promtier::promql::{Engine, EngineOptions};
 use promtier::promqltest::{load, parse_series_line};
 use promtier::scrape::MetricMetadata;
+use promtier::topology::WebConfig;
 use promtier::tsdb::Head;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -206,7 +207,7 @@ async fn series_and_label_lookups() {
 }
 
 #[tokio::test]
-async fn status_endpoints_and_cors() {
+async fn status_endpoints_and_cors_allowlist() {
     let app = app(1_000_000);
     for path in [
         "/api/v1/status/buildinfo",
@@ -225,15 +226,27 @@ async fn status_endpoints_and_cors() {
     assert_eq!(j["data"], "sum by (job) (rate(x[5m]))");
     let (_, j) = get(&app, &format!("/api/v1/parse_query?query={}", enc("up == 1"))).await;
     assert_eq!(j["data"]["type"], "binaryExpr");
-    let req = Request::get("/api/v1/query?query=1")
-        .header(header::ORIGIN, "https://grafana.example")
-        .body(Body::empty())
-        .expect("request");
-    let (_, _, headers) = call(&app, req).await;
+    // Same origin only by default: no CORS permission for another origin.
+    let default_web = promtier::http::protect(app.clone(), &WebConfig::default()).expect("protect");
+    let cross = |origin: &str| {
+        Request::get("/api/v1/query?query=1")
+            .header(header::ORIGIN, origin)
+            .body(Body::empty())
+            .expect("request")
+    };
+    let (_, _, headers) = call(&default_web, cross("https://grafana.example")).await;
+    assert_eq!(headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN), None);
+    // `web.cors_origin` allows the origins it matches, as Prometheus's --web.cors.origin.
+    let web =
+        WebConfig { cors_origin: Some(r"^(?:https://grafana\.example)$".into()), ..WebConfig::default() };
+    let allowed = promtier::http::protect(app.clone(), &web).expect("protect");
+    let (_, _, headers) = call(&allowed, cross("https://grafana.example")).await;
     assert_eq!(
         headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).and_then(|v| v.to_str().ok()),
         Some("https://grafana.example")
     );
+    let (_, _, headers) = call(&allowed, cross("https://evil.example")).await;
+    assert_eq!(headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN), None);
 }
 
 #[tokio::test]

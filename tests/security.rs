@@ -170,7 +170,8 @@ fn tls_and_auth_on_every_tier_with_real_prometheus_both_ways() {
             vec![format!("--web.config.file={}", f.display())]
         },
         &|addr| {
-            get(&prom_client, &format!("https://{addr}/-/ready"), Some(PROM_WEB)).is_some_and(|(s, _)| s == 200)
+            get(&prom_client, &format!("https://{addr}/-/ready"), Some(PROM_WEB))
+                .is_some_and(|(s, _)| s == 200)
         },
     );
     let prom_url = format!("https://{}", prometheus.addr());
@@ -241,7 +242,8 @@ fn tls_and_auth_on_every_tier_with_real_prometheus_both_ways() {
             (n > 0.0).then_some(())
         });
     }
-    let up_prom = query(&client, &prom_url, r#"up{job="leaf-federate"}"#, PROM_WEB).expect("Prometheus query");
+    let up_prom =
+        query(&client, &prom_url, r#"up{job="leaf-federate"}"#, PROM_WEB).expect("Prometheus query");
     assert_eq!(up_prom.first().map(|s| s["value"][1].clone()), Some("1".into()), "{up_prom:?}");
 
     // No credentials, wrong ones, plain HTTP: refused. Health checks stay open.
@@ -334,9 +336,12 @@ fn mutual_tls_requires_a_client_certificate_signed_by_the_ca() {
     let _leaf = start_promtier("leaf", &["leaf", "--topology", t, "--node", "l-0-a"], &log);
     let url = format!("https://127.0.0.1:{port}/-/ready");
     let with_cert = https_client(&pki, true);
-    wait_until("the mTLS leaf to answer a client with a certificate", Duration::from_secs(60), || {
-        std::fs::read_to_string(&log).unwrap_or_default()
-    }, || get(&with_cert, &url, None).filter(|(s, _)| *s == 200));
+    wait_until(
+        "the mTLS leaf to answer a client with a certificate",
+        Duration::from_secs(60),
+        || std::fs::read_to_string(&log).unwrap_or_default(),
+        || get(&with_cert, &url, None).filter(|(s, _)| *s == 200),
+    );
     let without = https_client(&pki, false);
     assert!(get(&without, &url, None).is_none(), "a client without a certificate must fail the handshake");
 }

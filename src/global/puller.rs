@@ -225,11 +225,8 @@ impl Puller {
 
     /// Header only: liveness (newest timestamp) and coverage.
     async fn probe(&self) -> Outcome {
-        let url = format!(
-            "{}/federate/stream?v=2&probe=1&since=0&{}",
-            self.source.base_url(),
-            self.match_query()
-        );
+        let url =
+            format!("{}/federate/stream?v=2&probe=1&since=0&{}", self.source.base_url(), self.match_query());
         let body = match self.client.scrape(&url, self.settings.timeout).await {
             Ok(b) => b,
             Err(e) => return Outcome::failed(e.to_string()),

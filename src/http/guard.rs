@@ -92,12 +92,12 @@ impl Guard {
     }
 
     /// The access of the user the request's credentials name, or the response refusing it.
-    async fn authenticate(&self, headers: &HeaderMap) -> Result<Access, Response> {
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<Access, Refusal> {
         let Some((user, password)) = basic_credentials(headers) else {
-            return Err(unauthorized());
+            return Err(Refusal::Unauthorized);
         };
         let Some((hash, access)) = self.users.get(&user) else {
-            return Err(unauthorized());
+            return Err(Refusal::Unauthorized);
         };
         let digest: [u8; 32] = Sha256::digest(password.as_bytes()).into();
         let key = (user, digest);
@@ -105,14 +105,14 @@ impl Guard {
             return Ok(*access);
         }
         let ok = {
-            let _slot = self.bcrypt_slots.acquire().await.map_err(|_| unauthorized())?;
+            let _slot = self.bcrypt_slots.acquire().await.map_err(|_| Refusal::Unauthorized)?;
             let hash = hash.clone();
             tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
                 .await
                 .unwrap_or(false)
         };
         if !ok {
-            return Err(unauthorized());
+            return Err(Refusal::Unauthorized);
         }
         let mut v = self.verified.lock();
         if v.len() >= REMEMBERED_LOGINS {
@@ -124,7 +124,7 @@ impl Guard {
 
     /// Refuses a state-changing request sent from another web origin, or shaped like a form post
     /// (admin only: writes come from tools that post any content type).
-    fn same_origin(&self, req: &Request, class: RouteClass) -> Result<(), Response> {
+    fn same_origin(&self, req: &Request, class: RouteClass) -> Result<(), Refusal> {
         let h = req.headers();
         let allowed = |origin: &str| self.cors.as_ref().is_some_and(|re| re.is_match(origin));
         if let Some(origin) = h.get(header::ORIGIN) {
@@ -134,7 +134,7 @@ impl Guard {
                 .split_once("://")
                 .is_some_and(|(_, authority)| !host.is_empty() && authority.eq_ignore_ascii_case(host));
             if !same && !allowed(origin) {
-                return Err(forbidden(format!(
+                return Err(Refusal::Forbidden(format!(
                     "cross-origin {} request from {origin} refused (allow origins with web.cors_origin)",
                     class.as_str()
                 )));
@@ -142,14 +142,16 @@ impl Guard {
         } else if let Some(site) = h.get("sec-fetch-site").and_then(|v| v.to_str().ok())
             && (site == "cross-site" || site == "same-site")
         {
-            return Err(forbidden(format!("cross-site {} request refused", class.as_str())));
+            return Err(Refusal::Forbidden(format!("cross-site {} request refused", class.as_str())));
         }
         if class == RouteClass::Admin && !h.contains_key("x-requested-with") {
             let ct = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
             let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-            if matches!(essence.as_str(), "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain")
-            {
-                return Err(forbidden(format!(
+            if matches!(
+                essence.as_str(),
+                "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain"
+            ) {
+                return Err(Refusal::Forbidden(format!(
                     "admin requests must not be form posts (Content-Type {essence}): send the parameters in the URL without a body, or set X-Requested-With"
                 )));
             }
@@ -166,16 +168,17 @@ pub(super) async fn check(State(guard): State<Arc<Guard>>, req: Request, next: N
         && req.method() != Method::HEAD
         && let Err(r) = guard.same_origin(&req, class)
     {
-        return r;
+        return r.into_response();
     }
     if class != RouteClass::Open && !guard.users.is_empty() {
         match guard.authenticate(req.headers()).await {
             Ok(access) if class.allowed(access) => {}
             Ok(_) => {
                 let user = basic_credentials(req.headers()).map(|(u, _)| u).unwrap_or_default();
-                return forbidden(format!("user {user:?} may not make {} requests", class.as_str()));
+                return Refusal::Forbidden(format!("user {user:?} may not make {} requests", class.as_str()))
+                    .into_response();
             }
-            Err(r) => return r,
+            Err(r) => return r.into_response(),
         }
     }
     next.run(req).await
@@ -195,19 +198,37 @@ fn basic_credentials(h: &HeaderMap) -> Option<(String, String)> {
     Some((u.to_string(), p.to_string()))
 }
 
-fn unauthorized() -> Response {
-    let mut r = (StatusCode::UNAUTHORIZED, "Unauthorized\n").into_response();
-    r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"promtier\""));
-    r
+/// Why a request is refused.
+#[derive(Debug)]
+enum Refusal {
+    /// No, unknown or wrong credentials: 401 with a Basic challenge.
+    Unauthorized,
+    /// Known user without the right, or a request shape refused whoever sends it: 403 with the
+    /// reason in Prometheus's error JSON.
+    Forbidden(String),
 }
 
-fn forbidden(message: String) -> Response {
-    let body = serde_json::json!({"status": "error", "errorType": "forbidden", "error": message});
-    Response::builder()
-        .status(StatusCode::FORBIDDEN)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap_or_else(|_| StatusCode::FORBIDDEN.into_response())
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Unauthorized => {
+                let mut r = (StatusCode::UNAUTHORIZED, "Unauthorized\n").into_response();
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Basic realm=\"promtier\""),
+                );
+                r
+            }
+            Refusal::Forbidden(message) => {
+                let body = serde_json::json!({"status": "error", "errorType": "forbidden", "error": message});
+                Response::builder()
+                    .status(StatusCode::FORBIDDEN)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body.to_string()))
+                    .unwrap_or_else(|_| StatusCode::FORBIDDEN.into_response())
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -153,7 +153,9 @@ impl ResolvesServerCert for FileCert {
                         cur.stamps = stamps;
                         tracing::info!(cert = %self.cert_file.display(), "TLS certificate reloaded");
                     }
-                    Err(e) => tracing::warn!(error = %e, "cannot reload the TLS certificate; serving the previous one"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot reload the TLS certificate; serving the previous one")
+                    }
                 }
             }
         }

@@ -31,7 +31,11 @@ pub(crate) async fn bind(addr: &str, web: &WebConfig) -> anyhow::Result<Listener
 }
 
 /// Serves `app` until `shutdown`, finishing requests in flight (within a grace period).
-pub(crate) async fn serve(listener: Listener, app: Router, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub(crate) async fn serve(
+    listener: Listener,
+    app: Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let app = crate::http::protect(app, &listener.web)?;
     crate::http::server::serve(listener.tcp, app, &listener.opts, shutdown).await?;
     Ok(())

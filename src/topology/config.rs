@@ -347,7 +347,10 @@ pub struct WebUser {
 
 impl std::fmt::Debug for WebUser {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebUser").field("name", &self.name).field("access", &self.access).finish_non_exhaustive()
+        f.debug_struct("WebUser")
+            .field("name", &self.name)
+            .field("access", &self.access)
+            .finish_non_exhaustive()
     }
 }
 

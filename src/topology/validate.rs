@@ -579,12 +579,17 @@ impl Validator {
                 );
             }
         }
-        let lists = [(&w.read_users, "read_users"), (&w.write_users, "write_users"), (&w.admin_users, "admin_users")];
+        let lists =
+            [(&w.read_users, "read_users"), (&w.write_users, "write_users"), (&w.admin_users, "admin_users")];
         for (k, (list, key)) in lists.into_iter().enumerate() {
             let Some(list) = list else { continue };
             for (i, u) in list.iter().enumerate() {
                 if !w.basic_auth_users.keys().any(|n| n.value == u.value) {
-                    self.err(u, format!("{p}.{key}[{i}]"), format!("{:?} is not in basic_auth_users", u.value));
+                    self.err(
+                        u,
+                        format!("{p}.{key}[{i}]"),
+                        format!("{:?} is not in basic_auth_users", u.value),
+                    );
                 }
             }
             for user in &mut users {
@@ -602,7 +607,10 @@ impl Validator {
             match regex::Regex::new(&anchored) {
                 Ok(_) => Some(anchored),
                 Err(e) => {
-                    self.err(c, format!("{p}.cors_origin"), format!("invalid regex: {e}"));
+                    // The regex crate's message draws the pattern over several lines; keep its verdict.
+                    let text = e.to_string();
+                    let why = text.lines().last().unwrap_or("").trim_start_matches("error: ").to_string();
+                    self.err(c, format!("{p}.cors_origin"), format!("invalid regex {:?}: {why}", c.value));
                     None
                 }
             }
@@ -799,14 +807,23 @@ impl Validator {
                 Some(s) if s.value == "https" => "https",
                 Some(s) if s.value == "http" => "http",
                 Some(s) => {
-                    self.err(s, format!("{p}.scheme"), format!("scheme must be http or https, got {:?}", s.value));
+                    self.err(
+                        s,
+                        format!("{p}.scheme"),
+                        format!("scheme must be http or https, got {:?}", s.value),
+                    );
                     "http"
                 }
                 None => "http",
             };
             let gv = &g.value;
             let client = ClientConfig {
-                auth: self.auth(gv.basic_auth.as_ref(), gv.bearer_token.as_ref(), gv.bearer_token_file.as_ref(), &p),
+                auth: self.auth(
+                    gv.basic_auth.as_ref(),
+                    gv.bearer_token.as_ref(),
+                    gv.bearer_token_file.as_ref(),
+                    &p,
+                ),
                 tls: self.tls_config(gv.tls_config.as_ref(), &format!("{p}.tls_config")),
             };
             out.push(ExternalGroup { name: name.to_string(), shards, scheme, client: Arc::new(client) });
