@@ -470,7 +470,8 @@ pub struct RemoteWriteConfig {
     pub name: Option<String>,
     pub remote_timeout: Duration,
     pub headers: Vec<(String, String)>,
-    pub auth: Option<Auth>,
+    /// Credentials and TLS settings, the same type every client is built from.
+    pub client: ClientConfig,
     pub write_relabel_configs: Vec<RelabelConfig>,
 }
 

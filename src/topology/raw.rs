@@ -265,6 +265,8 @@ pub(crate) struct RawRemoteWrite {
     pub(crate) headers: BTreeMap<String, String>,
     pub(crate) basic_auth: Option<S<RawBasicAuth>>,
     pub(crate) bearer_token: Option<S<String>>,
+    pub(crate) bearer_token_file: Option<S<String>>,
+    pub(crate) tls_config: Option<S<RawTlsConfig>>,
     #[serde(default)]
     pub(crate) write_relabel_configs: Vec<S<RawRelabelConfig>>,
 }

@@ -1004,7 +1004,13 @@ impl Validator {
                     format!("{rp}.remote_timeout"),
                     DEFAULT_REMOTE_TIMEOUT,
                 );
-                let auth = self.auth(r.basic_auth.as_ref(), r.bearer_token.as_ref(), None, &rp);
+                let auth = self.auth(
+                    r.basic_auth.as_ref(),
+                    r.bearer_token.as_ref(),
+                    r.bearer_token_file.as_ref(),
+                    &rp,
+                );
+                let tls = self.tls_config(r.tls_config.as_ref(), &format!("{rp}.tls_config"));
                 let write_relabel_configs =
                     self.relabels(&r.write_relabel_configs, &format!("{rp}.write_relabel_configs"));
                 remote_write.push(RemoteWriteConfig {
@@ -1012,7 +1018,7 @@ impl Validator {
                     name: r.name.clone(),
                     remote_timeout,
                     headers: r.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                    auth,
+                    client: ClientConfig { auth, tls },
                     write_relabel_configs,
                 });
             }
