@@ -45,6 +45,8 @@ pub(crate) struct PullSettings {
     pub(crate) page_samples: Option<usize>,
     pub(crate) dedup: DedupMode,
     pub(crate) replica_label: String,
+    /// Most bytes of body one pull may read (`federate.body_size_limit`; 0: no limit).
+    pub(crate) body_size_limit: usize,
 }
 
 /// The global's federation metrics.
@@ -150,6 +152,7 @@ impl GlobalIngest {
             page_samples: global.page_samples,
             dedup: global.dedup,
             replica_label: topology.replica_label.clone(),
+            body_size_limit: global.federate_body_size_limit,
         });
         // With data on disk but no state (older versions), catch up from a little before the
         // newest stored sample; with nothing at all, from a few minutes ago.
@@ -314,6 +317,11 @@ impl GlobalIngest {
             }
         };
         let text_client = ScrapeClient::plain(true).unwrap_or_else(|_| client.clone());
+        // Every pull reads at most this much: a page over the bound is a source error, not an OOM.
+        let (client, text_client) = (
+            client.with_body_limit(self.settings.body_size_limit),
+            text_client.with_body_limit(self.settings.body_size_limit),
+        );
         let mut tasks = tokio::task::JoinSet::new();
         for (source, status) in &self.sources {
             let p = puller::Puller {

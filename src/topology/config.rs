@@ -205,6 +205,8 @@ pub struct ScrapeConfig {
     pub label_limit: u64,
     pub label_name_length_limit: u64,
     pub label_value_length_limit: u64,
+    /// Most bytes of (decompressed) body one scrape may read; 0 means no limit.
+    pub body_size_limit: usize,
     pub auth: Option<Auth>,
     pub tls: TlsConfig,
     pub static_configs: Vec<TargetGroup>,
@@ -316,6 +318,9 @@ pub struct GlobalConfig {
     pub fast_link: bool,
     /// Samples per fast-link page to ask for (`None`: the source's bound).
     pub page_samples: Option<usize>,
+    /// Most bytes of body one pull (a fast-link page or a text `/federate`) may read; 0 means
+    /// no limit.
+    pub federate_body_size_limit: usize,
     pub dedup: DedupMode,
     pub failover_timeout: Duration,
     /// A replica whose coverage (targets up, series) is below this fraction of its best peer's
