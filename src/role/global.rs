@@ -102,6 +102,7 @@ pub async fn run(
         clock: Arc::new(crate::model::now_ms),
         metadata: Arc::new(Vec::new),
         status: Arc::new(status),
+        queries: api::QueryLimiter::new(opts.queries, &registry),
     }));
     if let Some(e) = ingest.elector() {
         app = app.merge(api::dedup::router(e.clone()));

@@ -109,6 +109,7 @@ pub async fn run(
         clock: Arc::new(crate::model::now_ms),
         metadata: Arc::new(move || metadata_manager.metadata()),
         status: Arc::new(status_info(topology, node, &opts.query, db.clone())),
+        queries: api::QueryLimiter::new(opts.queries, &registry),
     }));
 
     let (_, served, _) = tokio::join!(
