@@ -401,3 +401,16 @@ async fn queries_beyond_the_limit_and_its_queue_are_503_with_retry_after() {
     }
     assert_eq!(gauge("prometheus_engine_queries"), Some(0.0));
 }
+
+#[tokio::test]
+async fn the_timeout_holds_along_the_steps_of_wide_subquery_windows() {
+    // ~10k steps of 1-day windows of 1 s subquery points: minutes of work; 200 ms allowed.
+    let app = app(1_000_000);
+    let started = std::time::Instant::now();
+    let q = enc("stddev_over_time(vector(time())[1d:1s])");
+    let (status, j) =
+        get(&app, &format!("/api/v1/query_range?query={q}&start=0&end=600000&step=60&timeout=200ms")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{j}");
+    assert_eq!(j["errorType"], "timeout");
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+}

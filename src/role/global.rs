@@ -107,6 +107,8 @@ pub async fn run(
     if let Some(e) = ingest.elector() {
         app = app.merge(api::dedup::router(e.clone()));
     }
+    // Every request body, `/federate`'s form included, is read up to the API's limit (413 beyond).
+    let app = app.layer(axum::extract::DefaultBodyLimit::max(api::MAX_REQUEST_BODY));
     let (_, served, _) = tokio::join!(
         ingest.run(shutdown.clone()),
         server::serve(listener, app, shutdown.clone()),

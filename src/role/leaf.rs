@@ -112,6 +112,8 @@ pub async fn run(
         queries: api::QueryLimiter::new(opts.queries, &registry),
     }));
 
+    // Every request body, `/federate`'s form included, is read up to the API's limit (413 beyond).
+    let app = app.layer(axum::extract::DefaultBodyLimit::max(api::MAX_REQUEST_BODY));
     let (_, served, _) = tokio::join!(
         manager.run(shutdown.clone()),
         server::serve(listener, app, shutdown.clone()),
