@@ -11,7 +11,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use promtier::api::{ApiState, MAX_REQUEST_BODY, NodeInfo, QueryLimiter, QueryLimits, router};
+use promtier::api::{
+    ApiState, HeadInfo, MAX_REQUEST_BODY, NodeInfo, QueryLimiter, QueryLimits, StatusInfo, router,
+};
 use promtier::metrics::Registry;
 use promtier::model::Labels;
 use promtier::promql::{Engine, EngineOptions};
@@ -40,6 +42,15 @@ fn app(max_samples: usize) -> Router {
         started: SystemTime::now(),
     };
     let mut state = ApiState::minimal(node, Arc::new(Registry::new()));
+    let h = head.clone();
+    let head_info = move |limit| HeadInfo {
+        series: h.stats().series,
+        chunks: h.stats().chunks,
+        min_time: h.min_time(),
+        max_time: h.max_time(),
+        cardinality: h.cardinality(limit),
+    };
+    state.status = Arc::new(StatusInfo { head: Some(Arc::new(head_info)), ..StatusInfo::default() });
     state.storage = Some(head);
     state.engine = Arc::new(Engine::new(EngineOptions { max_samples, ..EngineOptions::default() }));
     state.clock = Arc::new(|| 600_000);

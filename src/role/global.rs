@@ -83,7 +83,7 @@ pub async fn run(
     let ready_storage = storage.clone();
     let targets_ingest = ingest.clone();
     let warnings_ingest = ingest.clone();
-    let status = super::leaf::status_info(topology, node, &opts.query, db.clone());
+    let status = super::leaf::status_info(topology, node, opts, db.clone());
     app = app.merge(api::router(ApiState {
         node: Arc::new(NodeInfo {
             name: node.name.clone(),
