@@ -47,6 +47,9 @@ pub(crate) struct PullSettings {
     pub(crate) replica_label: String,
     /// Most bytes of body one pull may read (`federate.body_size_limit`; 0: no limit).
     pub(crate) body_size_limit: usize,
+    /// Whether pulled series' labels win over the labels attached to their source
+    /// (`federate.honor_labels`).
+    pub(crate) honor_labels: bool,
 }
 
 /// The global's federation metrics.
@@ -153,6 +156,7 @@ impl GlobalIngest {
             dedup: global.dedup,
             replica_label: topology.replica_label.clone(),
             body_size_limit: global.federate_body_size_limit,
+            honor_labels: global.honor_labels,
         });
         // With data on disk but no state (older versions), catch up from a little before the
         // newest stored sample; with nothing at all, from a few minutes ago.
