@@ -66,6 +66,9 @@ pub async fn run(
     };
     let listener = server::bind(&node.listen).await?;
     tracing::info!(node = %node.name, listen = %node.listen, dedup = cfg.dedup.as_str(), sources = ingest.targets().active.len(), "global started");
+    for w in topology.warnings.iter().filter(|w| w.global.as_deref() == Some(name.as_str())) {
+        tracing::warn!("{}", w.render(&topology.source));
+    }
     let ready_storage = storage.clone();
     let mut app = federate::router(FederateState {
         storage: view.clone(),

@@ -63,6 +63,9 @@ pub async fn run(
     node_flags: &[String],
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    for w in &topology.warnings {
+        eprintln!("promtier up: warning: {}", w.render(topology_file));
+    }
     let exe = std::env::current_exe().context("cannot find the promtier executable")?;
     let mut logs = JoinSet::new();
     let mut running: Vec<Running> = Vec::new();

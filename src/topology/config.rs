@@ -31,6 +31,8 @@ pub struct Topology {
     /// Every node of the topology, in a stable order: leaves (group, shard, replica), globals,
     /// push nodes, demo targets.
     pub nodes: Vec<Node>,
+    /// Keys accepted but not implemented yet, in file order.
+    pub warnings: Vec<super::Warning>,
 }
 
 impl Topology {
