@@ -1,7 +1,8 @@
 //! The PromQL HTTP API through the router, without sockets: Prometheus's JSON shapes, error
 //! types and status codes (bad PromQL is `400 bad_data` with a position, a query over the
 //! sample limit is `422 execution`, and the node keeps answering), POST forms, `match[]`
-//! lookups, status endpoints and CORS.
+//! lookups, status endpoints and CORS; request bodies over the limit are `413`, and queries
+//! beyond the concurrent-query limit and its queue are `503` with `Retry-After`.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -10,7 +11,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use promtier::api::{ApiState, NodeInfo, router};
+use promtier::api::{
+    ApiState, HeadInfo, MAX_REQUEST_BODY, NodeInfo, QueryLimiter, QueryLimits, StatusInfo, router,
+};
 use promtier::metrics::Registry;
 use promtier::model::Labels;
 use promtier::promql::{Engine, EngineOptions};
@@ -40,6 +43,15 @@ fn app(max_samples: usize) -> Router {
         started: SystemTime::now(),
     };
     let mut state = ApiState::minimal(node, Arc::new(Registry::new()));
+    let h = head.clone();
+    let head_info = move |limit| HeadInfo {
+        series: h.stats().series,
+        chunks: h.stats().chunks,
+        min_time: h.min_time(),
+        max_time: h.max_time(),
+        cardinality: h.cardinality(limit),
+    };
+    state.status = Arc::new(StatusInfo { head: Some(Arc::new(head_info)), ..StatusInfo::default() });
     state.storage = Some(head);
     state.engine = Arc::new(Engine::new(EngineOptions { max_samples, ..EngineOptions::default() }));
     state.clock = Arc::new(|| 600_000);
@@ -287,4 +299,142 @@ async fn metadata_from_the_scrapes() {
     assert_eq!(j["data"].as_object().map(|o| o.len()), Some(1));
     let (_, j) = get(&app, "/api/v1/metadata?limit=1").await;
     assert_eq!(j["data"].as_object().map(|o| o.len()), Some(1));
+}
+
+#[tokio::test]
+async fn request_bodies_over_the_limit_are_413() {
+    let app = app(1_000_000);
+    let form = |body: Body| {
+        Request::post("/api/v1/query")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
+            .expect("request")
+    };
+    // Over the limit by one byte, without a Content-Length header: the body reader stops it.
+    let mut big = b"query=".to_vec();
+    big.resize(MAX_REQUEST_BODY + 1, b'1');
+    let (status, j, _) = call(&app, form(Body::from(big))).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{j}");
+    assert_eq!(j["status"], "error");
+    assert_eq!(j["errorType"], "bad_data");
+    assert_eq!(j["error"], format!("request body too large: the limit is {MAX_REQUEST_BODY} bytes"));
+    // A Content-Length over the limit is refused before reading.
+    let declared = Request::post("/api/v1/series")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::CONTENT_LENGTH, (MAX_REQUEST_BODY + 1).to_string())
+        .body(Body::empty())
+        .expect("request");
+    let (status, _, _) = call(&app, declared).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Within the limit, a form works as before.
+    let (status, j, _) = call(&app, form(Body::from("query=1%2B1&time=600"))).await;
+    assert_eq!(status, StatusCode::OK, "{j}");
+}
+
+/// A storage whose queriers wait until the gate opens: queries that hold their permit as long as
+/// the test wants.
+struct Gated {
+    inner: Arc<Head>,
+    open: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl promtier::storage::Queryable for Gated {
+    fn querier(
+        &self,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Box<dyn promtier::storage::Querier>, promtier::storage::StorageError> {
+        let (lock, cv) = &*self.open;
+        let mut open = lock.lock().expect("gate");
+        while !*open {
+            open = cv.wait(open).expect("gate");
+        }
+        drop(open);
+        self.inner.querier(mint, maxt)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_beyond_the_limit_and_its_queue_are_503_with_retry_after() {
+    let head = Arc::new(Head::default());
+    let series = [parse_series_line("m{a=\"1\"} 1+1x10").expect("series")];
+    load(&*head, Duration::from_secs(15), &series).expect("load");
+    let open = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let node = NodeInfo {
+        name: "test".into(),
+        role: "leaf".into(),
+        cluster: "c".into(),
+        external_labels: Labels::empty(),
+        started: SystemTime::now(),
+    };
+    let registry = Arc::new(Registry::new());
+    let mut state = ApiState::minimal(node, registry.clone());
+    state.storage = Some(Arc::new(Gated { inner: head, open: open.clone() }));
+    state.clock = Arc::new(|| 150_000);
+    let limits = QueryLimits { max_concurrency: 2, max_queued: 1, queue_timeout: Duration::from_secs(60) };
+    state.queries = QueryLimiter::new(limits, &registry);
+    let app = router(state);
+    let gauge = |name: &str| -> Option<f64> {
+        let text = String::from_utf8(registry.render()).ok()?;
+        text.lines().find_map(|l| l.strip_prefix(&format!("{name} "))?.parse().ok())
+    };
+    // Two queries run (and wait at the gate), a third waits for a permit.
+    let mut running = Vec::new();
+    for _ in 0..3 {
+        let app = app.clone();
+        running.push(tokio::spawn(async move { get(&app, "/api/v1/query?query=m&time=150").await }));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while gauge("prometheus_engine_queries") != Some(3.0)
+        || gauge("promtier_engine_queries_waiting") != Some(1.0)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "three queries never got in:\n{:?}",
+            gauge("prometheus_engine_queries")
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(gauge("prometheus_engine_queries_concurrent_max"), Some(2.0));
+    // The queue is full: every further query or lookup is refused at once.
+    for uri in [
+        "/api/v1/query?query=m&time=150",
+        "/api/v1/query_range?query=m&start=0&end=150&step=15",
+        "/api/v1/labels",
+        "/api/v1/series?match[]=m",
+    ] {
+        let (status, j, headers) = call(&app, Request::get(uri).body(Body::empty()).expect("request")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{uri}: {j}");
+        assert_eq!(headers.get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("5"), "{uri}");
+        assert_eq!(j["status"], "error");
+        assert_eq!(j["errorType"], "unavailable");
+        let msg = j["error"].as_str().unwrap_or("");
+        assert!(msg.starts_with("too many concurrent queries (2 running, 1 waiting"), "{msg}");
+    }
+    // What does not query is not limited.
+    let (status, _) = get(&app, "/api/v1/status/buildinfo").await;
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8(registry.render()).expect("utf8");
+    assert!(text.contains("promtier_engine_queries_rejected_total{reason=\"queue_full\"} 4"), "{text}");
+    // Open the gate: the three queries that got in answer.
+    *open.0.lock().expect("gate") = true;
+    open.1.notify_all();
+    for r in running {
+        let (status, j) = r.await.expect("query task");
+        assert_eq!(status, StatusCode::OK, "{j}");
+    }
+    assert_eq!(gauge("prometheus_engine_queries"), Some(0.0));
+}
+
+#[tokio::test]
+async fn the_timeout_holds_along_the_steps_of_wide_subquery_windows() {
+    // ~10k steps of 1-day windows of 1 s subquery points: minutes of work; 200 ms allowed.
+    let app = app(1_000_000);
+    let started = std::time::Instant::now();
+    let q = enc("stddev_over_time(vector(time())[1d:1s])");
+    let (status, j) =
+        get(&app, &format!("/api/v1/query_range?query={q}&start=0&end=600000&step=60&timeout=200ms")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{j}");
+    assert_eq!(j["errorType"], "timeout");
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
 }

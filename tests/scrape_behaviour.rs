@@ -1,5 +1,6 @@
-//! A leaf process scraping a small HTTP server run by the test: malformed bodies and limits make
-//! a target `up=0` with the cause in `/api/v1/targets`; basic auth, bearer tokens from files,
+//! A leaf process scraping a small HTTP server run by the test: malformed bodies and limits (also
+//! `body_size_limit`, counted on the decompressed body) make a target `up=0` with the cause in
+//! `/api/v1/targets`; basic auth, bearer tokens from files,
 //! params, `metrics_path` and gzip work; file_sd changes are picked up without a restart; samples
 //! the storage refuses show as the target's error (it stays up) until a clean scrape (issue 9).
 //!
@@ -100,6 +101,21 @@ fn respond(req: &str, routes: &Routes) -> (u16, Vec<(&'static str, String)>, Vec
             )
         }
         "/metrics" => ok("plain_metric 7\n"),
+        // 2 KiB of samples, for a job limited to 1 KiB.
+        "/big" => ok(&(0..100).map(|i| format!("big_metric{{i=\"{i:03}\"}} 1\n")).collect::<String>()),
+        // A few hundred bytes of gzip that decompress to 76 KiB: the limit counts what it inflates to.
+        "/bomb" => {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            for _ in 0..4096 {
+                enc.write_all(b"bomb_metric 1.0000\n").expect("gzip");
+            }
+            let body = enc.finish().expect("gzip");
+            (
+                200,
+                vec![("Content-Encoding", "gzip".to_string()), ("Content-Type", "text/plain".to_string())],
+                body,
+            )
+        }
         "/refuse" => {
             let n = routes.hits.fetch_add(1, Ordering::SeqCst);
             if routes.refuse.load(Ordering::SeqCst) {
@@ -181,7 +197,9 @@ fn scrape_features_and_failures_against_a_real_http_server() {
              \x20 - {{job_name: probe, metrics_path: /probe, params: {{module: [http_2xx], target: [example]}}, static_configs: [{{targets: ['{a}']}}]}}\n\
              \x20 - {{job_name: gz, metrics_path: /gz, static_configs: [{{targets: ['{a}']}}]}}\n\
              \x20 - {{job_name: filesd, file_sd_configs: [{{files: ['sd.json']}}]}}\n\
-             leaves:\n  - {{group: g, jobs: [bad, limit, auth, bearer, probe, gz, filesd], listen: '127.0.0.1:{leaf_port}'}}\n"
+             \x20 - {{job_name: big, metrics_path: /big, body_size_limit: 1KB, static_configs: [{{targets: ['{a}']}}]}}\n\
+             \x20 - {{job_name: bomb, metrics_path: /bomb, body_size_limit: 16KiB, static_configs: [{{targets: ['{a}']}}]}}\n\
+             leaves:\n  - {{group: g, jobs: [bad, limit, auth, bearer, probe, gz, filesd, big, bomb], listen: '127.0.0.1:{leaf_port}'}}\n"
         ),
     )
     .expect("topology");
@@ -202,6 +220,17 @@ fn scrape_features_and_failures_against_a_real_http_server() {
         leaf_log().contains("parse error").then_some(())
     });
     wait_target(leaf, "limit", "down", |e| e.contains("sample limit exceeded"), leaf_log);
+    wait_target(leaf, "big", "down", |e| e == "body size limit exceeded (1024 bytes)", leaf_log);
+    wait_target(leaf, "bomb", "down", |e| e == "body size limit exceeded (16384 bytes)", leaf_log);
+    wait_until("the body size limit counter", BOUND, leaf_log, || {
+        let (_, body) = http_get(leaf, "/metrics", Duration::from_secs(10)).ok()?;
+        let n: f64 = body
+            .lines()
+            .find_map(|l| l.strip_prefix("prometheus_target_scrapes_exceeded_body_size_limit_total "))?
+            .parse()
+            .ok()?;
+        (n >= 2.0).then_some(())
+    });
     for job in ["auth", "bearer", "probe", "gz", "filesd"] {
         let (_, _, url) = wait_target(leaf, job, "up", |_| true, leaf_log);
         if job == "probe" {
@@ -219,13 +248,19 @@ fn scrape_features_and_failures_against_a_real_http_server() {
     wait_until("report series", BOUND, leaf_log, || {
         let up = fed("up")?;
         let of = |job: &str| up.iter().find(|r| has(r, "job", job)).map(|r| r.2);
-        let want = [("bad", 0.0), ("limit", 0.0), ("gz", 1.0), ("filesd", 1.0)];
+        let want = [("bad", 0.0), ("limit", 0.0), ("big", 0.0), ("bomb", 0.0), ("gz", 1.0), ("filesd", 1.0)];
         want.iter().all(|(job, v)| of(job) == Some(*v)).then_some(())
     });
     // Negative checks: the targets above have failed at least once by now, and a failed body
     // never becomes visible later.
     assert_eq!(fed("good_metric").map(|r| r.len()), Some(0), "a malformed body must not be half-ingested");
     assert_eq!(fed("a").map(|r| r.len()), Some(0), "a body over the sample limit must not be ingested");
+    assert_eq!(
+        fed("big_metric").map(|r| r.len()),
+        Some(0),
+        "a body over the size limit must not be ingested"
+    );
+    assert_eq!(fed("bomb_metric").map(|r| r.len()), Some(0), "an inflated body over the limit neither");
     wait_until("gz_metric", BOUND, leaf_log, || {
         (fed("gz_metric")?.first().map(|r| r.2) == Some(42.0)).then_some(())
     });

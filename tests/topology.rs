@@ -1,6 +1,8 @@
 //! Topology loading against the files in `tests/data/topology/`: every `*.bad.yaml` must produce
 //! exactly the problems listed in its `# expect: LINE:COLUMN: message` header lines (in order),
-//! and every `*.good.yaml` and every example topology must load.
+//! every `*.good.yaml` and every example topology must load, and every `*.warn.yaml` must load
+//! with exactly the warnings of its `# warn:` lines (keys accepted but not implemented yet),
+//! which `promtier check` prints with the file name.
 
 use std::path::{Path, PathBuf};
 
@@ -59,4 +61,39 @@ fn good_files_and_examples_load() {
             panic!("{} should load:\n{e}", f.display());
         }
     }
+}
+
+#[test]
+fn keys_not_implemented_yet_are_loud_warnings_with_position() {
+    let warn = files(&data_dir(), ".warn.yaml");
+    assert!(!warn.is_empty());
+    for f in &warn {
+        let text = std::fs::read_to_string(f).expect("read");
+        let expected: Vec<&str> =
+            text.lines().filter_map(|l| l.strip_prefix("# warn: ")).map(str::trim).collect();
+        let t = topology::load(f).unwrap_or_else(|e| panic!("{} should load:\n{e}", f.display()));
+        let got: Vec<String> = t.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(got, expected, "{}", f.display());
+        // `promtier check` succeeds and names each key with file:line:column.
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_promtier"))
+            .arg("check")
+            .arg(f)
+            .output()
+            .expect("run promtier check");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        for w in &t.warnings {
+            assert!(stderr.contains(&format!("warning: {}", w.render(f))), "{stderr}");
+        }
+    }
+    let f = data_dir().join("not-implemented.warn.yaml");
+    let t = topology::load(&f).expect("loads");
+    assert_eq!(
+        t.warnings[1].render(&f),
+        format!(
+            "globals[0].remote_write ({}:14:9) is accepted but not implemented yet: nothing is written remotely",
+            f.display()
+        )
+    );
+    assert_eq!(t.warnings[1].global.as_deref(), Some("global"), "the global's nodes log it at start");
 }

@@ -439,3 +439,22 @@ fn block_index_answers_matchers_like_the_head() {
         }
     }
 }
+
+#[test]
+fn head_cardinality_counts_the_head_only() {
+    // What `/api/v1/status/tsdb` shows: a series whose samples all went to blocks is not there.
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), opts(10_000)).unwrap();
+    let old = Labels::from_pairs(&[("__name__", "old"), ("job", "test")]);
+    let mut app = db.appender();
+    app.append(None, &old, 1_000, 1.0).unwrap();
+    app.commit().unwrap();
+    fill(&db, 3, (0..190).map(|i| i * 500), &mut Dump::new());
+    assert_eq!(db.head().cardinality(10).series_count_by_metric_name, [("m".into(), 3), ("old".into(), 1)]);
+    db.maintain().unwrap();
+    let c = db.head().cardinality(10);
+    assert_eq!(c.series_count_by_metric_name, [("m".to_string(), 3)]);
+    assert_eq!(c.series_count_by_label_value_pair[0], ("__name__=m".to_string(), 3));
+    let q = db.querier(i64::MIN, i64::MAX).unwrap();
+    assert!(q.label_values("__name__", &[]).unwrap().contains(&"old".to_string()), "the blocks keep it");
+}

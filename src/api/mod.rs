@@ -5,6 +5,7 @@
 
 pub mod dedup;
 mod json;
+mod limit;
 mod page;
 mod params;
 mod query;
@@ -26,6 +27,7 @@ use crate::promql::Engine;
 use crate::scrape::{MetricMetadata, TargetsSnapshot};
 use crate::storage::Queryable;
 
+pub use limit::{MAX_REQUEST_BODY, QueryLimiter, QueryLimits};
 pub use page::NodeInfo;
 pub use status::{HeadInfo, StatusInfo};
 
@@ -52,6 +54,8 @@ pub struct ApiState {
     /// Metric metadata seen by the scrapes: (family, metadata), repeated per target.
     pub metadata: Arc<dyn Fn() -> Vec<(String, MetricMetadata)> + Send + Sync>,
     pub status: Arc<StatusInfo>,
+    /// Permits of the concurrent-query limit (PromQL, series and label lookups).
+    pub queries: Arc<QueryLimiter>,
 }
 
 impl ApiState {
@@ -69,6 +73,7 @@ impl ApiState {
             clock: Arc::new(crate::model::now_ms),
             metadata: Arc::new(Vec::new),
             status: Arc::new(StatusInfo::default()),
+            queries: QueryLimiter::new(QueryLimits::default(), &Registry::new()),
         }
     }
 }
@@ -124,6 +129,8 @@ pub enum ErrorType {
     Unavailable,
     Internal,
     NotFound,
+    /// A request body over [`MAX_REQUEST_BODY`] (`bad_data`, status 413).
+    TooLarge,
 }
 
 impl ErrorType {
@@ -135,6 +142,7 @@ impl ErrorType {
             ErrorType::Unavailable => "unavailable",
             ErrorType::Internal => "internal",
             ErrorType::NotFound => "not_found",
+            ErrorType::TooLarge => "bad_data",
         }
     }
 
@@ -146,6 +154,7 @@ impl ErrorType {
             ErrorType::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorType::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorType::NotFound => StatusCode::NOT_FOUND,
+            ErrorType::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 }

@@ -1,11 +1,11 @@
 //! Request parameters as Prometheus's HTTP API takes them: from the query string and, for POST,
-//! a form body (repeated keys such as `match[]` allowed); times as Unix seconds with a fraction
+//! a form body of at most `MAX_REQUEST_BODY` bytes (repeated keys such as `match[]` allowed); times as Unix seconds with a fraction
 //! or RFC 3339; durations as seconds or Prometheus duration strings.
 
 use axum::extract::{FromRequest, Request};
 use axum::http::{Method, header};
 
-use super::{ApiError, ErrorType};
+use super::{ApiError, ErrorType, MAX_REQUEST_BODY};
 use crate::model::parse_duration;
 
 /// All parameters of a request, in order.
@@ -17,7 +17,7 @@ pub(crate) struct Params {
 impl<S: Send + Sync> FromRequest<S> for Params {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Params, ApiError> {
+    async fn from_request(req: Request, _state: &S) -> Result<Params, ApiError> {
         let mut pairs: Vec<(String, String)> = match req.uri().query() {
             Some(q) => url::form_urlencoded::parse(q.as_bytes()).into_owned().collect(),
             None => Vec::new(),
@@ -28,13 +28,32 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
         if req.method() == Method::POST && is_form {
-            let body = axum::body::Bytes::from_request(req, state).await.map_err(|e| ApiError {
-                kind: ErrorType::BadData,
-                message: format!("error parsing form values: {e}"),
-            })?;
+            let body = read_form(req).await?;
             pairs.extend(url::form_urlencoded::parse(&body).into_owned());
         }
         Ok(Params { pairs })
+    }
+}
+
+/// A form body of at most [`MAX_REQUEST_BODY`] bytes; more is `413` (at once when the
+/// `Content-Length` says so, else as soon as the body grows past it).
+async fn read_form(req: Request) -> Result<axum::body::Bytes, ApiError> {
+    use http_body_util::{BodyExt, LengthLimitError, Limited};
+    let too_large = || ApiError {
+        kind: ErrorType::TooLarge,
+        message: format!("request body too large: the limit is {MAX_REQUEST_BODY} bytes"),
+    };
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_REQUEST_BODY as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(req.into_body(), MAX_REQUEST_BODY).collect().await {
+        Ok(body) => Ok(body.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => {
+            Err(ApiError { kind: ErrorType::BadData, message: format!("error parsing form values: {e}") })
+        }
     }
 }
 

@@ -1,15 +1,16 @@
 //! `/api/v1/query`, `/api/v1/query_range`, `/api/v1/format_query` and `/api/v1/parse_query`:
 //! PromQL over the node's storage, evaluated on a blocking thread, answered in Prometheus's JSON
 //! shapes with its error types (`bad_data` for bad input, `execution` for failed evaluation,
-//! `timeout`).
+//! `timeout`). Each evaluation holds a permit of the concurrent-query limit (`limit`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
+use super::limit::QueryPermit;
 use super::params::{Params, invalid_param, limit_param, parse_duration_ms, parse_time, time_param};
 use super::{ApiError, ApiState, ErrorType, json, success};
 use crate::promql::ast::{AggOp, At, BinOp, Cardinality, Expr};
@@ -62,10 +63,25 @@ fn engine_for(st: &ApiState, p: &Params) -> Result<Engine, ApiError> {
     Ok(Engine::new(opts))
 }
 
-/// Runs `f` on a blocking thread (query evaluation is CPU-bound).
+/// Waits for a permit of the concurrent-query limit; the engine comes back with the time waited
+/// taken off its timeout (the wait counts against it, as in Prometheus).
+async fn admit(st: &ApiState, engine: Engine) -> Result<(QueryPermit, Engine), Response> {
+    let mut opts = engine.options().clone();
+    let permit = st.queries.acquire(opts.timeout).await.map_err(IntoResponse::into_response)?;
+    opts.timeout = opts.timeout.saturating_sub(permit.waited);
+    Ok((permit, Engine::new(opts)))
+}
+
+/// Runs `f` on a blocking thread (query evaluation is CPU-bound), holding `permit` until it
+/// ends.
 async fn evaluate(
+    permit: QueryPermit,
     f: impl FnOnce() -> Result<QueryResult, QueryError> + Send + 'static,
 ) -> Result<QueryResult, QueryError> {
+    let f = move || {
+        let _permit = permit;
+        f()
+    };
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r,
         Err(e) => Err(QueryError::Execution(format!("query evaluation failed: {e}"))),
@@ -105,7 +121,11 @@ pub(super) async fn query(State(st): State<ApiState>, p: Params) -> Result<Respo
     let engine = engine_for(&st, &p)?;
     let storage = storage(&st, &p)?;
     let q = p.get("query").unwrap_or("").to_string();
-    match evaluate(move || engine.instant_query(storage.as_ref(), &q, t)).await {
+    let (permit, engine) = match admit(&st, engine).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return Ok(refused),
+    };
+    match evaluate(permit, move || engine.instant_query(storage.as_ref(), &q, t)).await {
         Ok(mut res) => {
             truncate(&mut res, limit);
             res.warnings.extend((st.warnings)());
@@ -142,7 +162,11 @@ pub(super) async fn query_range(State(st): State<ApiState>, p: Params) -> Result
     let engine = engine_for(&st, &p)?;
     let storage = storage(&st, &p)?;
     let q = p.get("query").unwrap_or("").to_string();
-    match evaluate(move || engine.range_query(storage.as_ref(), &q, start, end, step)).await {
+    let (permit, engine) = match admit(&st, engine).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return Ok(refused),
+    };
+    match evaluate(permit, move || engine.range_query(storage.as_ref(), &q, start, end, step)).await {
         Ok(mut res) => {
             truncate(&mut res, limit);
             res.warnings.extend((st.warnings)());

@@ -1,11 +1,13 @@
 //! `/api/v1/series`, `/api/v1/labels` and `/api/v1/label/<name>/values`: series and label
-//! lookups with `match[]`, `start`, `end` and `limit`, read through the storage `Querier`.
+//! lookups with `match[]`, `start`, `end` and `limit`, read through the storage `Querier`. Each
+//! lookup holds a permit of the concurrent-query limit while it reads.
 
 use std::collections::BTreeSet;
 
 use axum::extract::{Path, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
+use super::limit::QueryPermit;
 use super::params::{MAX_TIME, MIN_TIME, Params, invalid_param, limit_param, time_param};
 use super::{ApiError, ApiState, ErrorType, json};
 use crate::model::{Labels, Matcher, parse_selector};
@@ -46,6 +48,11 @@ fn querier(st: &ApiState, p: &Params) -> Result<Box<dyn Querier>, ApiError> {
     storage.querier(start, end).map_err(exec_error)
 }
 
+/// A permit of the concurrent-query limit (a lookup has no timeout of its own), or the `503`.
+async fn admit(st: &ApiState) -> Result<QueryPermit, Response> {
+    st.queries.acquire(std::time::Duration::MAX).await.map_err(IntoResponse::into_response)
+}
+
 /// A success response for a list, truncated to `limit` with Prometheus's warning.
 fn list_response(items: Vec<String>, limit: usize) -> Response {
     let mut warnings = Vec::new();
@@ -71,8 +78,13 @@ pub(super) async fn series(State(st): State<ApiState>, p: Params) -> Result<Resp
     }
     let limit = limit_param(&p)?;
     let sets = matcher_sets(&p, Some("match[]"))?;
+    let permit = match admit(&st).await {
+        Ok(p) => p,
+        Err(refused) => return Ok(refused),
+    };
     let q = querier(&st, &p)?;
     let labels = tokio::task::spawn_blocking(move || -> Result<Vec<Labels>, StorageError> {
+        let _permit = permit;
         let mut out: BTreeSet<Labels> = BTreeSet::new();
         for set in &sets {
             for s in q.select(set)? {
@@ -104,8 +116,13 @@ pub(super) async fn series(State(st): State<ApiState>, p: Params) -> Result<Resp
 pub(super) async fn label_names(State(st): State<ApiState>, p: Params) -> Result<Response, ApiError> {
     let limit = limit_param(&p)?;
     let sets = matcher_sets(&p, None)?;
+    let permit = match admit(&st).await {
+        Ok(p) => p,
+        Err(refused) => return Ok(refused),
+    };
     let q = querier(&st, &p)?;
     let names = tokio::task::spawn_blocking(move || -> Result<Vec<String>, StorageError> {
+        let _permit = permit;
         if sets.is_empty() {
             return q.label_names(&[]);
         }
@@ -132,8 +149,13 @@ pub(super) async fn label_values(
     }
     let limit = limit_param(&p)?;
     let sets = matcher_sets(&p, None)?;
+    let permit = match admit(&st).await {
+        Ok(p) => p,
+        Err(refused) => return Ok(refused),
+    };
     let q = querier(&st, &p)?;
     let values = tokio::task::spawn_blocking(move || -> Result<Vec<String>, StorageError> {
+        let _permit = permit;
         if sets.is_empty() {
             return q.label_values(&name, &[]);
         }

@@ -1,8 +1,8 @@
 //! `/api/v1/status/*` and `/api/v1/metadata` in Prometheus's shapes: build and runtime
-//! information, the node's flags and configuration, head statistics computed through the
-//! storage `Querier`, and metric metadata as the scrape loops saw it (`# TYPE`, `# HELP`).
+//! information, the node's flags and configuration, the head block's statistics (cardinality
+//! from its index, as Prometheus), and metric metadata as the scrape loops saw it (`# TYPE`, `# HELP`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -13,8 +13,8 @@ use serde_json::json;
 use super::params::{Params, invalid_param};
 use super::targets::rfc3339;
 use super::{ApiError, ApiState, ErrorType, success};
-use crate::model::{MatchOp, Matcher};
 use crate::scrape::MetricMetadata;
+use crate::storage::Cardinality;
 
 /// Static facts about the node for the status endpoints.
 #[derive(Clone, Default)]
@@ -25,16 +25,18 @@ pub struct StatusInfo {
     pub config_yaml: String,
     /// How long data is kept (`15d`).
     pub retention: String,
-    /// Head figures the `Querier` cannot tell (chunks, time range).
-    pub head: Option<Arc<dyn Fn() -> HeadInfo + Send + Sync>>,
+    /// The head block's figures, its cardinality lists cut to the `limit` given.
+    pub head: Option<Arc<dyn Fn(usize) -> HeadInfo + Send + Sync>>,
 }
 
-/// What `/api/v1/status/tsdb` reports about the head beyond series and labels.
-#[derive(Debug, Clone, Copy, Default)]
+/// What `/api/v1/status/tsdb` reports: the head block only, as in Prometheus.
+#[derive(Debug, Clone, Default)]
 pub struct HeadInfo {
+    pub series: u64,
     pub chunks: u64,
     pub min_time: Option<i64>,
     pub max_time: Option<i64>,
+    pub cardinality: Cardinality,
 }
 
 pub(super) async fn buildinfo() -> Response {
@@ -80,66 +82,45 @@ pub(super) async fn config(State(st): State<ApiState>) -> Response {
     success(json!({ "yaml": st.status.config_yaml }))
 }
 
-/// `/api/v1/status/tsdb`: cardinality statistics of the stored series (top `limit`, default 10).
+/// The most entries `/api/v1/status/tsdb` lists per statistic (Prometheus's bound).
+const MAX_TSDB_LIMIT: usize = 10_000;
+
+/// `/api/v1/status/tsdb`: cardinality statistics of the head block (top `limit`, default 10), as
+/// Prometheus computes them — from the head's index only, never over the blocks of all time.
 pub(super) async fn tsdb(State(st): State<ApiState>, p: Params) -> Result<Response, ApiError> {
     let limit = match p.non_empty("limit") {
         None => 10,
         Some(s) => match s.parse::<usize>() {
+            Ok(n) if n > MAX_TSDB_LIMIT => {
+                return Err(invalid_param("limit", format!("limit must not exceed {MAX_TSDB_LIMIT}")));
+            }
             Ok(n) if n > 0 => n,
             _ => return Err(invalid_param("limit", "limit must be a positive number")),
         },
     };
-    let Some(storage) = st.storage.clone() else {
-        return Err(ApiError {
-            kind: ErrorType::Unavailable,
-            message: "this node has no local storage".into(),
-        });
+    let Some(head) = st.status.head.clone() else {
+        return Err(ApiError { kind: ErrorType::Unavailable, message: "this node has no head block".into() });
     };
-    let head = st.status.head.as_ref().map(|f| f()).unwrap_or_default();
-    let stats = tokio::task::spawn_blocking(move || -> Result<serde_json::Value, String> {
-        let q = storage.querier(i64::MIN, i64::MAX).map_err(|e| e.to_string())?;
-        let all = Matcher::new(MatchOp::Regex, "__name__", ".+").map_err(|e| e.to_string())?;
-        let series = q.select(&[all]).map_err(|e| e.to_string())?;
-        let mut by_name: HashMap<String, u64> = HashMap::new();
-        let mut pairs: HashMap<(String, String), u64> = HashMap::new();
-        for s in &series {
-            if let Some(n) = s.labels.metric_name() {
-                *by_name.entry(n.to_string()).or_default() += 1;
-            }
-            for l in s.labels.iter() {
-                *pairs.entry((l.name.to_string(), l.value.to_string())).or_default() += 1;
-            }
-        }
-        let mut values_per_name: HashMap<&str, u64> = HashMap::new();
-        let mut bytes_per_name: HashMap<&str, u64> = HashMap::new();
-        for ((n, v), count) in &pairs {
-            *values_per_name.entry(n).or_default() += 1;
-            *bytes_per_name.entry(n).or_default() += v.len() as u64 * count;
-        }
-        let top = |m: Vec<(String, u64)>| -> serde_json::Value {
-            let mut m = m;
-            m.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-            m.truncate(limit);
-            m.into_iter().map(|(name, value)| json!({"name": name, "value": value})).collect()
-        };
-        Ok(json!({
-            "headStats": {
-                "numSeries": series.len(),
-                "numLabelPairs": pairs.len(),
-                "chunkCount": head.chunks,
-                "minTime": head.min_time.unwrap_or(i64::MAX),
-                "maxTime": head.max_time.unwrap_or(i64::MIN),
-            },
-            "seriesCountByMetricName": top(by_name.into_iter().collect()),
-            "labelValueCountByLabelName": top(values_per_name.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
-            "memoryInBytesByLabelName": top(bytes_per_name.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
-            "seriesCountByLabelValuePair": top(pairs.iter().map(|((n, v), c)| (format!("{n}={v}"), *c)).collect()),
-        }))
-    })
-    .await
-    .map_err(|e| ApiError { kind: ErrorType::Internal, message: e.to_string() })?
-    .map_err(|e| ApiError { kind: ErrorType::Execution, message: e })?;
-    Ok(success(stats))
+    let head = tokio::task::spawn_blocking(move || head(limit))
+        .await
+        .map_err(|e| ApiError { kind: ErrorType::Internal, message: e.to_string() })?;
+    let list = |v: &[(String, u64)]| -> serde_json::Value {
+        v.iter().map(|(name, value)| json!({"name": name, "value": value})).collect()
+    };
+    let c = &head.cardinality;
+    Ok(success(json!({
+        "headStats": {
+            "numSeries": head.series,
+            "numLabelPairs": c.num_label_pairs,
+            "chunkCount": head.chunks,
+            "minTime": head.min_time.unwrap_or(i64::MAX),
+            "maxTime": head.max_time.unwrap_or(i64::MIN),
+        },
+        "seriesCountByMetricName": list(&c.series_count_by_metric_name),
+        "labelValueCountByLabelName": list(&c.label_value_count_by_label_name),
+        "memoryInBytesByLabelName": list(&c.memory_in_bytes_by_label_name),
+        "seriesCountByLabelValuePair": list(&c.series_count_by_label_value_pair),
+    })))
 }
 
 /// `/api/v1/metadata`: per metric, the distinct type/help/unit triples the scrapes reported.

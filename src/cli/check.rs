@@ -1,4 +1,5 @@
-//! `promtier check`: validates a topology file with exactly the loader the nodes use.
+//! `promtier check`: validates a topology file with exactly the loader the nodes use, and says
+//! which accepted keys are not implemented yet.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -26,6 +27,9 @@ pub(super) fn run(file: &Path) -> anyhow::Result<ExitCode> {
                 count("push"),
                 if demo > 0 { format!(", {demo} demo targets") } else { String::new() },
             );
+            for w in &t.warnings {
+                eprintln!("warning: {}", w.render(file));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e @ TopologyError::Invalid { .. }) => {

@@ -37,6 +37,40 @@ enum Format {
     Json,
 }
 
+/// The concurrent-query limit of a node (leaf, global; `up` passes them to its nodes).
+#[derive(Debug, clap::Args)]
+struct QueryLimitArgs {
+    /// Maximum number of queries (PromQL, series and label lookups) evaluated at once.
+    #[arg(long = "query.max-concurrency", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrency: u32,
+    /// Queries that may wait for a free slot; more are answered 503 (Retry-After) at once.
+    #[arg(long = "query.max-queued", default_value_t = 100)]
+    max_queued: u32,
+    /// How long a query may wait for a free slot before it is answered 503 (and never longer
+    /// than its own timeout: the wait counts against it).
+    #[arg(long = "query.queue-timeout", default_value = "30s", value_parser = parse_prom_duration)]
+    queue_timeout: Duration,
+}
+
+impl QueryLimitArgs {
+    fn limits(&self) -> crate::api::QueryLimits {
+        crate::api::QueryLimits {
+            max_concurrency: self.max_concurrency as usize,
+            max_queued: self.max_queued as usize,
+            queue_timeout: self.queue_timeout,
+        }
+    }
+
+    /// The same settings as arguments of a node process.
+    fn node_flags(&self) -> Vec<String> {
+        vec![
+            format!("--query.max-concurrency={}", self.max_concurrency),
+            format!("--query.max-queued={}", self.max_queued),
+            format!("--query.queue-timeout={}", crate::model::PromDuration(self.queue_timeout)),
+        ]
+    }
+}
+
 /// Settings of a node that stores data and serves PromQL (leaf, global).
 #[derive(Debug, clap::Args)]
 struct NodeArgs {
@@ -49,6 +83,8 @@ struct NodeArgs {
     /// How far back an instant selector looks for a sample.
     #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = parse_prom_duration)]
     query_lookback_delta: std::time::Duration,
+    #[command(flatten)]
+    query_limits: QueryLimitArgs,
     /// Time span of a block cut from the head (Prometheus: --storage.tsdb.min-block-duration).
     #[arg(long = "tsdb.block-duration", value_parser = parse_duration, default_value = "2h")]
     block_duration: Duration,
@@ -73,6 +109,7 @@ impl NodeArgs {
                 lookback_delta: self.query_lookback_delta,
                 ..crate::promql::EngineOptions::default()
             },
+            queries: self.query_limits.limits(),
             storage: crate::role::storage::StorageOptions {
                 block_duration: self.block_duration,
                 max_block_duration: self.max_block_duration,
@@ -105,6 +142,9 @@ enum Command {
         /// The topology file; without it, the quickstart topology is written to
         /// ./.promtier/quickstart.yaml and run from there.
         topology: Option<PathBuf>,
+        /// Passed to every leaf and global.
+        #[command(flatten)]
+        query_limits: QueryLimitArgs,
     },
     /// Run one leaf node of a topology.
     Leaf {
@@ -184,7 +224,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { topology } => check::run(&topology),
         Command::Plan { topology, format, resize } => plan::run(&topology, format == Format::Json, &resize),
-        Command::Up { topology } => run::up(topology),
+        Command::Up { topology, query_limits } => run::up(topology, query_limits.node_flags()),
         Command::Leaf { topology, node, node_args } => run::leaf(&topology, &node, node_args.options()),
         Command::Global { topology, node, node_args } => run::global(&topology, &node, node_args.options()),
         Command::Tsdb { command: TsdbCommand::Import { data_dir, file, block_duration } } => {

@@ -33,7 +33,8 @@ where
     })
 }
 
-pub(super) fn up(file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+/// `node_flags`: arguments every leaf and global is started with.
+pub(super) fn up(file: Option<PathBuf>, node_flags: Vec<String>) -> anyhow::Result<ExitCode> {
     let file = match file {
         Some(f) => f,
         None => {
@@ -46,7 +47,7 @@ pub(super) fn up(file: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         }
     };
     let t = topology::load(&file)?;
-    with_shutdown(|token| async move { role::up::run(&file, &t, token).await })
+    with_shutdown(|token| async move { role::up::run(&file, &t, &node_flags, token).await })
 }
 
 fn node(file: &Path, node: &str) -> anyhow::Result<(topology::Topology, topology::Node)> {

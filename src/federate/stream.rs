@@ -375,12 +375,11 @@ impl<'a> StreamFrame<'a> {
         let mut pos = 0;
         let bad = |reason: &str| StreamError::BadFrame { offset: 0, reason: reason.to_string() };
         let n = get_uvarint(b, &mut pos).ok_or_else(|| bad("label count"))?;
-        // Each label takes at least two bytes: a count larger than that is corrupt, and must not
-        // size an allocation.
-        if n > b.len() as u64 {
-            return Err(bad("label count"));
-        }
-        let mut pairs = Vec::with_capacity(n as usize);
+        // Each label takes at least two bytes (two lengths): a count larger than what is left
+        // could hold is corrupt, and must not size an allocation.
+        let n =
+            usize::try_from(n).ok().filter(|&n| n <= max_labels(b, pos)).ok_or_else(|| bad("label count"))?;
+        let mut pairs = Vec::with_capacity(n);
         for _ in 0..n {
             let mut field = || -> Result<String, StreamError> {
                 let len = get_uvarint(b, &mut pos).ok_or_else(|| bad("label length"))? as usize;
@@ -400,6 +399,12 @@ impl<'a> StreamFrame<'a> {
     pub fn samples(&self) -> Result<XorIterator<&'a [u8]>, StreamError> {
         Ok(XorIterator::new(self.chunk))
     }
+}
+
+/// The most labels the bytes of `b` from `pos` on can hold: each takes at least two (the lengths
+/// of its name and value).
+fn max_labels(b: &[u8], pos: usize) -> usize {
+    b.len().saturating_sub(pos) / 2
 }
 
 fn i64_at(buf: &[u8], at: usize) -> i64 {
@@ -483,7 +488,7 @@ impl<'a> StreamReader<'a> {
         let mut p = 0usize;
         let bad = |reason: &str| StreamError::BadFrame { offset: at, reason: reason.to_string() };
         let Some(n) = get_uvarint(body, &mut p) else { return Some(Err(bad("label count"))) };
-        if n > body.len() as u64 {
+        if usize::try_from(n).map_or(true, |n| n > max_labels(body, p)) {
             return Some(Err(bad("label count")));
         }
         for _ in 0..2 * n {
@@ -749,5 +754,21 @@ mod tests {
         assert!(r.header.more);
         assert!(matches!(r.next_frame(), Some(Err(StreamError::BadFrame { .. }))));
         assert!(matches!(StreamReader::new(&v2[..10]), Err(StreamError::Truncated(_))));
+    }
+
+    #[test]
+    fn a_label_count_beyond_the_label_block_is_refused_before_allocating() {
+        // One real label, but a count of 2^62, then of 2 (needs 4 bytes, 3 left).
+        for block in
+            [&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40, 1, b'a', 0][..], &[2, 1, b'a', 0]]
+        {
+            let frame = StreamFrame { label_bytes: block, chunk: &[] };
+            assert!(
+                matches!(frame.labels(), Err(StreamError::BadFrame { ref reason, .. }) if reason == "label count"),
+                "{block:?}"
+            );
+        }
+        let ok = StreamFrame { label_bytes: &[1, 1, b'a', 1, b'b'], chunk: &[] };
+        assert_eq!(ok.labels().ok(), Some(Labels::from_pairs(&[("a", "b")])));
     }
 }

@@ -45,6 +45,11 @@ pub(crate) struct PullSettings {
     pub(crate) page_samples: Option<usize>,
     pub(crate) dedup: DedupMode,
     pub(crate) replica_label: String,
+    /// Most bytes of body one pull may read (`federate.body_size_limit`; 0: no limit).
+    pub(crate) body_size_limit: usize,
+    /// Whether pulled series' labels win over the labels attached to their source
+    /// (`federate.honor_labels`).
+    pub(crate) honor_labels: bool,
 }
 
 /// The global's federation metrics.
@@ -150,6 +155,8 @@ impl GlobalIngest {
             page_samples: global.page_samples,
             dedup: global.dedup,
             replica_label: topology.replica_label.clone(),
+            body_size_limit: global.federate_body_size_limit,
+            honor_labels: global.honor_labels,
         });
         // With data on disk but no state (older versions), catch up from a little before the
         // newest stored sample; with nothing at all, from a few minutes ago.
@@ -313,8 +320,13 @@ impl GlobalIngest {
             let (client, text_client) = match clients.iter().find(|c| Arc::ptr_eq(&c.0, &source.client)) {
                 Some((_, c, t)) => (c.clone(), t.clone()),
                 None => {
-                    let built = ScrapeClient::with_config(&source.client, false)
-                        .and_then(|c| Ok((c, ScrapeClient::with_config(&source.client, true)?)));
+                    // Every pull reads at most the body limit: a page over it is a source error,
+                    // not an OOM.
+                    let limit = self.settings.body_size_limit;
+                    let built = ScrapeClient::with_config(&source.client, false).and_then(|c| {
+                        let t = ScrapeClient::with_config(&source.client, true)?;
+                        Ok((c.with_body_limit(limit), t.with_body_limit(limit)))
+                    });
                     match built {
                         Ok((c, t)) => {
                             clients.push((source.client.clone(), c.clone(), t.clone()));

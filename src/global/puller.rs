@@ -125,6 +125,25 @@ impl Puller {
         match_query(&self.settings.selectors)
     }
 
+    /// The labels the global attaches to what this source sends (`job="federate"` and its
+    /// address as `instance`, as a Prometheus federating it would), merged as
+    /// `federate.honor_labels` says — on the text and the fast-link path alike.
+    fn source_context(&self) -> SampleContext {
+        SampleContext {
+            target_labels: Labels::from_pairs(&[
+                ("instance", self.source.address.as_str()),
+                ("job", "federate"),
+            ]),
+            honor_labels: self.settings.honor_labels,
+            honor_timestamps: true,
+            metric_relabel_configs: Vec::new(),
+            sample_limit: 0,
+            label_limit: 0,
+            label_name_length_limit: 0,
+            label_value_length_limit: 0,
+        }
+    }
+
     fn role(&self) -> Role {
         match &self.elector {
             Some(e) => e.role(&self.source.shard, &self.source.replica),
@@ -349,8 +368,9 @@ impl Puller {
             .map_err(|e| Outcome::failed(e.to_string()))?;
         let storage = self.storage.clone();
         let mut state = stream_state.take().unwrap_or_default();
+        let source = self.source_context();
         let joined = tokio::task::spawn_blocking(move || {
-            let r = state.ingest(storage.as_ref(), &body, strip.as_deref(), guard.as_deref());
+            let r = state.ingest(storage.as_ref(), &body, strip.as_deref(), &source, guard.as_deref());
             (state, r)
         })
         .await
@@ -375,7 +395,6 @@ impl Puller {
     /// Text `/federate` (Prometheus sources, or the fast link turned off): the whole body when
     /// storing (or when the source has no `up` to probe), else a probe of its `up` series.
     async fn pull_text(&self, store: bool, probe: bool, text_state: &mut Option<IngestState>) -> Outcome {
-        let addr = &self.source.address;
         let query = if probe { match_query(&["{__name__=\"up\"}".to_string()]) } else { self.match_query() };
         let url = format!("{}/federate?{query}", self.source.base_url());
         let body = match self.text_client.scrape(&url, self.settings.timeout).await {
@@ -388,16 +407,7 @@ impl Puller {
             None => self.storage.clone(),
         };
         let mut state = text_state.take().unwrap_or_default();
-        let ctx = SampleContext {
-            target_labels: Labels::from_pairs(&[("instance", addr.as_str()), ("job", "federate")]),
-            honor_labels: true,
-            honor_timestamps: true,
-            metric_relabel_configs: Vec::new(),
-            sample_limit: 0,
-            label_limit: 0,
-            label_name_length_limit: 0,
-            label_value_length_limit: 0,
-        };
+        let ctx = self.source_context();
         let joined = tokio::task::spawn_blocking(move || {
             let summary = summarize_text(&body);
             let r = if store { Some(state.ingest(storage.as_ref(), &ctx, &body, now_ms())) } else { None };

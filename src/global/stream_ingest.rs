@@ -1,12 +1,14 @@
 //! Storing what a fast-link pull returned: each frame's series (replica label removed when
-//! failover dedup stores one copy) with every sample newer than what this source already sent,
-//! through a per-source cache keyed by the frame's raw label block (no decoding for known series).
+//! failover dedup stores one copy, the source's labels merged in as `federate.honor_labels`
+//! says) with every sample newer than what this source already sent, through a per-source cache
+//! keyed by the frame's raw label block (no decoding for known series).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::federate::stream::{StreamError, StreamHeader, StreamReader};
 use crate::model::{Labels, SeriesKeyHasher, is_stale_nan};
+use crate::scrape::SampleContext;
 use crate::storage::{AppendError, Appendable, SeriesRef};
 
 /// The last values stored per series, taken when a new replica starts to fill, so that its
@@ -54,12 +56,27 @@ pub(crate) enum StreamIngestError {
     Storage(String),
 }
 
+/// A pulled series' labels as stored: the replica label stripped (`strip`), then merged with
+/// the labels the global attaches to the source (`source`: `job`, `instance`) as a scrape of
+/// text `/federate` would — with `honor_labels` the series' own win and `instance` is never
+/// added (`/federate` marks every series with one), without it the source's win and the series'
+/// own move to `exported_…`. The text path gets the same through `IngestState`.
+pub(crate) fn source_labels(labels: Labels, strip: Option<&str>, source: &SampleContext) -> Option<Labels> {
+    let labels = match strip {
+        Some(name) if labels.has(name) => labels.without(&[name]),
+        _ => labels,
+    };
+    let marked_empty = if labels.has("instance") { Vec::new() } else { vec!["instance".to_string()] };
+    crate::scrape::sample_labels(labels, &marked_empty, source)
+}
+
 impl StreamState {
     pub(crate) fn ingest(
         &mut self,
         storage: &dyn Appendable,
         body: &[u8],
         strip: Option<&str>,
+        source: &SampleContext,
         guard: Option<&SwitchGuard>,
     ) -> Result<(StreamHeader, StreamStats), StreamIngestError> {
         let mut reader = StreamReader::new(body)?;
@@ -74,10 +91,9 @@ impl StreamState {
                 let mut entry = known.unwrap_or(Entry { series: None, last_t: i64::MIN });
                 let mut labels: Option<Labels> = None;
                 let decoded = || -> Result<Labels, StreamError> {
-                    let l = frame.labels()?;
-                    Ok(match strip {
-                        Some(name) if l.has(name) => l.without(&[name]),
-                        _ => l,
+                    source_labels(frame.labels()?, strip, source).ok_or_else(|| StreamError::BadFrame {
+                        offset: 0,
+                        reason: "series without a metric name".into(),
                     })
                 };
                 let guard_last = match guard {
@@ -160,5 +176,110 @@ impl StreamState {
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::federate::stream::{PageLimits, PageRequest, Position, encode_page};
+    use crate::model::{Coverage, parse_selector};
+    use crate::storage::Queryable;
+    use crate::tsdb::Head;
+
+    fn source(honor_labels: bool) -> SampleContext {
+        SampleContext {
+            target_labels: Labels::from_pairs(&[("instance", "leaf:9100"), ("job", "federate")]),
+            honor_labels,
+            honor_timestamps: true,
+            metric_relabel_configs: Vec::new(),
+            sample_limit: 0,
+            label_limit: 0,
+            label_name_length_limit: 0,
+            label_value_length_limit: 0,
+        }
+    }
+
+    #[test]
+    fn honor_labels_decides_between_the_series_and_the_source() {
+        let pulled = Labels::from_pairs(&[
+            ("__name__", "up"),
+            ("exported_job", "x"),
+            ("instance", "node:9100"),
+            ("job", "node"),
+            ("replica", "b"),
+        ]);
+        let honored = source_labels(pulled.clone(), Some("replica"), &source(true));
+        assert_eq!(
+            honored,
+            Some(Labels::from_pairs(&[
+                ("__name__", "up"),
+                ("exported_job", "x"),
+                ("instance", "node:9100"),
+                ("job", "node")
+            ]))
+        );
+        // Without honor_labels the source's labels win; the series' own get `exported_` (twice
+        // where `exported_job` is taken), as Prometheus federation stores them.
+        let renamed = source_labels(pulled, Some("replica"), &source(false));
+        assert_eq!(
+            renamed,
+            Some(Labels::from_pairs(&[
+                ("__name__", "up"),
+                ("exported_exported_job", "node"),
+                ("exported_instance", "node:9100"),
+                ("exported_job", "x"),
+                ("instance", "leaf:9100"),
+                ("job", "federate"),
+            ]))
+        );
+        // A series without `job` or `instance`: as over text `/federate` (which marks it with
+        // `instance=""`), it gets the source's `job`, and `instance` only without honor_labels.
+        let bare = Labels::from_pairs(&[("__name__", "m")]);
+        assert_eq!(
+            source_labels(bare.clone(), None, &source(true)),
+            Some(Labels::from_pairs(&[("__name__", "m"), ("job", "federate")]))
+        );
+        assert_eq!(
+            source_labels(bare, None, &source(false)),
+            Some(Labels::from_pairs(&[("__name__", "m"), ("instance", "leaf:9100"), ("job", "federate")]))
+        );
+    }
+
+    #[test]
+    fn fast_link_pages_are_stored_with_the_source_labels() -> Result<(), Box<dyn std::error::Error>> {
+        let leaf = Head::default();
+        let mut app = leaf.appender();
+        let l = Labels::from_pairs(&[("__name__", "up"), ("instance", "node:9100"), ("job", "node")]);
+        for t in 1..=3 {
+            app.append(None, &l, t * 1000, 1.0)?;
+        }
+        app.commit()?;
+        let mut page = Vec::new();
+        let req = PageRequest {
+            since: 0,
+            now: 10_000,
+            limits: PageLimits { max_samples: 1000, max_bytes: 1 << 20 },
+            probe: false,
+            v1: false,
+        };
+        let pos = Position { frontier: 9_000, epoch: 1, seq: 0, rewind_to: None };
+        let all = vec![parse_selector("{job=\"node\"}")?];
+        encode_page(&leaf, &all, &Labels::empty(), &req, &pos, Coverage::default(), &mut page)?;
+        for (honor, job) in [(true, "node"), (false, "federate")] {
+            let global = Head::default();
+            let (_, stats) = StreamState::default().ingest(&global, &page, None, &source(honor), None)?;
+            assert_eq!(stats.samples, 3);
+            let q = global.querier(0, 10_000)?;
+            let stored =
+                q.select(&[crate::model::Matcher::new(crate::model::MatchOp::Equal, "__name__", "up")?])?;
+            assert_eq!(stored.len(), 1);
+            assert_eq!(stored[0].labels.get("job"), Some(job), "honor_labels: {honor}");
+            if !honor {
+                assert_eq!(stored[0].labels.get("exported_job"), Some("node"));
+                assert_eq!(stored[0].labels.get("exported_instance"), Some("node:9100"));
+            }
+        }
+        Ok(())
     }
 }

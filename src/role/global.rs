@@ -66,6 +66,9 @@ pub async fn run(
     };
     let listener = server::bind(&node.listen, &node.web).await?;
     tracing::info!(node = %node.name, listen = %node.listen, dedup = cfg.dedup.as_str(), sources = ingest.targets().active.len(), "global started");
+    for w in topology.warnings.iter().filter(|w| w.global.as_deref() == Some(name.as_str())) {
+        tracing::warn!("{}", w.render(&topology.source));
+    }
     let ready_storage = storage.clone();
     let mut app = federate::router(FederateState {
         storage: view.clone(),
@@ -83,7 +86,7 @@ pub async fn run(
     let ready_storage = storage.clone();
     let targets_ingest = ingest.clone();
     let warnings_ingest = ingest.clone();
-    let status = super::leaf::status_info(topology, node, &opts.query, db.clone());
+    let status = super::leaf::status_info(topology, node, opts, db.clone());
     app = app.merge(api::router(ApiState {
         node: Arc::new(NodeInfo {
             name: node.name.clone(),
@@ -102,10 +105,13 @@ pub async fn run(
         clock: Arc::new(crate::model::now_ms),
         metadata: Arc::new(Vec::new),
         status: Arc::new(status),
+        queries: api::QueryLimiter::new(opts.queries, &registry),
     }));
     if let Some(e) = ingest.elector() {
         app = app.merge(api::dedup::router(e.clone()));
     }
+    // Every request body, `/federate`'s form included, is read up to the API's limit (413 beyond).
+    let app = app.layer(axum::extract::DefaultBodyLimit::max(api::MAX_REQUEST_BODY));
     let (_, served, _) = tokio::join!(
         ingest.run(shutdown.clone()),
         server::serve(listener, app, shutdown.clone()),

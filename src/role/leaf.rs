@@ -15,7 +15,7 @@ use crate::federate::frontier::TrackedStorage;
 use crate::federate::{self, DEFAULT_LOOKBACK, FederateState};
 use crate::metrics::Registry;
 use crate::model::{LabelsBuilder, PromDuration};
-use crate::promql::{Engine, EngineOptions};
+use crate::promql::Engine;
 use crate::scrape::{ScrapeManager, TargetFilter};
 use crate::shard::Sharder;
 use crate::storage::Storage;
@@ -108,9 +108,12 @@ pub async fn run(
         engine: Arc::new(Engine::new(opts.query.clone())),
         clock: Arc::new(crate::model::now_ms),
         metadata: Arc::new(move || metadata_manager.metadata()),
-        status: Arc::new(status_info(topology, node, &opts.query, db.clone())),
+        status: Arc::new(status_info(topology, node, opts, db.clone())),
+        queries: api::QueryLimiter::new(opts.queries, &registry),
     }));
 
+    // Every request body, `/federate`'s form included, is read up to the API's limit (413 beyond).
+    let app = app.layer(axum::extract::DefaultBodyLimit::max(api::MAX_REQUEST_BODY));
     let (_, served, _) = tokio::join!(
         manager.run(shutdown.clone()),
         server::serve(listener, app, shutdown.clone()),
@@ -123,7 +126,8 @@ pub async fn run(
 }
 
 /// What `/api/v1/status/*` shows for a node with a TSDB.
-pub(crate) fn status_info(topology: &Topology, node: &Node, query: &EngineOptions, db: Db) -> StatusInfo {
+pub(crate) fn status_info(topology: &Topology, node: &Node, opts: &NodeOptions, db: Db) -> StatusInfo {
+    let query = &opts.query;
     StatusInfo {
         flags: [
             ("topology.file", topology.source.display().to_string()),
@@ -134,6 +138,9 @@ pub(crate) fn status_info(topology: &Topology, node: &Node, query: &EngineOption
             ("query.lookback-delta", PromDuration(query.lookback_delta).to_string()),
             ("query.max-samples", query.max_samples.to_string()),
             ("query.timeout", PromDuration(query.timeout).to_string()),
+            ("query.max-concurrency", opts.queries.max_concurrency.to_string()),
+            ("query.max-queued", opts.queries.max_queued.to_string()),
+            ("query.queue-timeout", PromDuration(opts.queries.queue_timeout).to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -145,9 +152,16 @@ pub(crate) fn status_info(topology: &Topology, node: &Node, query: &EngineOption
             Err(e) => format!("# cannot read {}: {e}\n", topology.source.display()),
         },
         retention: PromDuration(node.retention).to_string(),
-        head: Some(Arc::new(move || {
+        head: Some(Arc::new(move |limit| {
             let head = db.head();
-            HeadInfo { chunks: head.stats().chunks, min_time: head.min_time(), max_time: head.max_time() }
+            let stats = head.stats();
+            HeadInfo {
+                series: stats.series,
+                chunks: stats.chunks,
+                min_time: head.min_time(),
+                max_time: head.max_time(),
+                cardinality: head.cardinality(limit),
+            }
         })),
     }
 }

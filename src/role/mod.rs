@@ -17,6 +17,8 @@ pub mod up;
 pub struct NodeOptions {
     pub storage: storage::StorageOptions,
     pub query: crate::promql::EngineOptions,
+    /// The concurrent-query limit.
+    pub queries: crate::api::QueryLimits,
 }
 
 /// The fast link's cursor state of `node` (leaf or global), kept in its data directory.

@@ -24,8 +24,13 @@ struct Running {
     exited: bool,
 }
 
-/// The arguments that run `node` as its own process.
-pub fn node_args(topology_file: &Path, topology: &Topology, node: &Node) -> Vec<String> {
+/// The arguments that run `node` as its own process; leaves and globals also get `node_flags`.
+pub fn node_args(
+    topology_file: &Path,
+    topology: &Topology,
+    node: &Node,
+    node_flags: &[String],
+) -> Vec<String> {
     let t = topology_file.to_string_lossy().to_string();
     match &node.role {
         NodeRole::Demo { index } => {
@@ -40,7 +45,14 @@ pub fn node_args(topology_file: &Path, topology: &Topology, node: &Node) -> Vec<
                 index.to_string(),
             ]
         }
-        role => vec![role.kind().into(), "--topology".into(), t, "--node".into(), node.name.clone()],
+        role => {
+            let mut args =
+                vec![role.kind().into(), "--topology".into(), t, "--node".into(), node.name.clone()];
+            if matches!(role, NodeRole::Leaf { .. } | NodeRole::Global { .. }) {
+                args.extend(node_flags.iter().cloned());
+            }
+            args
+        }
     }
 }
 
@@ -48,8 +60,12 @@ pub fn node_args(topology_file: &Path, topology: &Topology, node: &Node) -> Vec<
 pub async fn run(
     topology_file: &Path,
     topology: &Topology,
+    node_flags: &[String],
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    for w in &topology.warnings {
+        eprintln!("promtier up: warning: {}", w.render(topology_file));
+    }
     let exe = std::env::current_exe().context("cannot find the promtier executable")?;
     let mut logs = JoinSet::new();
     let mut running: Vec<Running> = Vec::new();
@@ -59,7 +75,7 @@ pub async fn run(
             continue;
         }
         let mut cmd = Command::new(&exe);
-        cmd.args(node_args(topology_file, topology, node))
+        cmd.args(node_args(topology_file, topology, node, node_flags))
             .env(SUPERVISOR_ENV, std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

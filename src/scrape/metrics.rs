@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::ingest::IngestStats;
-use crate::metrics::{Counter, DURATION_BUCKETS, Family, Histogram, Registry};
+use crate::metrics::{Collect, Counter, DURATION_BUCKETS, Family, Histogram, MetricsWriter, Registry};
+use crate::model::MetricType;
 
 pub(crate) struct ScrapeMetrics {
     scrapes: Arc<Family<Counter>>,
@@ -15,6 +16,8 @@ pub(crate) struct ScrapeMetrics {
     out_of_bounds: Arc<Family<Counter>>,
     stale: Arc<Family<Counter>>,
     duration: Arc<Family<Histogram>>,
+    /// Scrapes stopped at the body size limit (Prometheus's name, no labels).
+    pub(crate) body_size_exceeded: Arc<Counter>,
 }
 
 impl ScrapeMetrics {
@@ -52,6 +55,7 @@ impl ScrapeMetrics {
                 &["job"],
                 || Histogram::new(DURATION_BUCKETS),
             )),
+            body_size_exceeded: Arc::new(Counter::default()),
         };
         registry.register(m.scrapes.clone());
         registry.register(m.failures.clone());
@@ -61,6 +65,16 @@ impl ScrapeMetrics {
         registry.register(m.out_of_bounds.clone());
         registry.register(m.stale.clone());
         registry.register(m.duration.clone());
+        let exceeded = m.body_size_exceeded.clone();
+        let collect = move |w: &mut MetricsWriter| {
+            w.single(
+                "prometheus_target_scrapes_exceeded_body_size_limit_total",
+                "Total number of scrapes that hit the body size limit",
+                MetricType::Counter,
+                exceeded.get(),
+            )
+        };
+        registry.register(Arc::new(collect) as Arc<dyn Collect>);
         m
     }
 

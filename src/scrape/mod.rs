@@ -14,6 +14,7 @@ pub(crate) mod target;
 
 pub use client::{ScrapeClient, ScrapeHttpError};
 pub use discovery::{DiscoveryError, JobDiscovery, read_file};
+pub(crate) use ingest::sample_labels;
 pub use ingest::{IngestError, IngestState, IngestStats, MetricMetadata, SampleContext};
 pub use manager::{ActiveTarget, ScrapeManager, TargetsSnapshot};
 pub use refused::Refused;

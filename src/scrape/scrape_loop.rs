@@ -156,6 +156,9 @@ impl ScrapeLoop {
         self.in_flight.store(published, Ordering::Release);
         let ts = self.clock.stamp(now_ms()).max(published);
         let fetched = self.client.scrape(&self.target.url, self.target.timeout).await;
+        if let Err(super::ScrapeHttpError::BodySizeLimit(_)) = &fetched {
+            self.metrics.body_size_exceeded.inc();
+        }
         let storage = self.storage.clone();
         let ctx = self.ctx.clone();
         let target_labels = self.target.labels.clone();

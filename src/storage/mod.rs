@@ -161,6 +161,23 @@ pub trait Queryable: Send + Sync {
     }
 }
 
+/// How many series and label values an index holds, as Prometheus's `/api/v1/status/tsdb`
+/// shows them: each list keeps its largest entries (as many as asked for), largest first, ties
+/// by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cardinality {
+    /// Distinct label name/value pairs.
+    pub num_label_pairs: u64,
+    /// Series per metric name.
+    pub series_count_by_metric_name: Vec<(String, u64)>,
+    /// Distinct values per label name.
+    pub label_value_count_by_label_name: Vec<(String, u64)>,
+    /// Bytes of label values per label name, over every series.
+    pub memory_in_bytes_by_label_name: Vec<(String, u64)>,
+    /// Series per `name=value` pair.
+    pub series_count_by_label_value_pair: Vec<(String, u64)>,
+}
+
 /// A full storage: writable, readable, with a readiness state.
 pub trait Storage: Appendable + Queryable {
     /// False while the storage cannot take writes (replaying, disk failing); `/-/ready` reports it.

@@ -31,6 +31,8 @@ pub struct Topology {
     /// Every node of the topology, in a stable order: leaves (group, shard, replica), globals,
     /// push nodes, demo targets.
     pub nodes: Vec<Node>,
+    /// Keys accepted but not implemented yet, in file order.
+    pub warnings: Vec<super::Warning>,
 }
 
 impl Topology {
@@ -238,6 +240,8 @@ pub struct ScrapeConfig {
     pub label_value_length_limit: u64,
     /// Credentials and TLS settings of the scrapes.
     pub client: ClientConfig,
+    /// Most bytes of (decompressed) body one scrape may read; 0 means no limit.
+    pub body_size_limit: usize,
     pub static_configs: Vec<TargetGroup>,
     pub file_sd_configs: Vec<FileSdConfig>,
     pub relabel_configs: Vec<RelabelConfig>,
@@ -431,6 +435,9 @@ pub struct GlobalConfig {
     pub fast_link: bool,
     /// Samples per fast-link page to ask for (`None`: the source's bound).
     pub page_samples: Option<usize>,
+    /// Most bytes of body one pull (a fast-link page or a text `/federate`) may read; 0 means
+    /// no limit.
+    pub federate_body_size_limit: usize,
     pub dedup: DedupMode,
     pub failover_timeout: Duration,
     /// A replica whose coverage (targets up, series) is below this fraction of its best peer's

@@ -12,7 +12,7 @@ mod validate;
 use std::path::Path;
 
 pub use config::*;
-pub use error::{Problem, TopologyError};
+pub use error::{Problem, TopologyError, Warning};
 
 /// Reads and validates a topology file.
 pub fn load(file: &Path) -> Result<Topology, TopologyError> {

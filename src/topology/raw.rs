@@ -109,6 +109,8 @@ pub(crate) struct RawJob {
     pub(crate) label_limit: Option<u64>,
     pub(crate) label_name_length_limit: Option<u64>,
     pub(crate) label_value_length_limit: Option<u64>,
+    /// Most bytes of (decompressed) body a scrape may read: a size (`10MB`), `0` for no limit.
+    pub(crate) body_size_limit: Option<S<String>>,
     pub(crate) basic_auth: Option<S<RawBasicAuth>>,
     pub(crate) bearer_token: Option<S<String>>,
     pub(crate) bearer_token_file: Option<S<String>>,
@@ -229,6 +231,8 @@ pub(crate) struct RawFederate {
     pub(crate) fast_link: Option<bool>,
     /// Samples per fast-link page this global asks for (at most the source's own bound).
     pub(crate) page_samples: Option<S<i64>>,
+    /// Most bytes of body one pull may read (a size, `0` for no limit).
+    pub(crate) body_size_limit: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_saphyr::{Location, Spanned};
 
 use super::config::*;
-use super::error::Problem;
+use super::error::{Problem, Warning};
 use super::raw::*;
 use crate::model::{Label, Labels, is_valid_label_name, parse_duration, parse_selector};
 use crate::relabel::{RawRelabelConfig, RelabelConfig};
@@ -27,6 +27,13 @@ const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A replica covering less than this fraction of its best peer's targets or series loses the
 /// election: well below the noise between two healthy replicas, well above a half-broken one.
 const DEFAULT_MIN_COVERAGE: f64 = 0.8;
+/// A scrape reads at most this much body (`body_size_limit`; Prometheus has no limit by
+/// default): far above any sane exporter (a node exporter sends a few hundred KiB, a large
+/// kube-state-metrics tens of MiB), far below what takes a node down.
+pub(crate) const DEFAULT_BODY_SIZE_LIMIT: usize = 128 << 20;
+/// A pull reads at most this much body (`federate.body_size_limit`), or twice the fast-link page
+/// bound when that is larger: text `/federate` of a whole Prometheus is not paged.
+pub(crate) const DEFAULT_FEDERATE_BODY_SIZE_LIMIT: usize = 256 << 20;
 
 /// A size in bytes: a plain number, or a number with a unit as Prometheus writes them (`B`, `KB`,
 /// `MB`, `GB`, powers of 1024; `KiB`, `MiB`, `GiB` too).
@@ -77,11 +84,13 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<Pr
     let jobs = v.jobs(&raw.jobs, &defaults);
     let leaf_groups = v.leaf_groups(&raw, &jobs, &defaults);
     let external_groups = v.external_groups(&raw, &leaf_groups);
-    let globals = v.globals(&raw, &leaf_groups, &external_groups, &defaults);
+    let mut globals = v.globals(&raw, &leaf_groups, &external_groups, &defaults);
     v.reachable(&raw, &leaf_groups, &globals);
+    v.federate_body_limits(&raw, &mut globals, &defaults.fast_link);
     let push = raw.push.as_ref().and_then(|p| v.push(p));
     let demo = raw.demo.as_ref().and_then(|d| v.demo(d));
     let nodes = v.nodes(&raw, &defaults, &cluster, &leaf_groups, &globals, push.as_ref(), demo.as_ref());
+    let warnings = not_implemented(&raw);
 
     if v.problems.is_empty() {
         Ok(Topology {
@@ -97,12 +106,43 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<Pr
             demo,
             fast_link: defaults.fast_link,
             nodes,
+            warnings,
         })
     } else {
         v.problems.sort_by_key(|p| (p.line, p.column));
         v.problems.dedup();
         Err(v.problems)
     }
+}
+
+/// Keys that validate but whose feature is not built yet (later issues): each is a warning
+/// naming the key, so that nobody believes it works.
+fn not_implemented(raw: &RawTopology) -> Vec<Warning> {
+    let mut out = Vec::new();
+    let mut warn = |at: Location, path: String, what: &str, global: Option<&str>| {
+        out.push(Warning {
+            line: at.line(),
+            column: at.column(),
+            path,
+            message: format!("accepted but not implemented yet: {what}"),
+            global: global.map(str::to_string),
+        });
+    };
+    for (i, g) in raw.globals.iter().enumerate() {
+        let name = Some(g.value.name.value.as_str());
+        if let Some(first) = g.value.downsample.first() {
+            let what = "nothing is downsampled (raw data is kept for the retention only)";
+            warn(first.referenced, format!("globals[{i}].downsample"), what, name);
+        }
+        if let Some(first) = g.value.remote_write.first() {
+            warn(first.referenced, format!("globals[{i}].remote_write"), "nothing is written remotely", name);
+        }
+    }
+    if let Some(p) = &raw.push {
+        warn(p.referenced, "push".into(), "no push node runs (`promtier up` starts none)", None);
+    }
+    out.sort_by_key(|w| (w.line, w.column));
+    out
 }
 
 impl Validator {
@@ -153,6 +193,22 @@ impl Validator {
             return default;
         }
         d
+    }
+
+    /// A `body_size_limit`: a size with units as Prometheus writes it, `0` for no limit.
+    fn body_size_limit(&mut self, s: Option<&Spanned<String>>, path: impl Display, default: usize) -> usize {
+        let Some(s) = s else { return default };
+        match parse_bytes(&s.value) {
+            Some(n) => n,
+            None => {
+                self.err(
+                    s,
+                    path,
+                    format!("{:?} is not a size (e.g. 10MB, 512KiB, 1048576; 0 for no limit)", s.value),
+                );
+                default
+            }
+        }
     }
 
     fn count(&mut self, n: Option<&Spanned<i64>>, path: impl Display, what: &str) -> u32 {
@@ -408,6 +464,11 @@ impl Validator {
         let metric_relabel_configs =
             self.relabels(&j.metric_relabel_configs, &format!("{p}.metric_relabel_configs"));
         let params = j.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let body_size_limit = self.body_size_limit(
+            j.body_size_limit.as_ref(),
+            format!("{p}.body_size_limit"),
+            DEFAULT_BODY_SIZE_LIMIT,
+        );
         if self.problems.len() > before {
             return None;
         }
@@ -425,6 +486,7 @@ impl Validator {
             label_limit: j.label_limit.unwrap_or(0),
             label_name_length_limit: j.label_name_length_limit.unwrap_or(0),
             label_value_length_limit: j.label_value_length_limit.unwrap_or(0),
+            body_size_limit,
             client: ClientConfig { auth, tls },
             static_configs,
             file_sd_configs,
@@ -1032,6 +1094,8 @@ impl Validator {
                 honor_labels: fed.and_then(|f| f.honor_labels).unwrap_or(true),
                 fast_link: fed.and_then(|f| f.fast_link).unwrap_or(true),
                 page_samples,
+                // Set by `federate_body_limits`, which knows the fast-link page bound.
+                federate_body_size_limit: 0,
                 dedup,
                 failover_timeout,
                 min_coverage,
@@ -1049,6 +1113,37 @@ impl Validator {
         }
         self.global_cycles(raw);
         out
+    }
+
+    /// Each global's `federate.body_size_limit`: by default the larger of
+    /// [`DEFAULT_FEDERATE_BODY_SIZE_LIMIT`] and twice the fast-link page bound; a limit set below
+    /// the page bound would fail every full page, so it is refused.
+    fn federate_body_limits(
+        &mut self,
+        raw: &RawTopology,
+        globals: &mut [GlobalConfig],
+        fast_link: &FastLinkConfig,
+    ) {
+        let default = DEFAULT_FEDERATE_BODY_SIZE_LIMIT.max(fast_link.max_page_bytes.saturating_mul(2));
+        for (i, (g, cfg)) in raw.globals.iter().zip(globals.iter_mut()).enumerate() {
+            let path = format!("globals[{i}].federate.body_size_limit");
+            let set = g.value.federate.as_ref().and_then(|f| f.value.body_size_limit.as_ref());
+            let limit = self.body_size_limit(set, &path, default);
+            if let Some(s) = set
+                && limit != 0
+                && limit < fast_link.max_page_bytes
+            {
+                self.err(
+                    s,
+                    &path,
+                    format!(
+                        "body_size_limit ({}) is smaller than defaults.fast_link.max_page_bytes ({} bytes): full fast-link pages would fail",
+                        s.value, fast_link.max_page_bytes
+                    ),
+                );
+            }
+            cfg.federate_body_size_limit = limit;
+        }
     }
 
     /// Reports each cycle of globals pulling from each other once, at the global that closes it.

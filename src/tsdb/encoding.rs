@@ -55,6 +55,20 @@ impl<'a> Decoder<'a> {
         self.pos >= self.data.len()
     }
 
+    /// Bytes left to read.
+    pub(crate) fn remaining(&self) -> usize {
+        self.data.len().saturating_sub(self.pos)
+    }
+
+    /// The capacity to reserve for `count` items about to be read from here, each taking at
+    /// least `min_bytes` bytes of input. A count read from the input is untrusted: it never sizes
+    /// an allocation larger than the rest of the input could fill, so a corrupt count fails when
+    /// the items run out, not in the allocator.
+    pub(crate) fn capacity_for(&self, count: u64, min_bytes: usize) -> usize {
+        let fits = self.remaining() / min_bytes.max(1);
+        usize::try_from(count).map_or(fits, |c| c.min(fits))
+    }
+
     pub(crate) fn uvarint(&mut self) -> Result<u64, DecodeError> {
         let start = self.pos;
         let mut x = 0u64;
@@ -133,5 +147,19 @@ mod tests {
         assert!(matches!(d.u8(), Err(DecodeError::Eof { .. })));
         assert!(matches!(Decoder::new(&[0x80; 11]).uvarint(), Err(DecodeError::VarintOverflow { .. })));
         assert!(Decoder::new(&[5, b'a']).bytes().is_err());
+    }
+
+    #[test]
+    fn capacities_are_bounded_by_the_input_left() {
+        let data = [0u8; 100];
+        let mut d = Decoder::new(&data);
+        assert_eq!(d.capacity_for(u64::MAX, 1), 100);
+        assert_eq!(d.capacity_for(u64::MAX, 3), 33);
+        assert_eq!(d.capacity_for(7, 2), 7);
+        assert_eq!(d.capacity_for(7, 0), 7, "a zero item size counts as one byte");
+        let _ = d.take(90);
+        assert_eq!(d.remaining(), 10);
+        assert_eq!(d.capacity_for(1 << 40, 2), 5);
+        assert_eq!(Decoder::at(&data, 500).capacity_for(10, 1), 0, "a position past the end");
     }
 }

@@ -63,6 +63,11 @@ impl Evaluator<'_, '_> {
             // depends on the step (scalar arguments, predict_linear's prediction time).
             let per_step = at.is_none() || !args.is_empty() || c.func == Func::PredictLinear;
             for k in 0..n {
+                // Many wide windows of one series (a subquery) can take long: watch the deadline
+                // along the steps too, not only per series.
+                if k % 256 == 255 {
+                    self.ctx.check_time("expression evaluation")?;
+                }
                 let ts = at.unwrap_or_else(|| self.ts(k));
                 if at.is_none() || k == 0 {
                     let r = ts - offset;

@@ -177,7 +177,10 @@ impl IndexReader {
         }
         let mut d = Decoder::at(data, symbols_at);
         let n = d.uvarint().map_err(corrupt)?;
-        let mut symbols = Vec::with_capacity(n.min(1 << 20) as usize);
+        // Counts come from the file: each bounds its allocation by the bytes its items need
+        // (a symbol: a length byte; a value entry: two varints; a label: two; a chunk: three;
+        // a posting: one).
+        let mut symbols = Vec::with_capacity(d.capacity_for(n, 1));
         for _ in 0..n {
             symbols.push(d.str().map_err(corrupt)?.to_string());
         }
@@ -189,7 +192,7 @@ impl IndexReader {
             let name = d.str().map_err(corrupt)?.to_string();
             names.push(name.clone());
             let n = d.uvarint().map_err(corrupt)?;
-            let mut values = Vec::with_capacity(n.min(1 << 20) as usize);
+            let mut values = Vec::with_capacity(d.capacity_for(n, 2));
             let mut at = 0u64;
             for _ in 0..n {
                 let value = get(d.uvarint().map_err(corrupt)?)?;
@@ -222,7 +225,7 @@ impl IndexReader {
         };
         let mut d = Decoder::at(data, at);
         let n = d.uvarint().map_err(corrupt)?;
-        let mut pairs = Vec::with_capacity(n.min(64) as usize);
+        let mut pairs = Vec::with_capacity(d.capacity_for(n, 2));
         for _ in 0..n {
             let name = self
                 .names
@@ -232,7 +235,7 @@ impl IndexReader {
             pairs.push(Label::new(name, value));
         }
         let n = d.uvarint().map_err(corrupt)?;
-        let mut chunks = Vec::with_capacity(n.min(1 << 16) as usize);
+        let mut chunks = Vec::with_capacity(d.capacity_for(n, 3));
         let (mut prev_max, mut prev_off) = (0i64, 0u64);
         for i in 0..n {
             let delta = d.varint().map_err(corrupt)?;
@@ -248,7 +251,7 @@ impl IndexReader {
     fn postings_at(&self, at: usize) -> Result<Vec<u32>, BlockError> {
         let mut d = Decoder::at(&self.map, at);
         let n = d.uvarint().map_err(corrupt)?;
-        let mut out = Vec::with_capacity(n.min(1 << 24) as usize);
+        let mut out = Vec::with_capacity(d.capacity_for(n, 1));
         let mut id = 0u64;
         for _ in 0..n {
             id += d.uvarint().map_err(corrupt)?;
@@ -360,4 +363,46 @@ fn subtract(a: &[u32], b: &[u32]) -> Vec<u32> {
             j >= b.len() || b[j] != x
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An index file around `body` (the sections after the header), with a valid trailer.
+    fn index_file(body: &[u8], toc: [u64; 8]) -> Result<Mmap, Box<dyn std::error::Error>> {
+        let mut data = Vec::new();
+        data.extend_from_slice(INDEX_MAGIC);
+        data.extend_from_slice(&[INDEX_VERSION, 0, 0, 0]);
+        data.extend_from_slice(body);
+        for x in toc {
+            data.extend_from_slice(&x.to_le_bytes());
+        }
+        let crc = crc32fast::hash(&data);
+        data.extend_from_slice(&crc.to_le_bytes());
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("index");
+        std::fs::write(&path, &data)?;
+        Ok(super::super::map_file(&path)?)
+    }
+
+    #[test]
+    fn huge_counts_on_short_input_are_errors() -> Result<(), Box<dyn std::error::Error>> {
+        // A symbol table claiming u64::MAX symbols, and nothing after it but the trailer.
+        let mut body = Vec::new();
+        put_uvarint(&mut body, u64::MAX);
+        let at = HEADER_LEN as u64;
+        let r = IndexReader::new(index_file(&body, [at, at, at, at, at, 0, 0, 4])?);
+        assert!(matches!(r, Err(BlockError::Corrupt(_))), "{:?}", r.err());
+        // An empty symbol table and label table, then postings claiming 2^40 entries.
+        let mut body = Vec::new();
+        put_uvarint(&mut body, 0); // symbols
+        put_uvarint(&mut body, 0); // label table
+        let postings = HEADER_LEN + body.len();
+        put_uvarint(&mut body, 1 << 40);
+        let (s, t) = (at, at + 1);
+        let r = IndexReader::new(index_file(&body, [s, s, s, s, t, 0, 0, 4])?)?;
+        assert!(matches!(r.postings_at(postings), Err(BlockError::Corrupt(_))));
+        Ok(())
+    }
 }

@@ -240,6 +240,13 @@ impl Head {
         }
     }
 
+    /// The cardinality of the head's index (series and label values), each list cut to its
+    /// `limit` largest entries: what `/api/v1/status/tsdb` shows, as Prometheus computes it from
+    /// the head only. Holds the index's read lock while it counts.
+    pub fn cardinality(&self, limit: usize) -> crate::storage::Cardinality {
+        self.inner.postings.read().cardinality(limit)
+    }
+
     /// Oldest sample timestamp ever appended and not yet truncated away (approximate after
     /// truncation: the truncation point), or `None` for an empty head.
     pub fn min_time(&self) -> Option<i64> {

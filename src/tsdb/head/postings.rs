@@ -9,16 +9,55 @@
 //! Roaring remains a good fit for the on-disk block index, which is written once.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 
-use crate::model::{Labels, MatchOp, Matcher};
-use crate::storage::SeriesRef;
+use crate::model::{Labels, METRIC_NAME, MatchOp, Matcher};
+use crate::storage::{Cardinality, SeriesRef};
 
 #[derive(Default)]
 pub(crate) struct MemPostings {
     by_name: HashMap<String, HashMap<String, Vec<SeriesRef>>>,
     /// Every series, sorted: the start for selections made only of empty-matching matchers.
     all: Vec<SeriesRef>,
+}
+
+/// The `limit` largest counts offered (ties: the smaller name), without building the names of
+/// the others.
+struct Top {
+    limit: usize,
+    /// The kept entries; the top is the one to drop first (smallest count, then largest name).
+    heap: BinaryHeap<(std::cmp::Reverse<u64>, String)>,
+}
+
+impl Top {
+    fn new(limit: usize) -> Top {
+        Top { limit, heap: BinaryHeap::new() }
+    }
+
+    fn offer(&mut self, count: u64, name: impl FnOnce() -> String) {
+        if self.limit == 0 {
+            return;
+        }
+        if self.heap.len() < self.limit {
+            self.heap.push((std::cmp::Reverse(count), name()));
+            return;
+        }
+        let Some((std::cmp::Reverse(worst), worst_name)) = self.heap.peek() else { return };
+        if count < *worst {
+            return;
+        }
+        let name = name();
+        if count > *worst || name < *worst_name {
+            self.heap.pop();
+            self.heap.push((std::cmp::Reverse(count), name));
+        }
+    }
+
+    /// Largest first, ties by name.
+    fn into_sorted(self) -> Vec<(String, u64)> {
+        // The heap's ascending order is largest count first, then smallest name.
+        self.heap.into_sorted_vec().into_iter().map(|(std::cmp::Reverse(c), n)| (n, c)).collect()
+    }
 }
 
 fn insert_sorted(list: &mut Vec<SeriesRef>, r: SeriesRef) {
@@ -90,6 +129,38 @@ impl MemPostings {
     /// Values of `name` with their postings, unsorted.
     pub(crate) fn values(&self, name: &str) -> impl Iterator<Item = (&str, &[SeriesRef])> {
         self.by_name.get(name).into_iter().flat_map(|m| m.iter().map(|(v, l)| (v.as_str(), l.as_slice())))
+    }
+
+    /// The index's cardinality, each list cut to its `limit` largest entries. Walks every
+    /// posting list once (their lengths, not their refs) and allocates names only for entries
+    /// that make it into a list.
+    pub(crate) fn cardinality(&self, limit: usize) -> Cardinality {
+        let mut metrics = Top::new(limit);
+        let mut values_per_name = Top::new(limit);
+        let mut bytes_per_name = Top::new(limit);
+        let mut pairs = Top::new(limit);
+        let mut num_label_pairs = 0u64;
+        for (name, values) in &self.by_name {
+            values_per_name.offer(values.len() as u64, || name.clone());
+            let mut bytes = 0u64;
+            for (value, list) in values {
+                let series = list.len() as u64;
+                if name == METRIC_NAME {
+                    metrics.offer(series, || value.clone());
+                }
+                pairs.offer(series, || format!("{name}={value}"));
+                bytes = bytes.saturating_add(series.saturating_mul(value.len() as u64));
+                num_label_pairs += 1;
+            }
+            bytes_per_name.offer(bytes, || name.clone());
+        }
+        Cardinality {
+            num_label_pairs,
+            series_count_by_metric_name: metrics.into_sorted(),
+            label_value_count_by_label_name: values_per_name.into_sorted(),
+            memory_in_bytes_by_label_name: bytes_per_name.into_sorted(),
+            series_count_by_label_value_pair: pairs.into_sorted(),
+        }
     }
 
     /// Union of the postings of the values of `m.name` for which `accept(value)` holds.
@@ -284,6 +355,21 @@ mod tests {
         p.add(3, &Labels::from_pairs(&[("__name__", "up"), ("job", "b"), ("env", "prod")]));
         p.add(2, &Labels::from_pairs(&[("__name__", "x"), ("job", "a")]));
         p
+    }
+
+    #[test]
+    fn cardinality_keeps_the_largest_entries_largest_first() {
+        let p = index();
+        let c = p.cardinality(2);
+        let owned = |v: &[(&str, u64)]| v.iter().map(|(n, c)| (n.to_string(), *c)).collect::<Vec<_>>();
+        assert_eq!(c.num_label_pairs, 5);
+        assert_eq!(c.series_count_by_metric_name, owned(&[("up", 2), ("x", 1)]));
+        assert_eq!(c.label_value_count_by_label_name, owned(&[("__name__", 2), ("job", 2)]));
+        // __name__: "up" twice and "x" once; job: "a" twice and "b" once; env: "prod" once.
+        assert_eq!(c.memory_in_bytes_by_label_name, owned(&[("__name__", 5), ("env", 4)]));
+        assert_eq!(c.series_count_by_label_value_pair, owned(&[("__name__=up", 2), ("job=a", 2)]));
+        assert_eq!(p.cardinality(0), Cardinality { num_label_pairs: 5, ..Cardinality::default() });
+        assert_eq!(p.cardinality(100).series_count_by_label_value_pair.len(), 5);
     }
 
     fn sel(p: &MemPostings, ms: &[(MatchOp, &str, &str)]) -> Vec<SeriesRef> {

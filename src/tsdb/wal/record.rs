@@ -113,7 +113,8 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Record, RecordError> {
             while !d.is_empty() {
                 let r = d.uvarint()?;
                 let n = d.uvarint()?;
-                let mut pairs = Vec::with_capacity(n.min(64) as usize);
+                // A label is two length-prefixed strings: at least two bytes.
+                let mut pairs = Vec::with_capacity(d.capacity_for(n, 2));
                 for _ in 0..n {
                     let name = d.str()?;
                     let value = d.str()?;
@@ -219,5 +220,16 @@ mod tests {
         assert_eq!(read_frame(&flipped), Frame::Bad("record checksum mismatch"));
         assert_eq!(read_frame(&[0u8; 16]), Frame::Bad("impossible record length"));
         assert!(matches!(read_frame(&buf), Frame::Ok { .. }));
+    }
+
+    #[test]
+    fn a_huge_label_count_on_a_short_record_is_an_error() {
+        // Series record: ref 1, label count u64::MAX, then one short label.
+        let mut payload = vec![TYPE_SERIES];
+        put_uvarint(&mut payload, 1);
+        put_uvarint(&mut payload, u64::MAX);
+        put_bytes(&mut payload, b"a");
+        put_bytes(&mut payload, b"b");
+        assert!(matches!(decode(&payload), Err(RecordError::Decode(DecodeError::Eof { .. }))));
     }
 }
