@@ -14,6 +14,7 @@
 //!   from one client config (credentials, TLS, client certificates).
 //! - [`scrape`]: discovery, target ownership, scrape loops, staleness.
 //! - [`federate`]: `/federate` with Prometheus's semantics.
+//! - [`remote`]: Prometheus remote storage — the remote-write receiver and the remote-read server.
 //! - [`api`]: Prometheus HTTP API endpoints, health, readiness, status page.
 //! - [`promqltest`]: the PromQL test-script language (load/clear/eval), for conformance runs.
 //! - [`plan`]: which node scrapes which target, and what a resize would move.
@@ -33,6 +34,7 @@ pub mod plan;
 pub mod promql;
 pub mod promqltest;
 pub mod relabel;
+pub mod remote;
 pub mod role;
 pub mod scrape;
 pub mod shard;

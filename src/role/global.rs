@@ -1,6 +1,6 @@
 //! The global role: pulls every source of its `from:` groups (dedup as configured), stores the
 //! result, and serves `/federate` and the fast link (so globals stack), the targets API with the
-//! sources' health, the dedup API, `/metrics` and the status page.
+//! sources' health, the dedup API, remote write and remote read, `/metrics` and the status page.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -110,7 +110,21 @@ pub async fn run(
     if let Some(e) = ingest.elector() {
         app = app.merge(api::dedup::router(e.clone()));
     }
-    // Every request body, `/federate`'s form included, is read up to the API's limit (413 beyond).
+    // Remote write lands in the global's own (tracked) storage beside the pulled data; remote
+    // read sees what the query API sees (the merged view in merge mode).
+    app = app.merge(crate::remote::router(
+        crate::remote::RemoteState {
+            storage: storage.clone(),
+            queryable: view.clone(),
+            external_labels: node.external_labels.clone(),
+            write_limits: crate::remote::WriteLimits::default(),
+            read_limits: crate::remote::ReadLimits::default(),
+            clock: Arc::new(crate::model::now_ms),
+        },
+        &registry,
+    ));
+    // Every request body, `/federate`'s form included, is read up to the API's limit (413
+    // beyond); the remote-storage endpoints read theirs with their own limits.
     let app = app.layer(axum::extract::DefaultBodyLimit::max(api::MAX_REQUEST_BODY));
     let (_, served, _) = tokio::join!(
         ingest.run(shutdown.clone()),

@@ -1,7 +1,8 @@
 //! The leaf role: scrapes the targets its shard owns into its own TSDB (in the node's data
 //! directory) and serves `/federate` (and the fast link), PromQL and the rest of the Prometheus
-//! HTTP API, `/metrics`, the targets API and the status page. The TSDB's maintenance and WAL
-//! syncing run beside the scrapes; the TSDB is closed (final WAL sync) after everything stopped.
+//! HTTP API, remote write and remote read, `/metrics`, the targets API and the status page. The
+//! TSDB's maintenance and WAL syncing run beside the scrapes; the TSDB is closed (final WAL sync)
+//! after everything stopped.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -112,7 +113,21 @@ pub async fn run(
         queries: api::QueryLimiter::new(opts.queries, &registry),
     }));
 
-    // Every request body, `/federate`'s form included, is read up to the API's limit (413 beyond).
+    // Remote write lands in the same tracked storage as the scrapes (the fast link sees it);
+    // remote read sees what the query API sees.
+    let app = app.merge(crate::remote::router(
+        crate::remote::RemoteState {
+            storage: stored.clone(),
+            queryable: Arc::new(db.clone()),
+            external_labels: node.external_labels.clone(),
+            write_limits: crate::remote::WriteLimits::default(),
+            read_limits: crate::remote::ReadLimits::default(),
+            clock: Arc::new(crate::model::now_ms),
+        },
+        &registry,
+    ));
+    // Every request body, `/federate`'s form included, is read up to the API's limit (413
+    // beyond); the remote-storage endpoints read theirs with their own limits.
     let app = app.layer(axum::extract::DefaultBodyLimit::max(api::MAX_REQUEST_BODY));
     let (_, served, _) = tokio::join!(
         manager.run(shutdown.clone()),
