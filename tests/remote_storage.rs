@@ -1,0 +1,223 @@
+//! Remote storage against real Prometheus (issue 11, receiving side): a Prometheus remote-writes
+//! what it scrapes into a promtier leaf, and the leaf answers the same as Prometheus for the same
+//! queries; another Prometheus remote-reads the leaf and answers with the leaf's data; malformed,
+//! oversized and wrongly typed write requests get 400/413/415 while the leaf keeps ingesting.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use promtier::remote::{codec, proto};
+use prost::Message;
+
+/// How long any one condition may take to come true.
+const BOUND: Duration = Duration::from_secs(90);
+
+/// Starts a leaf on `port` scraping itself every second (job `self`).
+fn start_leaf(dir: &Path, port: u16) -> (ChildGuard, SocketAddr, std::path::PathBuf) {
+    let topology = dir.join("t.yaml");
+    std::fs::write(
+        &topology,
+        format!(
+            "cluster: r\n\
+             defaults: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
+             jobs:\n  - {{job_name: self, static_configs: [{{targets: ['127.0.0.1:{port}']}}]}}\n\
+             leaves:\n  - {{group: g, jobs: [self], listen: '127.0.0.1:{port}'}}\n"
+        ),
+    )
+    .expect("topology");
+    let log = dir.join("leaf.log");
+    let topo = topology.to_str().expect("utf8 path");
+    let guard = start_promtier("leaf", &["leaf", "--topology", topo, "--node", "g-0-a"], &log);
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let l = log.clone();
+    wait_until(
+        "the leaf to scrape itself",
+        BOUND,
+        || std::fs::read_to_string(&l).unwrap_or_default(),
+        || {
+            let (status, body) = http_get(addr, "/federate?match[]=up", Duration::from_secs(10)).ok()?;
+            (status == 200 && body.contains("up{")).then_some(())
+        },
+    );
+    (guard, addr, log)
+}
+
+fn encode(q: &str) -> String {
+    url::form_urlencoded::byte_serialize(q.as_bytes()).collect()
+}
+
+/// The range-vector answer of `query` at `time_s` (raw samples), keyed by the series' labels.
+fn matrix(addr: SocketAddr, query: &str, time_s: f64) -> Option<BTreeMap<String, Vec<(f64, String)>>> {
+    let data = api_data(addr, &format!("/api/v1/query?query={}&time={time_s}", encode(query)))?;
+    let mut out = BTreeMap::new();
+    for s in data["result"].as_array()? {
+        let values = s["values"]
+            .as_array()?
+            .iter()
+            .map(|p| Some((p[0].as_f64()?, p[1].as_str()?.to_string())))
+            .collect::<Option<Vec<_>>>()?;
+        out.insert(s["metric"].to_string(), values);
+    }
+    Some(out)
+}
+
+/// `m` with the leaf's external labels (`cluster`, `replica`, `shard`) removed from every key.
+fn without_external(m: BTreeMap<String, Vec<(f64, String)>>) -> BTreeMap<String, Vec<(f64, String)>> {
+    m.into_iter()
+        .map(|(k, v)| {
+            let mut labels: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&k).unwrap_or_default();
+            for name in ["cluster", "replica", "shard"] {
+                labels.remove(name);
+            }
+            (serde_json::Value::Object(labels).to_string(), v)
+        })
+        .collect()
+}
+
+fn metric_value(addr: SocketAddr, line_start: &str) -> Option<f64> {
+    let (_, body) = http_get(addr, "/metrics", Duration::from_secs(10)).ok()?;
+    body.lines().find(|l| l.starts_with(line_start))?.rsplit(' ').next()?.parse().ok()
+}
+
+#[test]
+fn prometheus_remote_writes_into_a_leaf_and_remote_reads_from_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let (_leaf, leaf, log) = start_leaf(dir.path(), port);
+    let leaf_log = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    // (a) A Prometheus scraping the leaf's /metrics every second (job `prom`: the leaf stores
+    // these series only through remote write) and remote-writing everything to the leaf.
+    let writer = Prometheus::start(
+        &"global: {scrape_interval: 1s, scrape_timeout: 900ms}\n\
+          scrape_configs:\n  - job_name: prom\n    static_configs: [{targets: ['LEAF']}]\n\
+          remote_write:\n  - url: http://LEAF/api/v1/write\n    \
+          queue_config: {batch_send_deadline: 1s, min_backoff: 100ms}\n"
+            .replace("LEAF", &leaf.to_string()),
+    );
+    let query = r#"{job="prom", __name__=~"up|scrape_samples_scraped|scrape_duration_seconds|process_cpu_seconds_total"}[20s]"#;
+    let compared = wait_until(
+        "the leaf to hold what Prometheus wrote, equal to Prometheus's own",
+        BOUND,
+        || format!("--- leaf log ---\n{}\n--- Prometheus log ---\n{}", leaf_log(), writer.log()),
+        || {
+            let t = (promtier::model::now_ms() - 3_000) as f64 / 1000.0;
+            let theirs = matrix(writer.addr(), query, t)?;
+            let ours = matrix(leaf, query, t)?;
+            let samples: usize = theirs.values().map(Vec::len).sum();
+            (theirs.len() >= 3 && samples >= 30 && theirs == ours).then_some((theirs.len(), samples))
+        },
+    );
+    eprintln!("leaf equals Prometheus: {} series, {} samples in 20 s", compared.0, compared.1);
+    let received = metric_value(leaf, "promtier_remote_write_received_samples_total").unwrap_or(0.0);
+    assert!(received >= compared.1 as f64, "{received} samples received");
+    let v1_ok = metric_value(leaf, r#"promtier_remote_write_requests_total{protocol="1.0",code="204"}"#);
+    assert!(v1_ok.is_some_and(|n| n >= 1.0), "{v1_ok:?}");
+
+    // (b) Another Prometheus, with no data of its own, reads the leaf: a series only the leaf
+    // has (its own scrape of itself) comes back equal to the leaf's answer.
+    let reader = Prometheus::start(
+        &"remote_read:\n  - url: http://LEAF/api/v1/read\n    read_recent: true\n"
+            .replace("LEAF", &leaf.to_string()),
+    );
+    let query = r#"up{job="self"}[15s]"#;
+    let read = wait_until(
+        "Prometheus to answer from the leaf through remote read",
+        BOUND,
+        || format!("--- leaf log ---\n{}\n--- reader log ---\n{}", leaf_log(), reader.log()),
+        || {
+            let t = (promtier::model::now_ms() - 2_000) as f64 / 1000.0;
+            let ours = matrix(leaf, query, t)?;
+            let theirs = matrix(reader.addr(), query, t)?;
+            let samples: usize = ours.values().map(Vec::len).sum();
+            // The read handler adds the leaf's external labels, as Prometheus's does; the
+            // query API shows stored series without them.
+            let all_external =
+                theirs.keys().all(|k| k.contains(r#""cluster":"r""#) && k.contains(r#""replica":"a""#));
+            let theirs = without_external(theirs);
+            (samples >= 10 && all_external && theirs == ours).then_some(samples)
+        },
+    );
+    eprintln!("remote read: {read} samples equal");
+    // Which answer Prometheus asked for (2.42 asks for samples; later versions for streamed).
+    let samples = metric_value(leaf, r#"promtier_remote_read_requests_total{response="samples",code="200"}"#);
+    let streamed =
+        metric_value(leaf, r#"promtier_remote_read_requests_total{response="streamed",code="200"}"#);
+    eprintln!("remote reads answered: samples {samples:?}, streamed {streamed:?}");
+    assert!(samples.unwrap_or(0.0) + streamed.unwrap_or(0.0) >= 1.0);
+}
+
+/// POSTs `body` to the leaf's `/api/v1/write`; returns the status and the body.
+fn post(
+    addr: SocketAddr,
+    content_type: Option<&str>,
+    extra: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, String) {
+    let client = reqwest::blocking::Client::builder().timeout(BOUND).build().expect("client");
+    let mut req = client.post(format!("http://{addr}/api/v1/write")).header("Content-Encoding", "snappy");
+    if let Some(ct) = content_type {
+        req = req.header("Content-Type", ct);
+    }
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let resp = req.body(body).send().expect("POST /api/v1/write");
+    (resp.status().as_u16(), resp.text().unwrap_or_default())
+}
+
+fn write_request(name: &str, t: i64) -> Vec<u8> {
+    let req = proto::WriteRequest {
+        timeseries: vec![proto::TimeSeries {
+            labels: vec![proto::Label { name: "__name__".into(), value: name.into() }],
+            samples: vec![proto::Sample { value: 42.0, timestamp: t }],
+            ..Default::default()
+        }],
+        metadata: Vec::new(),
+    };
+    codec::compress(&req.encode_to_vec()).expect("snappy")
+}
+
+#[test]
+fn bad_write_requests_are_refused_and_the_leaf_keeps_ingesting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let (_leaf, leaf, log) = start_leaf(dir.path(), port);
+    let leaf_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let start = promtier::model::now_ms();
+
+    let garbage_proto = codec::compress(b"\x0a\xff\xff\xff\xff\x0f").expect("snappy");
+    // A snappy header declaring 4 GiB: refused before anything is allocated.
+    let bomb = vec![0xff, 0xff, 0xff, 0xff, 0x0f, 0x00, 0x01];
+    let v3 = Some("application/x-protobuf;proto=io.prometheus.write.v3.Request");
+    let cases: Vec<(Option<&str>, Vec<u8>, u16, &str)> = vec![
+        (None, b"definitely not snappy".to_vec(), 400, "snappy"),
+        (None, garbage_proto, 400, "decoding prometheus.WriteRequest"),
+        (None, bomb, 413, "over the limit"),
+        (None, vec![0u8; 33 << 20], 413, "request body too large"),
+        (v3, write_request("x", start), 415, "io.prometheus.write.v3.Request"),
+    ];
+    for (ct, body, want, msg) in cases {
+        let (status, text) = post(leaf, ct, &[], body);
+        assert_eq!(status, want, "{text}");
+        assert!(text.contains(msg), "{text:?} should say {msg:?}");
+    }
+    // A good request still goes through, and the scrapes went on.
+    let (status, text) = post(leaf, Some("application/x-protobuf"), &[], write_request("pushed", start));
+    assert_eq!(status, 204, "{text}");
+    let pushed = matrix(leaf, "pushed[1m]", (start + 1000) as f64 / 1000.0).expect("query");
+    assert_eq!(pushed.values().next().map(|v| v[0].1.as_str()), Some("42"), "{pushed:?}");
+    wait_until("scrapes after the bad requests", BOUND, leaf_log, || {
+        let after = common::cluster::stored(leaf, "up", start);
+        let n: usize = after.values().map(|s| s.iter().filter(|(t, _)| *t > start).count()).sum();
+        (n >= 3).then_some(())
+    });
+    let bad = metric_value(leaf, r#"promtier_remote_write_requests_total{protocol="1.0",code="400"}"#);
+    assert_eq!(bad, Some(2.0));
+}
