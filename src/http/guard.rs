@@ -243,6 +243,7 @@ mod tests {
         assert_eq!(classify(&Method::POST, "/api/v1/dedup/pin"), RouteClass::Admin);
         assert_eq!(classify(&Method::POST, "/-/reload"), RouteClass::Admin);
         assert_eq!(classify(&Method::POST, "/api/v1/write"), RouteClass::Write);
+        assert_eq!(classify(&Method::POST, "/api/v1/read"), RouteClass::Read);
         assert_eq!(classify(&Method::PUT, "/metrics/job/x"), RouteClass::Write);
         assert_eq!(classify(&Method::GET, "/metrics"), RouteClass::Read);
     }
