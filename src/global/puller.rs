@@ -129,19 +129,10 @@ impl Puller {
     /// address as `instance`, as a Prometheus federating it would), merged as
     /// `federate.honor_labels` says — on the text and the fast-link path alike.
     fn source_context(&self) -> SampleContext {
-        SampleContext {
-            target_labels: Labels::from_pairs(&[
-                ("instance", self.source.address.as_str()),
-                ("job", "federate"),
-            ]),
-            honor_labels: self.settings.honor_labels,
-            honor_timestamps: true,
-            metric_relabel_configs: Vec::new(),
-            sample_limit: 0,
-            label_limit: 0,
-            label_name_length_limit: 0,
-            label_value_length_limit: 0,
-        }
+        SampleContext::unlimited(
+            Labels::from_pairs(&[("instance", self.source.address.as_str()), ("job", "federate")]),
+            self.settings.honor_labels,
+        )
     }
 
     fn role(&self) -> Role {

@@ -188,16 +188,10 @@ mod tests {
     use crate::tsdb::Head;
 
     fn source(honor_labels: bool) -> SampleContext {
-        SampleContext {
-            target_labels: Labels::from_pairs(&[("instance", "leaf:9100"), ("job", "federate")]),
+        SampleContext::unlimited(
+            Labels::from_pairs(&[("instance", "leaf:9100"), ("job", "federate")]),
             honor_labels,
-            honor_timestamps: true,
-            metric_relabel_configs: Vec::new(),
-            sample_limit: 0,
-            label_limit: 0,
-            label_name_length_limit: 0,
-            label_value_length_limit: 0,
-        }
+        )
     }
 
     #[test]

@@ -112,20 +112,7 @@ pub async fn run(
     }
     // Remote write lands in the global's own (tracked) storage beside the pulled data; remote
     // read sees what the query API sees (the merged view in merge mode).
-    app = app.merge(crate::remote::router(
-        crate::remote::RemoteState {
-            storage: storage.clone(),
-            queryable: view.clone(),
-            external_labels: node.external_labels.clone(),
-            write_limits: crate::remote::WriteLimits::default(),
-            read_limits: crate::remote::ReadLimits::default(),
-            clock: Arc::new(crate::model::now_ms),
-        },
-        &registry,
-    ));
-    // Every request body, `/federate`'s form included, is read up to the API's limit (413
-    // beyond); the remote-storage endpoints read theirs with their own limits.
-    let app = app.layer(axum::extract::DefaultBodyLimit::max(api::MAX_REQUEST_BODY));
+    let app = super::with_remote_routes(app, storage.clone(), view.clone(), node, &registry);
     let (_, served, _) = tokio::join!(
         ingest.run(shutdown.clone()),
         server::serve(listener, app, shutdown.clone()),

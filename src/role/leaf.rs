@@ -115,20 +115,7 @@ pub async fn run(
 
     // Remote write lands in the same tracked storage as the scrapes (the fast link sees it);
     // remote read sees what the query API sees.
-    let app = app.merge(crate::remote::router(
-        crate::remote::RemoteState {
-            storage: stored.clone(),
-            queryable: Arc::new(db.clone()),
-            external_labels: node.external_labels.clone(),
-            write_limits: crate::remote::WriteLimits::default(),
-            read_limits: crate::remote::ReadLimits::default(),
-            clock: Arc::new(crate::model::now_ms),
-        },
-        &registry,
-    ));
-    // Every request body, `/federate`'s form included, is read up to the API's limit (413
-    // beyond); the remote-storage endpoints read theirs with their own limits.
-    let app = app.layer(axum::extract::DefaultBodyLimit::max(api::MAX_REQUEST_BODY));
+    let app = super::with_remote_routes(app, stored.clone(), Arc::new(db.clone()), node, &registry);
     let (_, served, _) = tokio::join!(
         manager.run(shutdown.clone()),
         server::serve(listener, app, shutdown.clone()),

@@ -34,3 +34,27 @@ pub(crate) fn open_frontier(
 pub fn page_limits(c: &crate::topology::FastLinkConfig) -> crate::federate::stream::PageLimits {
     crate::federate::stream::PageLimits { max_samples: c.max_page_samples, max_bytes: c.max_page_bytes }
 }
+
+/// The remote-storage endpoints of a node (`/api/v1/write` into `storage`, `/api/v1/read` from
+/// `view`) merged into `app`, and the API's body limit on every other route (413 beyond; the
+/// remote-storage endpoints read theirs with their own limits).
+pub(crate) fn with_remote_routes(
+    app: axum::Router,
+    storage: std::sync::Arc<dyn crate::storage::Storage>,
+    view: std::sync::Arc<dyn crate::storage::Queryable>,
+    node: &crate::topology::Node,
+    registry: &crate::metrics::Registry,
+) -> axum::Router {
+    let remote = crate::remote::router(
+        crate::remote::RemoteState {
+            storage,
+            queryable: view,
+            external_labels: node.external_labels.clone(),
+            write_limits: crate::remote::WriteLimits::default(),
+            read_limits: crate::remote::ReadLimits::default(),
+            clock: std::sync::Arc::new(crate::model::now_ms),
+        },
+        registry,
+    );
+    app.merge(remote).layer(axum::extract::DefaultBodyLimit::max(crate::api::MAX_REQUEST_BODY))
+}

@@ -84,6 +84,23 @@ pub struct SampleContext {
     pub label_value_length_limit: u64,
 }
 
+impl SampleContext {
+    /// `target_labels` attached as `honor_labels` says, timestamps honoured, no relabelling and no
+    /// limits: how a global takes pulled series.
+    pub fn unlimited(target_labels: Labels, honor_labels: bool) -> SampleContext {
+        SampleContext {
+            target_labels,
+            honor_labels,
+            honor_timestamps: true,
+            metric_relabel_configs: Vec::new(),
+            sample_limit: 0,
+            label_limit: 0,
+            label_name_length_limit: 0,
+            label_value_length_limit: 0,
+        }
+    }
+}
+
 /// A metric family's `# TYPE`, `# HELP` and `# UNIT`, for `/api/v1/metadata`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MetricMetadata {
@@ -534,16 +551,7 @@ mod tests {
     use crate::tsdb::{Head, HeadOptions};
 
     fn ctx() -> SampleContext {
-        SampleContext {
-            target_labels: Labels::from_pairs(&[("instance", "h:1"), ("job", "j")]),
-            honor_labels: false,
-            honor_timestamps: true,
-            metric_relabel_configs: Vec::new(),
-            sample_limit: 0,
-            label_limit: 0,
-            label_name_length_limit: 0,
-            label_value_length_limit: 0,
-        }
+        SampleContext::unlimited(Labels::from_pairs(&[("instance", "h:1"), ("job", "j")]), false)
     }
 
     /// Every sample of the series with metric name `name`, as (labels, samples).
