@@ -60,8 +60,9 @@ fn prometheus_series(addr: SocketAddr, start_ms: i64, end_ms: i64) -> Option<Ser
 }
 
 /// Differences between what the global stores and what a receiver holds in `[from, to]`: every
-/// receiver series carries the global's external label `tier="global"` (removed to compare),
-/// none a `replica` label, no timestamp twice, and the same non-NaN samples as the global.
+/// receiver series carries the global's external label `tier="global"` (so does the global's
+/// fast link, which the global's side is read through), none a `replica` label, no timestamp
+/// twice, and the same non-NaN samples as the global.
 fn differences(global: &Series, receiver: &Series, from: i64, to: i64) -> Vec<String> {
     let window = |s: &[(i64, f64)]| -> Vec<(i64, u64)> {
         s.iter().filter(|(t, v)| *t >= from && *t <= to && !v.is_nan()).map(|(t, v)| (*t, v.to_bits())).collect()
@@ -78,10 +79,9 @@ fn differences(global: &Series, receiver: &Series, from: i64, to: i64) -> Vec<St
         if samples.windows(2).any(|w| w[0].0 == w[1].0) {
             problems.push(format!("{labels:?}: a timestamp twice (a duplicate)"));
         }
-        let key: Vec<(String, String)> = labels.iter().filter(|(k, _)| k != "tier").cloned().collect();
         let w = window(samples);
         if !w.is_empty() {
-            got.insert(key, w);
+            got.insert(labels.clone(), w);
         }
     }
     for (labels, samples) in global {
@@ -91,7 +91,7 @@ fn differences(global: &Series, receiver: &Series, from: i64, to: i64) -> Vec<St
         }
         match got.remove(labels) {
             None => problems.push(format!("{labels:?}: missing ({} samples in the window)", want.len())),
-            Some(have) if have != want => {
+            Some(have) if !same(&have, &want) => {
                 let missing = want.iter().filter(|s| !have.contains(s)).count();
                 let extra = have.iter().filter(|s| !want.contains(s)).count();
                 problems.push(format!(
@@ -107,6 +107,16 @@ fn differences(global: &Series, receiver: &Series, from: i64, to: i64) -> Vec<St
         problems.push(format!("{labels:?}: a series the global does not store"));
     }
     problems
+}
+
+/// Equal timestamps and values equal up to VictoriaMetrics's float precision (it stores values
+/// as decimals with about 15 significant digits, so `_sum` series can differ in the last bits).
+fn same(a: &[(i64, u64)], b: &[(i64, u64)]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|((ta, va), (tb, vb))| {
+            let (x, y) = (f64::from_bits(*va), f64::from_bits(*vb));
+            ta == tb && (x == y || (x - y).abs() <= 1e-12 * x.abs().max(y.abs()))
+        })
 }
 
 /// Waits until both receivers hold what the global stores in `[from, to]`.
