@@ -65,7 +65,10 @@ fn prometheus_series(addr: SocketAddr, start_ms: i64, end_ms: i64) -> Option<Ser
 /// twice, and the same non-NaN samples as the global.
 fn differences(global: &Series, receiver: &Series, from: i64, to: i64) -> Vec<String> {
     let window = |s: &[(i64, f64)]| -> Vec<(i64, u64)> {
-        s.iter().filter(|(t, v)| *t >= from && *t <= to && !v.is_nan()).map(|(t, v)| (*t, v.to_bits())).collect()
+        s.iter()
+            .filter(|(t, v)| *t >= from && *t <= to && !v.is_nan())
+            .map(|(t, v)| (*t, v.to_bits()))
+            .collect()
     };
     let mut problems = Vec::new();
     let mut got = BTreeMap::new();
@@ -120,7 +123,15 @@ fn same(a: &[(i64, u64)], b: &[(i64, u64)]) -> bool {
 }
 
 /// Waits until both receivers hold what the global stores in `[from, to]`.
-fn wait_equal(what: &str, global: SocketAddr, vm: &VictoriaMetrics, prom: SocketAddr, from: i64, to: i64, log: &dyn Fn() -> String) {
+fn wait_equal(
+    what: &str,
+    global: SocketAddr,
+    vm: &VictoriaMetrics,
+    prom: SocketAddr,
+    from: i64,
+    to: i64,
+    log: &dyn Fn() -> String,
+) {
     let last = std::cell::RefCell::new(Vec::new());
     wait_until(
         what,
@@ -137,11 +148,14 @@ fn wait_equal(what: &str, global: SocketAddr, vm: &VictoriaMetrics, prom: Socket
             }
             let mut problems = Vec::new();
             match vm.export(DEMO) {
-                Some(v) => problems.extend(differences(&g, &v, from, to).into_iter().map(|p| format!("vm: {p}"))),
+                Some(v) => {
+                    problems.extend(differences(&g, &v, from, to).into_iter().map(|p| format!("vm: {p}")))
+                }
                 None => problems.push("vm: no export".into()),
             }
             match prometheus_series(prom, from, to) {
-                Some(p) => problems.extend(differences(&g, &p, from, to).into_iter().map(|p| format!("prometheus: {p}"))),
+                Some(p) => problems
+                    .extend(differences(&g, &p, from, to).into_iter().map(|p| format!("prometheus: {p}"))),
                 None => problems.push("prometheus: no answer".into()),
             }
             let done = problems.is_empty();
@@ -204,14 +218,14 @@ fn global_sends_one_copy_to_victoriametrics_and_prometheus_through_an_outage_and
         let n = s.len();
         s[n.saturating_sub(6000)..].to_string()
     };
-    wait_until("demo series in VictoriaMetrics", BOUND, &logs, || {
+    wait_until("demo series in VictoriaMetrics", BOUND, logs, || {
         (vm.export(DEMO)?.len() >= 20).then_some(())
     });
 
     // 1. The same data, one copy each, and the same PromQL answers.
     let from = now_ms();
     let to = from + 8_000;
-    wait_until("the window to pass on the global", BOUND, &logs, || {
+    wait_until("the window to pass on the global", BOUND, logs, || {
         (global_newest(global)? > to + 2_000).then_some(())
     });
     wait_equal("both receivers to hold the global's window", global, &vm, prom.addr(), from, to, &logs);
@@ -229,13 +243,17 @@ fn global_sends_one_copy_to_victoriametrics_and_prometheus_through_an_outage_and
     // 2. An outage of VictoriaMetrics, and the global SIGKILLed and restarted during it.
     vm.stop();
     let outage_from = now_ms();
-    wait_until("15 s of ingest during the outage", BOUND, &logs, || {
+    wait_until("15 s of ingest during the outage", BOUND, logs, || {
         (global_newest(global)? > outage_from + 15_000).then_some(())
     });
     kill_node(t, "global-a");
-    let _global = start_promtier("restarted global", &["global", "--topology", t, "--node", "global-a"], &restarted_log);
+    let _global = start_promtier(
+        "restarted global",
+        &["global", "--topology", t, "--node", "global-a"],
+        &restarted_log,
+    );
     let back = now_ms();
-    wait_until("the restarted global to ingest 15 s more", BOUND, &logs, || {
+    wait_until("the restarted global to ingest 15 s more", BOUND, logs, || {
         (global_newest(global)? > back + 15_000).then_some(())
     });
     vm.restart();
@@ -255,7 +273,9 @@ fn global_sends_one_copy_to_victoriametrics_and_prometheus_through_an_outage_and
     for reason in ["backlog", "dropped_series"] {
         let dropped = metric(
             global,
-            &format!("prometheus_remote_storage_samples_dropped_total{{remote_name=\"vm\",url=\"http://127.0.0.1:{vm_port}/api/v1/write\",reason=\"{reason}\"}}"),
+            &format!(
+                "prometheus_remote_storage_samples_dropped_total{{remote_name=\"vm\",url=\"http://127.0.0.1:{vm_port}/api/v1/write\",reason=\"{reason}\"}}"
+            ),
         );
         assert_eq!(dropped, 0.0, "{reason}");
     }
@@ -268,10 +288,14 @@ struct Script {
     requests: Vec<(Instant, u16, usize)>,
 }
 
-async fn scripted(state: Arc<parking_lot::Mutex<Script>>, body: axum::body::Bytes) -> axum::response::Response {
+async fn scripted(
+    state: Arc<parking_lot::Mutex<Script>>,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap_or_default();
-    let req = <promtier::remote::proto::WriteRequest as prost::Message>::decode(raw.as_slice()).expect("a WriteRequest");
+    let req = <promtier::remote::proto::WriteRequest as prost::Message>::decode(raw.as_slice())
+        .expect("a WriteRequest");
     let samples = req.timeseries.iter().map(|t| t.samples.len()).sum();
     let mut s = state.lock();
     let status = s.statuses.get(s.requests.len()).or(s.statuses.last()).copied().unwrap_or(204);
@@ -286,7 +310,11 @@ async fn scripted(state: Arc<parking_lot::Mutex<Script>>, body: axum::body::Byte
 
 /// Runs a queue over a real TSDB holding `n` samples against a receiver answering `statuses`;
 /// returns the receiver's log and the node's `/metrics` once `done` says so.
-fn run_policy(statuses: Vec<u16>, n: i64, done: impl Fn(&Script) -> bool) -> (Vec<(Instant, u16, usize)>, String) {
+fn run_policy(
+    statuses: Vec<u16>,
+    n: i64,
+    done: impl Fn(&Script) -> bool,
+) -> (Vec<(Instant, u16, usize)>, String) {
     let _ = tracing_subscriber::fmt().with_env_filter("info").with_test_writer().try_init();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async move {
@@ -321,7 +349,10 @@ fn run_policy(statuses: Vec<u16>, n: i64, done: impl Fn(&Script) -> bool) -> (Ve
             headers: vec![("X-Scope-OrgID".into(), "team-a".into())],
             client: Default::default(),
             write_relabel_configs: Vec::new(),
-            queue: promtier::topology::QueueConfig { batch_send_deadline: Duration::from_millis(100), ..Default::default() },
+            queue: promtier::topology::QueueConfig {
+                batch_send_deadline: Duration::from_millis(100),
+                ..Default::default()
+            },
         };
         let registry = promtier::metrics::Registry::new();
         let queues = promtier::remote::send::queues(

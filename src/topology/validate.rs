@@ -180,15 +180,22 @@ impl Validator {
         match url::Url::parse(&r.url.value) {
             Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
             Ok(_) => self.err(&r.url, format!("{rp}.url"), "remote_write url must be http or https"),
-            Err(e) => {
-                self.err(&r.url, format!("{rp}.url"), format!("invalid remote_write url {:?}: {e}", r.url.value))
-            }
+            Err(e) => self.err(
+                &r.url,
+                format!("{rp}.url"),
+                format!("invalid remote_write url {:?}: {e}", r.url.value),
+            ),
         }
-        let remote_timeout =
-            self.positive_duration(r.remote_timeout.as_ref(), format!("{rp}.remote_timeout"), DEFAULT_REMOTE_TIMEOUT);
-        let auth = self.auth(r.basic_auth.as_ref(), r.bearer_token.as_ref(), r.bearer_token_file.as_ref(), rp);
+        let remote_timeout = self.positive_duration(
+            r.remote_timeout.as_ref(),
+            format!("{rp}.remote_timeout"),
+            DEFAULT_REMOTE_TIMEOUT,
+        );
+        let auth =
+            self.auth(r.basic_auth.as_ref(), r.bearer_token.as_ref(), r.bearer_token_file.as_ref(), rp);
         let tls = self.tls_config(r.tls_config.as_ref(), &format!("{rp}.tls_config"));
-        let write_relabel_configs = self.relabels(&r.write_relabel_configs, &format!("{rp}.write_relabel_configs"));
+        let write_relabel_configs =
+            self.relabels(&r.write_relabel_configs, &format!("{rp}.write_relabel_configs"));
         let queue = match &r.queue_config {
             Some(q) => self.queue_config(&q.value, &format!("{rp}.queue_config")),
             None => QueueConfig::default(),
@@ -211,7 +218,11 @@ impl Validator {
         let count = |this: &mut Self, v: &Option<Spanned<i64>>, key: &str, max: i64, default: usize| {
             let Some(v) = v else { return default };
             if v.value < 1 || v.value > max {
-                this.err(v, format!("{qp}.{key}"), format!("{key} must be between 1 and {max}, got {}", v.value));
+                this.err(
+                    v,
+                    format!("{qp}.{key}"),
+                    format!("{key} must be between 1 and {max}, got {}", v.value),
+                );
                 return default;
             }
             v.value as usize
@@ -224,15 +235,21 @@ impl Validator {
         if min_shards > max_shards
             && let Some(v) = &q.min_shards
         {
-            self.err(v, format!("{qp}.min_shards"), format!("min_shards ({min_shards}) must not exceed max_shards ({max_shards})"));
+            self.err(
+                v,
+                format!("{qp}.min_shards"),
+                format!("min_shards ({min_shards}) must not exceed max_shards ({max_shards})"),
+            );
         }
         let batch_send_deadline = self.positive_duration(
             q.batch_send_deadline.as_ref(),
             format!("{qp}.batch_send_deadline"),
             d.batch_send_deadline,
         );
-        let min_backoff = self.positive_duration(q.min_backoff.as_ref(), format!("{qp}.min_backoff"), d.min_backoff);
-        let max_backoff = self.positive_duration(q.max_backoff.as_ref(), format!("{qp}.max_backoff"), d.max_backoff);
+        let min_backoff =
+            self.positive_duration(q.min_backoff.as_ref(), format!("{qp}.min_backoff"), d.min_backoff);
+        let max_backoff =
+            self.positive_duration(q.max_backoff.as_ref(), format!("{qp}.max_backoff"), d.max_backoff);
         if min_backoff > max_backoff
             && let Some(v) = &q.min_backoff
         {

@@ -440,6 +440,9 @@ pub(crate) fn free_port_block(n: u16) -> u16 {
     panic!("no block of {n} free ports");
 }
 
+/// Raw samples by series: labels as sorted (name, value) pairs → (t, v) in time order.
+pub(crate) type RawSeries = std::collections::BTreeMap<Vec<(String, String)>, Vec<(i64, f64)>>;
+
 /// A real VictoriaMetrics single-node server (Debian `victoria-metrics`) on a fixed port with
 /// its data in `dir`, so that it can be stopped and started again on the same port and data (an
 /// outage). Dropping it stops the server.
@@ -453,8 +456,12 @@ pub(crate) struct VictoriaMetrics {
 impl VictoriaMetrics {
     /// Starts it on `port` with its data and log under `dir` and waits until it is healthy.
     pub(crate) fn start(port: u16, dir: &Path) -> VictoriaMetrics {
-        let mut vm =
-            VictoriaMetrics { process: None, addr: ([127, 0, 0, 1], port).into(), dir: dir.to_path_buf(), starts: 0 };
+        let mut vm = VictoriaMetrics {
+            process: None,
+            addr: ([127, 0, 0, 1], port).into(),
+            dir: dir.to_path_buf(),
+            starts: 0,
+        };
         vm.restart();
         vm
     }
@@ -498,13 +505,14 @@ impl VictoriaMetrics {
 
     /// Every raw sample it holds for series matching `selector` (PromQL series selector):
     /// series labels (sorted, `__name__` included) → (t, v) in time order.
-    pub(crate) fn export(&self, selector: &str) -> Option<std::collections::BTreeMap<Vec<(String, String)>, Vec<(i64, f64)>>> {
+    pub(crate) fn export(&self, selector: &str) -> Option<RawSeries> {
         let q: String = url::form_urlencoded::byte_serialize(selector.as_bytes()).collect();
-        let (status, body) = http_get(self.addr, &format!("/api/v1/export?match[]={q}"), Duration::from_secs(30)).ok()?;
+        let (status, body) =
+            http_get(self.addr, &format!("/api/v1/export?match[]={q}"), Duration::from_secs(30)).ok()?;
         if status != 200 {
             return None;
         }
-        let mut out = std::collections::BTreeMap::new();
+        let mut out = RawSeries::new();
         for line in body.lines().filter(|l| !l.trim().is_empty()) {
             let v: serde_json::Value = serde_json::from_str(line).ok()?;
             let mut labels: Vec<(String, String)> = v["metric"]
@@ -521,7 +529,7 @@ impl VictoriaMetrics {
                 .map(|(t, v)| (t.as_i64().unwrap_or_default(), v.as_f64().unwrap_or(f64::NAN)))
                 .collect();
             samples.sort_by_key(|s| s.0);
-            out.entry(labels).or_insert_with(Vec::new).extend(samples);
+            out.entry(labels).or_default().extend(samples);
         }
         Some(out)
     }

@@ -108,7 +108,8 @@ async fn attempt(ep: &Endpoint, body: Vec<u8>) -> Result<(), Attempt> {
     for (k, v) in &ep.headers {
         req = req.header(k.as_str(), v.as_str());
     }
-    let resp = req.body(body).send().await.map_err(|e| Attempt::Retry { wait: None, why: error_chain(&e) })?;
+    let resp =
+        req.body(body).send().await.map_err(|e| Attempt::Retry { wait: None, why: error_chain(&e) })?;
     let status = resp.status();
     if status.is_success() {
         return Ok(());

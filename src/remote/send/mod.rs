@@ -181,7 +181,9 @@ pub struct Queue {
 
 /// The name a queue goes by in metrics and logs: its `name`, else a hash of its URL.
 fn queue_name(cfg: &RemoteWriteConfig) -> String {
-    cfg.name.clone().unwrap_or_else(|| format!("{:06x}", xxhash_rust::xxh64::xxh64(cfg.url.as_bytes(), 0) & 0xff_ffff))
+    cfg.name
+        .clone()
+        .unwrap_or_else(|| format!("{:06x}", xxhash_rust::xxh64::xxh64(cfg.url.as_bytes(), 0) & 0xff_ffff))
 }
 
 impl Queue {
@@ -201,8 +203,11 @@ impl Queue {
             .map_err(|source| SendError::Client { name: name.clone(), source })?;
         let key = format!("{:016x}", xxhash_rust::xxh64::xxh64(format!("{}\n{name}", cfg.url).as_bytes(), 0));
         let position_path = data_dir.join("remote-write").join(format!("{key}.json"));
-        let position = load_position(&position_path)
-            .map_err(|source| SendError::Position { name: name.clone(), path: position_path.clone(), source })?;
+        let position = load_position(&position_path).map_err(|source| SendError::Position {
+            name: name.clone(),
+            path: position_path.clone(),
+            source,
+        })?;
         if let Some(p) = position {
             holds.hold(&key, p.segment);
         }
@@ -288,7 +293,11 @@ impl Queue {
             if out.is_empty() {
                 return None;
             }
-            Some(out.iter().map(|l| proto::Label { name: l.name.to_string(), value: l.value.to_string() }).collect())
+            Some(
+                out.iter()
+                    .map(|l| proto::Label { name: l.name.to_string(), value: l.value.to_string() })
+                    .collect(),
+            )
         })
     }
 
@@ -462,7 +471,9 @@ async fn send_shard(
     let mut n = 0usize;
     let flush = |batch: Vec<proto::TimeSeries>, n: usize| async move {
         let body = client::encode(batch)?;
-        Ok::<bool, SendError>(client::send(ep, metrics, body, n as u64, seed, shutdown).await != Delivery::Cancelled)
+        Ok::<bool, SendError>(
+            client::send(ep, metrics, body, n as u64, seed, shutdown).await != Delivery::Cancelled,
+        )
     };
     for mut ts in series {
         while !ts.samples.is_empty() {

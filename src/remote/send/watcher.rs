@@ -65,7 +65,8 @@ impl Watcher {
             && pos.segment < first
         {
             tracing::warn!(
-                wanted = pos.segment, oldest = first,
+                wanted = pos.segment,
+                oldest = first,
                 "remote write: WAL segments this queue needed are gone; resuming at the oldest one left"
             );
             pos = Position { segment: first, offset: 0 };
@@ -139,7 +140,11 @@ impl Watcher {
             if !segments.contains(&self.pos.segment) {
                 match newer {
                     Some(n) => {
-                        tracing::warn!(wanted = self.pos.segment, next = n, "remote write: WAL segment gone; skipping to the next");
+                        tracing::warn!(
+                            wanted = self.pos.segment,
+                            next = n,
+                            "remote write: WAL segment gone; skipping to the next"
+                        );
                         self.pos = Position { segment: n, offset: 0 };
                         continue;
                     }
@@ -188,7 +193,11 @@ impl Watcher {
                 Some(n) if eof || !progressed => {
                     let left = data.len() - at;
                     if left > 0 {
-                        tracing::warn!(segment = self.pos.segment, bytes = left, "remote write: skipping a damaged WAL segment tail");
+                        tracing::warn!(
+                            segment = self.pos.segment,
+                            bytes = left,
+                            "remote write: skipping a damaged WAL segment tail"
+                        );
                     }
                     self.pos = Position { segment: n, offset: 0 };
                 }
@@ -241,7 +250,9 @@ impl Watcher {
             }
             dropped += (sink.len() as u64) + unknown;
             tracing::warn!(
-                segment = self.pos.segment, samples = sink.len(), max_bytes,
+                segment = self.pos.segment,
+                samples = sink.len(),
+                max_bytes,
                 "remote write: backlog over its bound; dropping the oldest WAL segment for this queue"
             );
             self.pos = Position { segment: next, offset: 0 };

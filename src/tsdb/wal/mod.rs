@@ -25,7 +25,8 @@ use super::fs::{FileSystem, WriteFile, sync_dir};
 pub(crate) use record::Record;
 pub use record::RecordError;
 pub(crate) use record::{
-    FRAME_HEADER, Frame, RefSample, TYPE_SERIES, decode, encode_chunk, encode_samples, encode_series, read_frame,
+    FRAME_HEADER, Frame, RefSample, TYPE_SERIES, decode, encode_chunk, encode_samples, encode_series,
+    read_frame,
 };
 
 /// Default size at which a segment is closed and the next one started.
@@ -383,7 +384,11 @@ impl Wal {
         };
         let last = last_checkpoint(&self.dir).map_err(io_err(&self.dir))?.map(|(n, _)| n);
         if last.is_some_and(|l| l >= covered) {
-            tracing::info!(wanted, held_from = covered + 1, "WAL checkpoint skipped: a remote-write queue still needs the segments");
+            tracing::info!(
+                wanted,
+                held_from = covered + 1,
+                "WAL checkpoint skipped: a remote-write queue still needs the segments"
+            );
             return Ok(CheckpointStats { covered, bytes: 0, segments_removed: 0 });
         }
         if covered < wanted {
