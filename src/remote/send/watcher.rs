@@ -286,7 +286,7 @@ mod tests {
             wal::encode_samples(&mut b, [RefSample { r: 1, t, v: t as f64 }]);
             wal.log(&b).unwrap();
         };
-        for t in 0..3000 {
+        for t in 0..10_000 {
             log(t);
         }
         assert!(wal::list_segments(dir.path()).unwrap().len() > 1, "several segments");
@@ -300,13 +300,13 @@ mod tests {
         let mut w2 = Watcher::open(dir.path(), Some(pos), plain()).unwrap();
         let mut rest = Vec::new();
         assert!(w2.read(usize::MAX, &mut rest).unwrap().caught_up);
-        assert_eq!(n + rest.len(), 3000);
+        assert_eq!(n + rest.len(), 10_000);
         assert_eq!(rest[0].t, n as i64);
         assert!(w2.labels(1).is_some());
-        log(3000);
+        log(10_000);
         let mut more = Vec::new();
         w2.read(usize::MAX, &mut more).unwrap();
-        assert_eq!(more.iter().map(|s| s.t).collect::<Vec<_>>(), vec![3000]);
+        assert_eq!(more.iter().map(|s| s.t).collect::<Vec<_>>(), vec![10_000]);
         // Over a tiny bound, all closed segments are given up.
         let dropped = w.enforce_bound(1).unwrap();
         assert!(dropped > 0);

@@ -671,6 +671,32 @@ mod tests {
     }
 
     #[test]
+    fn checkpoints_keep_held_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::create(dir.path(), Arc::new(RealFs), 0, 1 << 16, WalSync::Commit).unwrap();
+        for i in 0..10_000 {
+            wal.log(&samples(&[(1, i)])).unwrap();
+        }
+        let before = list_segments(dir.path()).unwrap();
+        assert!(before.len() > 3);
+        let held = before[2];
+        wal.holds().hold("queue", held);
+        let covered = wal.rotate().unwrap();
+        let stats = wal.checkpoint(covered, |w| w(&[])).unwrap();
+        assert_eq!(stats.covered, held - 1);
+        assert_eq!(list_segments(dir.path()).unwrap()[0], held, "segments from the hold on are kept");
+        // Nothing newer to cover while the hold stays: no checkpoint.
+        let covered = wal.rotate().unwrap();
+        assert_eq!(wal.checkpoint(covered, |w| w(&[])).unwrap().bytes, 0);
+        assert_eq!(list_segments(dir.path()).unwrap()[0], held);
+        // Released, the next checkpoint covers everything.
+        wal.holds().release("queue");
+        let covered = wal.rotate().unwrap();
+        wal.checkpoint(covered, |w| w(&[])).unwrap();
+        assert!(list_segments(dir.path()).unwrap().iter().all(|&s| s > covered));
+    }
+
+    #[test]
     fn failed_write_leaves_no_partial_record_and_recovers() {
         let dir = tempfile::tempdir().unwrap();
         let fs = FaultyFs::new();
