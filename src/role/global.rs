@@ -97,7 +97,11 @@ pub async fn run(
     let ready_storage = storage.clone();
     let targets_ingest = ingest.clone();
     let warnings_ingest = ingest.clone();
-    let status = super::leaf::status_info(topology, node, opts, db.clone());
+    let mut status = super::leaf::status_info(topology, node, opts, db.clone());
+    if !queues.is_empty() {
+        let queues = queues.clone();
+        status.remote_write = Some(Arc::new(move || queues.iter().map(|q| q.status()).collect()));
+    }
     app = app.merge(api::router(ApiState {
         node: Arc::new(NodeInfo {
             name: node.name.clone(),

@@ -21,6 +21,8 @@ pub(super) struct Endpoint {
     pub(super) headers: Vec<(String, String)>,
     pub(super) timeout: Duration,
     pub(super) queue: QueueConfig,
+    /// The last failure, until a request is accepted again (for the status page).
+    pub(super) last_error: parking_lot::Mutex<Option<String>>,
 }
 
 /// How a request ended.
@@ -67,6 +69,7 @@ pub(super) async fn send(
         };
         match res {
             Ok(()) => {
+                *ep.last_error.lock() = None;
                 metrics.samples.inc_by(samples as f64);
                 metrics.bytes.inc_by(body.len() as f64);
                 return Delivery::Accepted;
@@ -75,6 +78,7 @@ pub(super) async fn send(
                 metrics.samples.inc_by(samples as f64);
                 metrics.failed.inc_by(samples as f64);
                 tracing::error!(url = %ep.url, samples, error = %why, "remote write: receiver refused the samples; dropping them (not retried)");
+                *ep.last_error.lock() = Some(format!("{samples} samples refused: {why}"));
                 return Delivery::Refused;
             }
             Err(Attempt::Retry { wait, why }) => {
@@ -86,6 +90,7 @@ pub(super) async fn send(
                 let jittered = backoff / 2 + backoff.mul_f64((rng % 1000) as f64 / 2000.0);
                 let delay = wait.unwrap_or(jittered);
                 tracing::warn!(url = %ep.url, samples, error = %why, retry_in_ms = delay.as_millis() as u64, "remote write: sending failed; retrying");
+                *ep.last_error.lock() = Some(format!("retrying: {why}"));
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = shutdown.cancelled() => return Delivery::Cancelled,

@@ -243,6 +243,7 @@ impl Queue {
                 headers: cfg.headers.clone(),
                 timeout: cfg.remote_timeout,
                 queue: cfg.queue,
+                last_error: Mutex::new(None),
             }),
             metrics: Arc::new(qm),
             wal_dir: wal_dir.to_path_buf(),
@@ -254,7 +255,11 @@ impl Queue {
     }
 
     pub fn status(&self) -> QueueStatus {
-        self.status.lock().clone()
+        let mut st = self.status.lock().clone();
+        if let Some(e) = self.endpoint.last_error.lock().clone() {
+            st.last_error = Some(e);
+        }
+        st
     }
 
     fn hold_key(&self) -> String {
