@@ -76,6 +76,41 @@ pub(super) async fn index(State(st): State<ApiState>) -> Html<String> {
             err_class = if t.status.health == crate::scrape::Health::Down { "down" } else { "warn" },
         );
     }
-    h.push_str("</table></body></html>");
+    h.push_str("</table>");
+    if let Some(queues) = &st.status.remote_write {
+        remote_write_table(&mut h, &queues());
+    }
+    h.push_str("</body></html>");
     Html(h)
+}
+
+/// The remote-write queues: where each is in the WAL and how far behind.
+fn remote_write_table(h: &mut String, queues: &[crate::remote::send::QueueStatus]) {
+    let _ = write!(
+        h,
+        "<h2>Remote write</h2><table><tr><th>name</th><th>url</th><th>WAL position</th><th>backlog</th>\
+         <th>pending samples</th><th>shards</th><th>newest sent</th><th>error</th></tr>"
+    );
+    for q in queues {
+        let sent = if q.highest_sent_ms > 0 {
+            let ago = (crate::model::now_ms() - q.highest_sent_ms) as f64 / 1000.0;
+            format!("{ago:.1}s ago")
+        } else {
+            "nothing yet".into()
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>segment {} offset {}</td><td>{:.1} MiB</td><td>{}</td><td>{}</td>\
+             <td>{sent}</td><td class=warn>{}</td></tr>",
+            esc(&q.name),
+            esc(&q.url),
+            q.position.segment,
+            q.position.offset,
+            q.backlog_bytes as f64 / (1 << 20) as f64,
+            q.pending,
+            q.shards,
+            esc(q.last_error.as_deref().unwrap_or("")),
+        );
+    }
+    h.push_str("</table>");
 }

@@ -27,6 +27,8 @@ pub struct StatusInfo {
     pub retention: String,
     /// The head block's figures, its cardinality lists cut to the `limit` given.
     pub head: Option<Arc<dyn Fn(usize) -> HeadInfo + Send + Sync>>,
+    /// The remote-write queues' state, shown on the status page.
+    pub remote_write: Option<Arc<dyn Fn() -> Vec<crate::remote::send::QueueStatus> + Send + Sync>>,
 }
 
 /// What `/api/v1/status/tsdb` reports: the head block only, as in Prometheus.

@@ -4,12 +4,14 @@
 //! answer); `POST /api/v1/read` answers remote-read queries from the node's `Queryable`, as a
 //! samples response or as streamed XOR chunks. Owns the wire messages (`proto`), the envelope
 //! (`codec`: snappy, content types, frames) and both handlers with their limits and metrics.
-//! The sender (`remote_write` of the topology) and a remote-read client are not built yet; which
-//! storage and view a node passes in is the role's business. Semantics: `docs/remote-storage.md`.
+//! `send` is the sending side (`remote_write` of the topology): WAL-fed, durable queues. A
+//! remote-read client is not built yet; which storage and view a node passes in is the role's
+//! business. Semantics: `docs/remote-storage.md`.
 
 pub mod codec;
 pub mod proto;
 mod read;
+pub mod send;
 mod write;
 
 use std::sync::Arc;

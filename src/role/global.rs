@@ -1,6 +1,7 @@
 //! The global role: pulls every source of its `from:` groups (dedup as configured), stores the
 //! result, and serves `/federate` and the fast link (so globals stack), the targets API with the
-//! sources' health, the dedup API, remote write and remote read, `/metrics` and the status page.
+//! sources' health, the dedup API, remote write and remote read, `/metrics` and the status page;
+//! and sends what it stores to its `remote_write` endpoints (one WAL-fed queue each).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -37,6 +38,16 @@ pub async fn run(
     let registry = Arc::new(Registry::new());
     crate::metrics::register_process_metrics(&registry, &node.name);
     super::telemetry::register_db_metrics(&registry, db.clone());
+    // Remote-write queues hold their WAL segments before anything can checkpoint it.
+    let queues = crate::remote::send::queues(
+        &cfg.remote_write,
+        &node.external_labels,
+        &node.data_dir,
+        db.wal_dir(),
+        db.wal_holds(),
+        &registry,
+    )
+    .context("remote_write")?;
     let ingest = Arc::new(
         GlobalIngest::new(
             topology,
@@ -86,7 +97,11 @@ pub async fn run(
     let ready_storage = storage.clone();
     let targets_ingest = ingest.clone();
     let warnings_ingest = ingest.clone();
-    let status = super::leaf::status_info(topology, node, opts, db.clone());
+    let mut status = super::leaf::status_info(topology, node, opts, db.clone());
+    if !queues.is_empty() {
+        let queues = queues.clone();
+        status.remote_write = Some(Arc::new(move || queues.iter().map(|q| q.status()).collect()));
+    }
     app = app.merge(api::router(ApiState {
         node: Arc::new(NodeInfo {
             name: node.name.clone(),
@@ -113,8 +128,9 @@ pub async fn run(
     // Remote write lands in the global's own (tracked) storage beside the pulled data; remote
     // read sees what the query API sees (the merged view in merge mode).
     let app = super::with_remote_routes(app, storage.clone(), view.clone(), node, &registry);
-    let (_, served, _) = tokio::join!(
+    let (_, _, served, _) = tokio::join!(
         ingest.run(shutdown.clone()),
+        crate::remote::send::run_all(queues, shutdown.clone()),
         server::serve(listener, app, shutdown.clone()),
         super::storage::run_until_shutdown(db.clone(), &opts.storage, shutdown.clone()),
     );

@@ -154,6 +154,7 @@ pub(crate) fn status_info(topology: &Topology, node: &Node, opts: &NodeOptions, 
             Err(e) => format!("# cannot read {}: {e}\n", topology.source.display()),
         },
         retention: PromDuration(node.retention).to_string(),
+        remote_write: None,
         head: Some(Arc::new(move |limit| {
             let head = db.head();
             let stats = head.stats();

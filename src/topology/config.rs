@@ -480,6 +480,39 @@ pub struct RemoteWriteConfig {
     /// Credentials and TLS settings, the same type every client is built from.
     pub client: ClientConfig,
     pub write_relabel_configs: Vec<RelabelConfig>,
+    pub queue: QueueConfig,
+}
+
+/// How one remote-write endpoint is fed (`queue_config`). Defaults as Prometheus's, except
+/// `max_backlog`, which Prometheus does not have: the WAL bytes kept for an endpoint that is
+/// behind (past it the oldest data is dropped for that endpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueConfig {
+    /// Samples buffered per shard; with `max_shards` it bounds the sender's memory.
+    pub capacity: usize,
+    pub min_shards: usize,
+    pub max_shards: usize,
+    pub max_samples_per_send: usize,
+    /// How long a partial batch waits for more samples before it is sent.
+    pub batch_send_deadline: Duration,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    pub max_backlog_bytes: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> QueueConfig {
+        QueueConfig {
+            capacity: 10_000,
+            min_shards: 1,
+            max_shards: 50,
+            max_samples_per_send: 2000,
+            batch_send_deadline: Duration::from_secs(5),
+            min_backoff: Duration::from_millis(30),
+            max_backoff: Duration::from_secs(5),
+            max_backlog_bytes: 1 << 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -273,6 +273,21 @@ pub(crate) struct RawRemoteWrite {
     pub(crate) tls_config: Option<S<RawTlsConfig>>,
     #[serde(default)]
     pub(crate) write_relabel_configs: Vec<S<RawRelabelConfig>>,
+    pub(crate) queue_config: Option<S<RawQueueConfig>>,
+}
+
+/// `remote_write[].queue_config`, Prometheus's keys plus `max_backlog` (the WAL disk bound).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQueueConfig {
+    pub(crate) capacity: Option<S<i64>>,
+    pub(crate) min_shards: Option<S<i64>>,
+    pub(crate) max_shards: Option<S<i64>>,
+    pub(crate) max_samples_per_send: Option<S<i64>>,
+    pub(crate) batch_send_deadline: Option<S<String>>,
+    pub(crate) min_backoff: Option<S<String>>,
+    pub(crate) max_backoff: Option<S<String>>,
+    pub(crate) max_backlog: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

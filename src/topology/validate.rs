@@ -134,9 +134,6 @@ fn not_implemented(raw: &RawTopology) -> Vec<Warning> {
             let what = "nothing is downsampled (raw data is kept for the retention only)";
             warn(first.referenced, format!("globals[{i}].downsample"), what, name);
         }
-        if let Some(first) = g.value.remote_write.first() {
-            warn(first.referenced, format!("globals[{i}].remote_write"), "nothing is written remotely", name);
-        }
     }
     if let Some(p) = &raw.push {
         warn(p.referenced, "push".into(), "no push node runs (`promtier up` starts none)", None);
@@ -176,6 +173,110 @@ impl Validator {
         default: Duration,
     ) -> Duration {
         s.and_then(|s| self.duration(s, path)).unwrap_or(default)
+    }
+
+    /// One `remote_write` entry (`rp` is its YAML path).
+    fn remote_write(&mut self, r: &RawRemoteWrite, rp: &str) -> RemoteWriteConfig {
+        match url::Url::parse(&r.url.value) {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+            Ok(_) => self.err(&r.url, format!("{rp}.url"), "remote_write url must be http or https"),
+            Err(e) => self.err(
+                &r.url,
+                format!("{rp}.url"),
+                format!("invalid remote_write url {:?}: {e}", r.url.value),
+            ),
+        }
+        let remote_timeout = self.positive_duration(
+            r.remote_timeout.as_ref(),
+            format!("{rp}.remote_timeout"),
+            DEFAULT_REMOTE_TIMEOUT,
+        );
+        let auth =
+            self.auth(r.basic_auth.as_ref(), r.bearer_token.as_ref(), r.bearer_token_file.as_ref(), rp);
+        let tls = self.tls_config(r.tls_config.as_ref(), &format!("{rp}.tls_config"));
+        let write_relabel_configs =
+            self.relabels(&r.write_relabel_configs, &format!("{rp}.write_relabel_configs"));
+        let queue = match &r.queue_config {
+            Some(q) => self.queue_config(&q.value, &format!("{rp}.queue_config")),
+            None => QueueConfig::default(),
+        };
+        RemoteWriteConfig {
+            url: r.url.value.clone(),
+            name: r.name.clone(),
+            remote_timeout,
+            headers: r.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            client: ClientConfig { auth, tls },
+            write_relabel_configs,
+            queue,
+        }
+    }
+
+    /// A `queue_config`: counts at least 1 (shards at most 1000), `min_shards <= max_shards`,
+    /// positive durations, `min_backoff <= max_backoff`, a backlog bound of at least 1MiB.
+    fn queue_config(&mut self, q: &RawQueueConfig, qp: &str) -> QueueConfig {
+        let d = QueueConfig::default();
+        let count = |this: &mut Self, v: &Option<Spanned<i64>>, key: &str, max: i64, default: usize| {
+            let Some(v) = v else { return default };
+            if v.value < 1 || v.value > max {
+                this.err(
+                    v,
+                    format!("{qp}.{key}"),
+                    format!("{key} must be between 1 and {max}, got {}", v.value),
+                );
+                return default;
+            }
+            v.value as usize
+        };
+        let capacity = count(self, &q.capacity, "capacity", 10_000_000, d.capacity);
+        let min_shards = count(self, &q.min_shards, "min_shards", 1000, d.min_shards);
+        let max_shards = count(self, &q.max_shards, "max_shards", 1000, d.max_shards.max(min_shards));
+        let max_samples_per_send =
+            count(self, &q.max_samples_per_send, "max_samples_per_send", 1_000_000, d.max_samples_per_send);
+        if min_shards > max_shards
+            && let Some(v) = &q.min_shards
+        {
+            self.err(
+                v,
+                format!("{qp}.min_shards"),
+                format!("min_shards ({min_shards}) must not exceed max_shards ({max_shards})"),
+            );
+        }
+        let batch_send_deadline = self.positive_duration(
+            q.batch_send_deadline.as_ref(),
+            format!("{qp}.batch_send_deadline"),
+            d.batch_send_deadline,
+        );
+        let min_backoff =
+            self.positive_duration(q.min_backoff.as_ref(), format!("{qp}.min_backoff"), d.min_backoff);
+        let max_backoff =
+            self.positive_duration(q.max_backoff.as_ref(), format!("{qp}.max_backoff"), d.max_backoff);
+        if min_backoff > max_backoff
+            && let Some(v) = &q.min_backoff
+        {
+            self.err(v, format!("{qp}.min_backoff"), "min_backoff must not exceed max_backoff");
+        }
+        let mut max_backlog_bytes = d.max_backlog_bytes;
+        if let Some(b) = &q.max_backlog {
+            match parse_bytes(&b.value) {
+                Some(v) if v >= 1 << 20 => max_backlog_bytes = v as u64,
+                Some(_) => self.err(b, format!("{qp}.max_backlog"), "max_backlog must be at least 1MiB"),
+                None => self.err(
+                    b,
+                    format!("{qp}.max_backlog"),
+                    format!("{:?} is not a size (e.g. 1GiB, 500MB, 1048576)", b.value),
+                ),
+            }
+        }
+        QueueConfig {
+            capacity,
+            min_shards,
+            max_shards: max_shards.max(min_shards),
+            max_samples_per_send,
+            batch_send_deadline,
+            min_backoff,
+            max_backoff: max_backoff.max(min_backoff),
+            max_backlog_bytes,
+        }
     }
 
     fn positive_duration(
@@ -1048,42 +1149,12 @@ impl Validator {
                     downsample.push(Downsample { resolution: r, retention });
                 }
             }
-            let mut remote_write = Vec::new();
-            for (k, rw) in gv.remote_write.iter().enumerate() {
-                let rp = format!("{p}.remote_write[{k}]");
-                let r = &rw.value;
-                match url::Url::parse(&r.url.value) {
-                    Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-                    Ok(_) => self.err(&r.url, format!("{rp}.url"), "remote_write url must be http or https"),
-                    Err(e) => self.err(
-                        &r.url,
-                        format!("{rp}.url"),
-                        format!("invalid remote_write url {:?}: {e}", r.url.value),
-                    ),
-                }
-                let remote_timeout = self.positive_duration(
-                    r.remote_timeout.as_ref(),
-                    format!("{rp}.remote_timeout"),
-                    DEFAULT_REMOTE_TIMEOUT,
-                );
-                let auth = self.auth(
-                    r.basic_auth.as_ref(),
-                    r.bearer_token.as_ref(),
-                    r.bearer_token_file.as_ref(),
-                    &rp,
-                );
-                let tls = self.tls_config(r.tls_config.as_ref(), &format!("{rp}.tls_config"));
-                let write_relabel_configs =
-                    self.relabels(&r.write_relabel_configs, &format!("{rp}.write_relabel_configs"));
-                remote_write.push(RemoteWriteConfig {
-                    url: r.url.value.clone(),
-                    name: r.name.clone(),
-                    remote_timeout,
-                    headers: r.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                    client: ClientConfig { auth, tls },
-                    write_relabel_configs,
-                });
-            }
+            let remote_write = gv
+                .remote_write
+                .iter()
+                .enumerate()
+                .map(|(k, rw)| self.remote_write(&rw.value, &format!("{p}.remote_write[{k}]")))
+                .collect();
             out.push(GlobalConfig {
                 name: name.to_string(),
                 from: gv.from.iter().map(|f| f.value.clone()).collect(),

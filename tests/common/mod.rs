@@ -439,3 +439,98 @@ pub(crate) fn free_port_block(n: u16) -> u16 {
     }
     panic!("no block of {n} free ports");
 }
+
+/// Raw samples by series: labels as sorted (name, value) pairs → (t, v) in time order.
+pub(crate) type RawSeries = std::collections::BTreeMap<Vec<(String, String)>, Vec<(i64, f64)>>;
+
+/// A real VictoriaMetrics single-node server (Debian `victoria-metrics`) on a fixed port with
+/// its data in `dir`, so that it can be stopped and started again on the same port and data (an
+/// outage). Dropping it stops the server.
+pub(crate) struct VictoriaMetrics {
+    process: Option<ChildGuard>,
+    addr: SocketAddr,
+    dir: PathBuf,
+    starts: u32,
+}
+
+impl VictoriaMetrics {
+    /// Starts it on `port` with its data and log under `dir` and waits until it is healthy.
+    pub(crate) fn start(port: u16, dir: &Path) -> VictoriaMetrics {
+        let mut vm = VictoriaMetrics {
+            process: None,
+            addr: ([127, 0, 0, 1], port).into(),
+            dir: dir.to_path_buf(),
+            starts: 0,
+        };
+        vm.restart();
+        vm
+    }
+
+    /// Starts it again (after [`VictoriaMetrics::stop`]) on the same port and data.
+    pub(crate) fn restart(&mut self) {
+        self.starts += 1;
+        fs::create_dir_all(&self.dir).expect("VictoriaMetrics dir");
+        let log_path = self.dir.join(format!("vm-{}.log", self.starts));
+        let log = File::create(&log_path).expect("VictoriaMetrics log");
+        let child = Command::new("victoria-metrics")
+            .arg(format!("-httpListenAddr={}", self.addr))
+            .arg(format!("-storageDataPath={}", self.dir.join("data").display()))
+            // Answer queries up to now, not 30 s ago (the default), so tests compare fresh data.
+            .arg("-search.latencyOffset=1s")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log file handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start victoria-metrics: {e}"));
+        self.process = Some(ChildGuard::new(format!("victoria-metrics on {}", self.addr), child));
+        let addr = self.addr;
+        wait_until(
+            "VictoriaMetrics to be healthy",
+            Duration::from_secs(60),
+            || fs::read_to_string(&log_path).unwrap_or_default(),
+            || matches!(http_get(addr, "/health", Duration::from_secs(2)), Ok((200, _))).then_some(()),
+        );
+    }
+
+    /// Stops the server (SIGTERM, so it flushes what it holds).
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.stop();
+        }
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every raw sample it holds for series matching `selector` (PromQL series selector):
+    /// series labels (sorted, `__name__` included) → (t, v) in time order.
+    pub(crate) fn export(&self, selector: &str) -> Option<RawSeries> {
+        let q: String = url::form_urlencoded::byte_serialize(selector.as_bytes()).collect();
+        let (status, body) =
+            http_get(self.addr, &format!("/api/v1/export?match[]={q}"), Duration::from_secs(30)).ok()?;
+        if status != 200 {
+            return None;
+        }
+        let mut out = RawSeries::new();
+        for line in body.lines().filter(|l| !l.trim().is_empty()) {
+            let v: serde_json::Value = serde_json::from_str(line).ok()?;
+            let mut labels: Vec<(String, String)> = v["metric"]
+                .as_object()?
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect();
+            labels.sort();
+            let ts = v["timestamps"].as_array()?;
+            let vals = v["values"].as_array()?;
+            let mut samples: Vec<(i64, f64)> = ts
+                .iter()
+                .zip(vals)
+                .map(|(t, v)| (t.as_i64().unwrap_or_default(), v.as_f64().unwrap_or(f64::NAN)))
+                .collect();
+            samples.sort_by_key(|s| s.0);
+            out.entry(labels).or_default().extend(samples);
+        }
+        Some(out)
+    }
+}

@@ -401,6 +401,16 @@ impl Db {
     }
 
     /// Fsyncs the WAL (the periodic half of [`WalSync::Periodic`]).
+    /// The WAL directory (`<dir>/wal`), for readers that tail it.
+    pub fn wal_dir(&self) -> &Path {
+        self.inner.wal.dir()
+    }
+
+    /// Holds on WAL segments that checkpoints honour (see [`wal::SegmentHolds`]).
+    pub fn wal_holds(&self) -> Arc<wal::SegmentHolds> {
+        self.inner.wal.holds()
+    }
+
     pub fn sync_wal(&self) -> Result<(), StorageError> {
         self.inner.wal.sync().map_err(StorageError::from)
     }

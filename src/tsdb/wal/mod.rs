@@ -24,7 +24,10 @@ use super::fs::{FileSystem, WriteFile, sync_dir};
 
 pub(crate) use record::Record;
 pub use record::RecordError;
-pub(crate) use record::{Frame, RefSample, decode, encode_chunk, encode_samples, encode_series, read_frame};
+pub(crate) use record::{
+    FRAME_HEADER, Frame, RefSample, TYPE_SERIES, decode, encode_chunk, encode_samples, encode_series,
+    read_frame,
+};
 
 /// Default size at which a segment is closed and the next one started.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 128 << 20;
@@ -68,8 +71,36 @@ pub struct WalCounters {
     pub current_segment: AtomicU64,
 }
 
+/// Segments that readers of the log still need (the remote-write senders tailing it): a
+/// checkpoint never removes a segment at or after the lowest hold. Each reader holds under its
+/// own name and moves its hold forward as it acknowledges data; it bounds its own backlog (it
+/// moves the hold past data it gives up on), so a hold here is always honoured.
+#[derive(Debug, Default)]
+pub struct SegmentHolds {
+    holds: Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+impl SegmentHolds {
+    /// Keeps segments `>= first_needed` for `who` (replacing its earlier hold).
+    pub fn hold(&self, who: &str, first_needed: u64) {
+        self.holds.lock().insert(who.to_string(), first_needed);
+    }
+
+    /// Drops the hold of `who`.
+    pub fn release(&self, who: &str) {
+        self.holds.lock().remove(who);
+    }
+
+    /// The lowest segment anyone still needs.
+    pub fn lowest(&self) -> Option<u64> {
+        self.holds.lock().values().copied().min()
+    }
+}
+
 /// The open writer side of a WAL directory.
 pub struct Wal {
+    /// Readers' holds on segments, honoured by [`Wal::checkpoint`].
+    holds: Arc<SegmentHolds>,
     dir: PathBuf,
     fs: Arc<dyn FileSystem>,
     segment_bytes: u64,
@@ -149,6 +180,7 @@ impl Wal {
     ) -> Result<Wal, WalError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let wal = Wal {
+            holds: Arc::default(),
             dir: dir.to_path_buf(),
             fs,
             segment_bytes: segment_bytes.max(1 << 16),
@@ -173,6 +205,11 @@ impl Wal {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The holds readers put on segments (see [`SegmentHolds`]).
+    pub fn holds(&self) -> Arc<SegmentHolds> {
+        self.holds.clone()
     }
 
     /// Whether the last write (and sync) succeeded.
@@ -312,6 +349,11 @@ impl Wal {
     /// deletes those segments and older checkpoints. `fill` writes the checkpoint's records (the
     /// live series and their samples not yet in blocks) through the callback it is given.
     ///
+    /// A segment someone holds (see [`SegmentHolds`]) is not covered: the checkpoint then covers
+    /// only the segments before the lowest hold, and none is written when that would not be newer
+    /// than the last one (the head's state it holds stays in the kept segments and the next
+    /// checkpoint; replay applies what both hold once).
+    ///
     /// Crash safety: the checkpoint is written in a `.tmp` directory, synced, renamed and the WAL
     /// directory synced before anything is deleted; replay ignores `.tmp` directories and segments
     /// a checkpoint covers.
@@ -334,6 +376,24 @@ impl Wal {
         fill: impl FnOnce(&mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()>,
     ) -> Result<CheckpointStats, WalError> {
         let started = Instant::now();
+        let wanted = covered;
+        let covered = match self.holds.lowest() {
+            Some(0) => return Ok(CheckpointStats { covered: 0, bytes: 0, segments_removed: 0 }),
+            Some(h) if h <= covered => h - 1,
+            _ => covered,
+        };
+        let last = last_checkpoint(&self.dir).map_err(io_err(&self.dir))?.map(|(n, _)| n);
+        if last.is_some_and(|l| l >= covered) {
+            tracing::info!(
+                wanted,
+                held_from = covered + 1,
+                "WAL checkpoint skipped: a remote-write queue still needs the segments"
+            );
+            return Ok(CheckpointStats { covered, bytes: 0, segments_removed: 0 });
+        }
+        if covered < wanted {
+            tracing::info!(wanted, covered, "WAL checkpoint keeps segments a remote-write queue still needs");
+        }
         let name = format!("{CHECKPOINT_PREFIX}{}", segment_name(covered));
         let tmp = self.dir.join(format!("{name}.tmp"));
         let _ = std::fs::remove_dir_all(&tmp);
@@ -608,6 +668,32 @@ mod tests {
         std::fs::create_dir(dir.path().join("checkpoint.00000099.tmp")).unwrap();
         assert_eq!(read_all(dir.path()).0.len(), 2);
         assert!(!dir.path().join("checkpoint.00000099.tmp").exists());
+    }
+
+    #[test]
+    fn checkpoints_keep_held_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::create(dir.path(), Arc::new(RealFs), 0, 1 << 16, WalSync::Commit).unwrap();
+        for i in 0..10_000 {
+            wal.log(&samples(&[(1, i)])).unwrap();
+        }
+        let before = list_segments(dir.path()).unwrap();
+        assert!(before.len() > 3);
+        let held = before[2];
+        wal.holds().hold("queue", held);
+        let covered = wal.rotate().unwrap();
+        let stats = wal.checkpoint(covered, |w| w(&[])).unwrap();
+        assert_eq!(stats.covered, held - 1);
+        assert_eq!(list_segments(dir.path()).unwrap()[0], held, "segments from the hold on are kept");
+        // Nothing newer to cover while the hold stays: no checkpoint.
+        let covered = wal.rotate().unwrap();
+        assert_eq!(wal.checkpoint(covered, |w| w(&[])).unwrap().bytes, 0);
+        assert_eq!(list_segments(dir.path()).unwrap()[0], held);
+        // Released, the next checkpoint covers everything.
+        wal.holds().release("queue");
+        let covered = wal.rotate().unwrap();
+        wal.checkpoint(covered, |w| w(&[])).unwrap();
+        assert!(list_segments(dir.path()).unwrap().iter().all(|&s| s > covered));
     }
 
     #[test]

@@ -1,0 +1,553 @@
+//! Remote write, sending side: one queue per `remote_write` endpoint of a node, fed from the
+//! node's own WAL (so what is sent is exactly what the node committed — after dedup on a
+//! global) and durable across restarts and outages: each queue tails the WAL from a position
+//! persisted in `<data_dir>/remote-write/<queue>.json` once everything before it is
+//! acknowledged, and holds the WAL segments from there on against checkpoints, up to
+//! `queue_config.max_backlog` bytes (past it the oldest data is dropped, counted and logged).
+//!
+//! A queue works in rounds: read up to `max_shards × max_samples_per_send` samples (or what
+//! came within `batch_send_deadline`), split them by series over as many shards as the round
+//! needs (between `min_shards` and `max_shards`), send each shard's batches in order with
+//! retries (`client`), then persist the position. A series always goes to one shard within a
+//! round, and rounds follow each other, so each series' samples arrive in order. Delivery is at
+//! least once: a crash between an acknowledgement and the position's write resends identical
+//! samples, which receivers store once. The WAL reading is `watcher`'s.
+
+mod client;
+mod watcher;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::http::HttpClient;
+use crate::metrics::{Collect, Counter, Family, Gauge, Registry};
+use crate::model::Labels;
+use crate::remote::proto;
+use crate::topology::RemoteWriteConfig;
+use crate::tsdb::wal::{RefSample, SegmentHolds};
+
+use client::{Delivery, Endpoint};
+pub use watcher::Position;
+use watcher::{Transform, Watcher};
+
+/// Why a queue could not be set up or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    #[error("remote_write {name}: {source}")]
+    Client { name: String, source: crate::http::ClientError },
+    #[error("remote_write {name}: position file {path}: {source}")]
+    Position { name: String, path: PathBuf, source: std::io::Error },
+    #[error("remote_write {name}: reading the WAL: {source}")]
+    Wal { name: String, source: std::io::Error },
+    #[error("encoding a write request: {0}")]
+    Encode(String),
+}
+
+/// The metrics of every queue of a node, named as Prometheus names them.
+pub struct SendMetrics {
+    samples: Arc<Family<Counter>>,
+    failed: Arc<Family<Counter>>,
+    retried: Arc<Family<Counter>>,
+    dropped: Arc<Family<Counter>>,
+    pending: Arc<Family<Gauge>>,
+    shards: Arc<Family<Gauge>>,
+    highest_sent: Arc<Family<Gauge>>,
+    highest_read: Arc<Family<Gauge>>,
+    bytes: Arc<Family<Counter>>,
+    backlog: Arc<Family<Gauge>>,
+}
+
+impl SendMetrics {
+    pub fn new(registry: &Registry) -> Arc<SendMetrics> {
+        const Q: &[&str] = &["remote_name", "url"];
+        let m = SendMetrics {
+            samples: Arc::new(Family::new(
+                "prometheus_remote_storage_samples_total",
+                "Samples sent to remote storage (accepted or refused for good).",
+                Q,
+                Counter::default,
+            )),
+            failed: Arc::new(Family::new(
+                "prometheus_remote_storage_samples_failed_total",
+                "Samples the receiver refused for good (4xx other than 429): not sent again.",
+                Q,
+                Counter::default,
+            )),
+            retried: Arc::new(Family::new(
+                "prometheus_remote_storage_samples_retried_total",
+                "Samples sent again after a 5xx, 429 or network error.",
+                Q,
+                Counter::default,
+            )),
+            dropped: Arc::new(Family::new(
+                "prometheus_remote_storage_samples_dropped_total",
+                "Samples never sent, by reason: dropped_series (write relabeling dropped the series), backlog (the queue fell further behind than max_backlog).",
+                &["remote_name", "url", "reason"],
+                Counter::default,
+            )),
+            pending: Arc::new(Family::new(
+                "prometheus_remote_storage_samples_pending",
+                "Samples read from the WAL and not yet acknowledged by the receiver.",
+                Q,
+                Gauge::default,
+            )),
+            shards: Arc::new(Family::new(
+                "prometheus_remote_storage_shards",
+                "Shards the last round was sent over.",
+                Q,
+                Gauge::default,
+            )),
+            highest_sent: Arc::new(Family::new(
+                "prometheus_remote_storage_queue_highest_sent_timestamp_seconds",
+                "Highest sample timestamp acknowledged by the receiver.",
+                Q,
+                Gauge::default,
+            )),
+            highest_read: Arc::new(Family::new(
+                "prometheus_remote_storage_highest_timestamp_in_seconds",
+                "Highest sample timestamp in the WAL seen by the queue (what the node ingested).",
+                Q,
+                Gauge::default,
+            )),
+            bytes: Arc::new(Family::new(
+                "prometheus_remote_storage_bytes_total",
+                "Compressed request bytes accepted by the receiver.",
+                Q,
+                Counter::default,
+            )),
+            backlog: Arc::new(Family::new(
+                "promtier_remote_storage_backlog_bytes",
+                "WAL bytes the queue has not sent yet (bounded by queue_config.max_backlog).",
+                Q,
+                Gauge::default,
+            )),
+        };
+        for c in [&m.samples, &m.failed, &m.retried, &m.dropped, &m.bytes] {
+            registry.register(c.clone() as Arc<dyn Collect>);
+        }
+        for g in [&m.pending, &m.shards, &m.highest_sent, &m.highest_read, &m.backlog] {
+            registry.register(g.clone() as Arc<dyn Collect>);
+        }
+        Arc::new(m)
+    }
+}
+
+/// One queue's children of [`SendMetrics`].
+pub(super) struct QueueMetrics {
+    samples: Arc<Counter>,
+    failed: Arc<Counter>,
+    retried: Arc<Counter>,
+    dropped_series: Arc<Counter>,
+    dropped_backlog: Arc<Counter>,
+    pending: Arc<Gauge>,
+    shards: Arc<Gauge>,
+    highest_sent: Arc<Gauge>,
+    highest_read: Arc<Gauge>,
+    bytes: Arc<Counter>,
+    backlog: Arc<Gauge>,
+}
+
+/// The state of a queue, for the status page.
+#[derive(Debug, Clone)]
+pub struct QueueStatus {
+    pub name: String,
+    pub url: String,
+    pub position: Position,
+    pub pending: u64,
+    pub backlog_bytes: u64,
+    pub shards: u64,
+    pub highest_sent_ms: i64,
+    pub last_error: Option<String>,
+}
+
+/// One remote-write endpoint's queue.
+pub struct Queue {
+    name: String,
+    endpoint: Arc<Endpoint>,
+    metrics: Arc<QueueMetrics>,
+    wal_dir: PathBuf,
+    position_path: PathBuf,
+    holds: Arc<SegmentHolds>,
+    external: Labels,
+    relabel: Vec<crate::relabel::RelabelConfig>,
+    status: Mutex<QueueStatus>,
+}
+
+/// The name a queue goes by in metrics and logs: its `name`, else a hash of its URL.
+fn queue_name(cfg: &RemoteWriteConfig) -> String {
+    cfg.name
+        .clone()
+        .unwrap_or_else(|| format!("{:06x}", xxhash_rust::xxh64::xxh64(cfg.url.as_bytes(), 0) & 0xff_ffff))
+}
+
+impl Queue {
+    /// A queue for `cfg` on a node whose WAL is in `wal_dir` and data in `data_dir`; registers
+    /// its hold on the WAL at once (from its persisted position), so that no checkpoint taken
+    /// before it runs removes what it still has to send.
+    pub fn new(
+        cfg: &RemoteWriteConfig,
+        external: &Labels,
+        data_dir: &Path,
+        wal_dir: &Path,
+        holds: Arc<SegmentHolds>,
+        metrics: &SendMetrics,
+    ) -> Result<Queue, SendError> {
+        let name = queue_name(cfg);
+        let client = HttpClient::new(&cfg.client, false)
+            .map_err(|source| SendError::Client { name: name.clone(), source })?;
+        let key = format!("{:016x}", xxhash_rust::xxh64::xxh64(format!("{}\n{name}", cfg.url).as_bytes(), 0));
+        let position_path = data_dir.join("remote-write").join(format!("{key}.json"));
+        let position = load_position(&position_path).map_err(|source| SendError::Position {
+            name: name.clone(),
+            path: position_path.clone(),
+            source,
+        })?;
+        if let Some(p) = position {
+            holds.hold(&key, p.segment);
+        }
+        let l = [name.as_str(), cfg.url.as_str()];
+        let qm = QueueMetrics {
+            samples: metrics.samples.with(&l),
+            failed: metrics.failed.with(&l),
+            retried: metrics.retried.with(&l),
+            dropped_series: metrics.dropped.with(&[l[0], l[1], "dropped_series"]),
+            dropped_backlog: metrics.dropped.with(&[l[0], l[1], "backlog"]),
+            pending: metrics.pending.with(&l),
+            shards: metrics.shards.with(&l),
+            highest_sent: metrics.highest_sent.with(&l),
+            highest_read: metrics.highest_read.with(&l),
+            bytes: metrics.bytes.with(&l),
+            backlog: metrics.backlog.with(&l),
+        };
+        Ok(Queue {
+            status: Mutex::new(QueueStatus {
+                name: name.clone(),
+                url: cfg.url.clone(),
+                position: position.unwrap_or(Position { segment: 0, offset: 0 }),
+                pending: 0,
+                backlog_bytes: 0,
+                shards: 0,
+                highest_sent_ms: 0,
+                last_error: None,
+            }),
+            name,
+            endpoint: Arc::new(Endpoint {
+                client,
+                url: cfg.url.clone(),
+                headers: cfg.headers.clone(),
+                timeout: cfg.remote_timeout,
+                queue: cfg.queue,
+                last_error: Mutex::new(None),
+            }),
+            metrics: Arc::new(qm),
+            wal_dir: wal_dir.to_path_buf(),
+            position_path,
+            holds,
+            external: external.clone(),
+            relabel: cfg.write_relabel_configs.clone(),
+        })
+    }
+
+    pub fn status(&self) -> QueueStatus {
+        let mut st = self.status.lock().clone();
+        if let Some(e) = self.endpoint.last_error.lock().clone() {
+            st.last_error = Some(e);
+        }
+        st
+    }
+
+    fn hold_key(&self) -> String {
+        self.position_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+
+    /// Sends until `shutdown`. Errors reading the WAL or writing the position are logged and
+    /// retried; they never stop the node.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            match self.clone().run_inner(&shutdown).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::error!(queue = %self.name, error = %e, "remote write queue failed; restarting it in 5s");
+                    self.status.lock().last_error = Some(e.to_string());
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                        () = shutdown.cancelled() => return,
+                    }
+                }
+            }
+        }
+    }
+
+    fn transform(&self) -> Transform {
+        let external = self.external.clone();
+        let rules = self.relabel.clone();
+        Box::new(move |labels: &Labels| {
+            let mut b = labels.builder();
+            for l in external.iter() {
+                if !labels.has(l.name) {
+                    b.set(l.name, l.value);
+                }
+            }
+            let out = crate::relabel::relabel_labels(&rules, b.labels())?;
+            if out.is_empty() {
+                return None;
+            }
+            Some(
+                out.iter()
+                    .map(|l| proto::Label { name: l.name.to_string(), value: l.value.to_string() })
+                    .collect(),
+            )
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+    ) -> Result<T, SendError> {
+        let wal_err = |source| SendError::Wal { name: self.name.clone(), source };
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| wal_err(std::io::Error::other(e.to_string())))?
+            .map_err(wal_err)
+    }
+
+    async fn run_inner(self: Arc<Self>, shutdown: &CancellationToken) -> Result<(), SendError> {
+        let q = self.endpoint.queue;
+        let (dir, path, transform) = (self.wal_dir.clone(), self.position_path.clone(), self.transform());
+        let mut watcher = self
+            .blocking(move || {
+                let pos = load_position(&path)?;
+                Watcher::open(&dir, pos, transform)
+            })
+            .await?;
+        self.holds.hold(&self.hold_key(), watcher.position().segment);
+        let round_cap = q.max_shards * q.max_samples_per_send.min(q.capacity);
+        let poll = (q.batch_send_deadline / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        tracing::info!(queue = %self.name, url = %self.endpoint.url, position = ?watcher.position(), "remote write queue started");
+        loop {
+            // Bound the backlog, then gather a round.
+            let max = q.max_backlog_bytes;
+            let (w, dropped, backlog) = self
+                .blocking(move || {
+                    let d = watcher.enforce_bound(max)?;
+                    let b = watcher.backlog_bytes()?;
+                    Ok((watcher, d, b))
+                })
+                .await?;
+            watcher = w;
+            self.metrics.dropped_backlog.inc_by(dropped as f64);
+            self.metrics.backlog.set(backlog as f64);
+            self.status.lock().backlog_bytes = backlog;
+            let mut samples: Vec<RefSample> = Vec::new();
+            let started = Instant::now();
+            loop {
+                let want = round_cap - samples.len();
+                let (w, got, stats) = self
+                    .blocking(move || {
+                        let mut got = Vec::new();
+                        let stats = watcher.read(want, &mut got)?;
+                        Ok((watcher, got, stats))
+                    })
+                    .await?;
+                watcher = w;
+                samples.extend(got);
+                self.metrics.dropped_series.inc_by(stats.dropped_series as f64);
+                if let Some(t) = samples.iter().map(|s| s.t).max() {
+                    let t = t as f64 / 1000.0;
+                    if t > self.metrics.highest_read.get() {
+                        self.metrics.highest_read.set(t);
+                    }
+                }
+                self.metrics.pending.set(samples.len() as f64);
+                if samples.len() >= round_cap
+                    || samples.len() >= q.max_samples_per_send
+                    || (!samples.is_empty() && started.elapsed() >= q.batch_send_deadline)
+                {
+                    break;
+                }
+                if stats.caught_up {
+                    // An empty round moves the position too (series-only records, dropped series).
+                    if samples.is_empty() && watcher.position() != self.status.lock().position {
+                        break;
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(poll) => {}
+                        () = shutdown.cancelled() => return Ok(()),
+                    }
+                }
+            }
+            if !self.send_round(&watcher, samples, shutdown).await? {
+                return Ok(());
+            }
+            let pos = watcher.position();
+            let path = self.position_path.clone();
+            self.blocking(move || store_position(&path, pos)).await?;
+            self.holds.hold(&self.hold_key(), pos.segment);
+            self.metrics.pending.set(0.0);
+            let mut st = self.status.lock();
+            st.position = pos;
+            st.pending = 0;
+        }
+    }
+
+    /// Sends one round over its shards; false when the node is stopping.
+    async fn send_round(
+        &self,
+        watcher: &Watcher,
+        samples: Vec<RefSample>,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, SendError> {
+        if samples.is_empty() {
+            return Ok(true);
+        }
+        let q = self.endpoint.queue;
+        let total = samples.len();
+        let shards = total.div_ceil(q.max_samples_per_send).clamp(q.min_shards, q.max_shards);
+        self.metrics.shards.set(shards as f64);
+        {
+            let mut st = self.status.lock();
+            st.shards = shards as u64;
+            st.pending = total as u64;
+        }
+        let max_t = samples.iter().map(|s| s.t).max().unwrap_or(0);
+        // Per shard: series in first-seen order, each with its samples in log order.
+        let mut per_shard: Vec<(Vec<proto::TimeSeries>, HashMap<u64, usize>)> =
+            (0..shards).map(|_| (Vec::new(), HashMap::new())).collect();
+        for s in samples {
+            let Some(labels) = watcher.labels(s.r) else { continue };
+            let shard = (xxhash_rust::xxh64::xxh64(&s.r.to_le_bytes(), 0) % shards as u64) as usize;
+            let (series, index) = &mut per_shard[shard];
+            let i = *index.entry(s.r).or_insert_with(|| {
+                series.push(proto::TimeSeries { labels: labels.to_vec(), ..Default::default() });
+                series.len() - 1
+            });
+            series[i].samples.push(proto::Sample { value: s.v, timestamp: s.t });
+        }
+        let mut set = tokio::task::JoinSet::new();
+        for (i, (series, _)) in per_shard.into_iter().enumerate() {
+            let ep = self.endpoint.clone();
+            let metrics = self.metrics.clone();
+            let shutdown = shutdown.clone();
+            let seed = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ started_nanos();
+            set.spawn(async move { send_shard(&ep, &metrics, series, seed, &shutdown).await });
+        }
+        let mut ok = true;
+        while let Some(r) = set.join_next().await {
+            match r {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => ok = false,
+                Ok(Err(e)) => return Err(e),
+                Err(e) => return Err(SendError::Encode(format!("shard task failed: {e}"))),
+            }
+        }
+        if ok {
+            let t = max_t as f64 / 1000.0;
+            if t > self.metrics.highest_sent.get() {
+                self.metrics.highest_sent.set(t);
+            }
+            let mut st = self.status.lock();
+            st.highest_sent_ms = st.highest_sent_ms.max(max_t);
+        }
+        Ok(ok)
+    }
+}
+
+fn started_nanos() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Sends one shard's series in requests of at most `max_samples_per_send` samples, in order;
+/// false when the node is stopping.
+async fn send_shard(
+    ep: &Endpoint,
+    metrics: &QueueMetrics,
+    series: Vec<proto::TimeSeries>,
+    seed: u64,
+    shutdown: &CancellationToken,
+) -> Result<bool, SendError> {
+    let max = ep.queue.max_samples_per_send;
+    let mut batch: Vec<proto::TimeSeries> = Vec::new();
+    let mut n = 0usize;
+    let flush = |batch: Vec<proto::TimeSeries>, n: usize| async move {
+        let body = client::encode(batch)?;
+        Ok::<bool, SendError>(
+            client::send(ep, metrics, body, n as u64, seed, shutdown).await != Delivery::Cancelled,
+        )
+    };
+    for mut ts in series {
+        while !ts.samples.is_empty() {
+            let take = ts.samples.len().min(max - n);
+            let rest = ts.samples.split_off(take);
+            n += take;
+            let samples = std::mem::replace(&mut ts.samples, rest);
+            batch.push(proto::TimeSeries { labels: ts.labels.clone(), samples, ..Default::default() });
+            if n >= max {
+                if !flush(std::mem::take(&mut batch), n).await? {
+                    return Ok(false);
+                }
+                n = 0;
+            }
+        }
+    }
+    if n > 0 && !flush(batch, n).await? {
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+fn load_position(path: &Path) -> std::io::Result<Option<Position>> {
+    match std::fs::read(path) {
+        Ok(data) => serde_json::from_slice(&data).map(Some).map_err(std::io::Error::other),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes the position durably: a temporary file, synced, renamed over the old one.
+fn store_position(path: &Path, pos: Position) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("json.tmp");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec(&pos).map_err(std::io::Error::other)?)?;
+        f.sync_data()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Builds a queue for each endpoint in `configs`.
+pub fn queues(
+    configs: &[RemoteWriteConfig],
+    external: &Labels,
+    data_dir: &Path,
+    wal_dir: &Path,
+    holds: Arc<SegmentHolds>,
+    registry: &Registry,
+) -> Result<Vec<Arc<Queue>>, SendError> {
+    if configs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let metrics = SendMetrics::new(registry);
+    configs
+        .iter()
+        .map(|c| Queue::new(c, external, data_dir, wal_dir, holds.clone(), &metrics).map(Arc::new))
+        .collect()
+}
+
+/// Runs every queue until `shutdown`.
+pub async fn run_all(queues: Vec<Arc<Queue>>, shutdown: CancellationToken) {
+    let mut set = tokio::task::JoinSet::new();
+    for q in queues {
+        set.spawn(q.run(shutdown.clone()));
+    }
+    while set.join_next().await.is_some() {}
+}
