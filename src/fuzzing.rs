@@ -364,7 +364,9 @@ pub fn chunk(encoding: u8, bytes: &[u8]) -> Result<(), Violation> {
 /// One record's canonical text (values as bit patterns), for comparing decodes.
 fn record_key(r: &Record) -> String {
     match r {
-        Record::Samples(s) => format!("{:?}", s.iter().map(|s| (s.r, s.t, s.v.to_bits())).collect::<Vec<_>>()),
+        Record::Samples(s) => {
+            format!("{:?}", s.iter().map(|s| (s.r, s.t, s.v.to_bits())).collect::<Vec<_>>())
+        }
         other => format!("{other:?}"),
     }
 }
@@ -487,7 +489,8 @@ pub fn block(index: &[u8], chunks: &[u8], fix_index_crc: bool) -> Result<(), Vio
             selections.push(vec![matcher(name, MatchOp::Equal, v)?, matcher(name, MatchOp::NotEqual, "")?]);
         }
         selections.push(vec![matcher(name, MatchOp::Regex, ".+")?]);
-        selections.push(vec![matcher(name, MatchOp::NotEqual, "")?, matcher(name, MatchOp::NotRegex, "a.*")?]);
+        selections
+            .push(vec![matcher(name, MatchOp::NotEqual, "")?, matcher(name, MatchOp::NotRegex, "a.*")?]);
     }
     selections.push(vec![matcher("__name__", MatchOp::Regex, ".*")?]);
     let block = Arc::new(block);
@@ -700,9 +703,12 @@ mod tests {
         let all = vec![parse_selector("{job=~\".+\"}").unwrap()];
         let pos = Position { frontier: i64::MAX, epoch: 3, seq: 9, rewind_to: None };
         let coverage = Coverage { targets_up: 2, targets_total: 3, series: 2 };
-        for (name, since, v1, probe) in
-            [("seed-v2", -1, false, false), ("seed-v2-since", 300_000, false, false), ("seed-v1", -1, true, false), ("seed-probe", 0, false, true)]
-        {
+        for (name, since, v1, probe) in [
+            ("seed-v2", -1, false, false),
+            ("seed-v2-since", 300_000, false, false),
+            ("seed-v1", -1, true, false),
+            ("seed-probe", 0, false, true),
+        ] {
             let req = PageRequest {
                 since,
                 now: 10_000_000,
