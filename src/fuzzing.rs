@@ -17,7 +17,7 @@ use memmap2::{Mmap, MmapMut};
 use crate::exposition::{Entry, TextFormat, TextParser, write_series_line};
 use crate::federate::stream::StreamReader;
 use crate::global::StreamState;
-use crate::model::{Labels, MatchOp, Matcher, MetricType, Sample};
+use crate::model::{Labels, MatchOp, Matcher, MetricType, Sample, is_valid_label_name, is_valid_metric_name};
 use crate::promql::Engine;
 use crate::storage::{Querier, Queryable};
 use crate::tsdb::Head;
@@ -105,18 +105,23 @@ pub fn exposition(body: &[u8], format: TextFormat) -> Result<(), Violation> {
             return Err(format!("labels {labels:?} lack the name {name:?}"));
         }
         let rest: Vec<(Cow<'_, str>, Cow<'_, str>)> = s.labels().collect();
-        write_series_line(
-            &mut written,
-            &name,
-            labels.iter().filter(|l| l.name != "__name__").map(|l| (l.name, l.value)),
-            s.value(),
-            s.timestamp(),
-        );
         if rest.iter().any(|(n, _)| n.is_empty()) {
             return Err(format!("empty label name in {:?}", String::from_utf8_lossy(s.raw())));
         }
         seen.push((s.raw(), s.family_type()));
-        expected.push((labels, s.value(), s.timestamp()));
+        // The writer keeps expfmt's quirk of writing a label name like `a:b` unquoted (see
+        // `write_name`), which no text parser reads back: those samples are not round-tripped.
+        let writable = labels.iter().all(|l| is_valid_label_name(l.name) || !is_valid_metric_name(l.name));
+        if writable {
+            write_series_line(
+                &mut written,
+                &name,
+                labels.iter().filter(|l| l.name != "__name__").map(|l| (l.name, l.value)),
+                s.value(),
+                s.timestamp(),
+            );
+            expected.push((labels, s.value(), s.timestamp()));
+        }
     }
     let mut again = TextParser::new(&written);
     for (labels, value, ts) in &expected {
@@ -473,26 +478,39 @@ pub fn block(index: &[u8], chunks: &[u8], fix_index_crc: bool) -> Result<(), Vio
     for id in 0..n.min(MAX_SERIES) {
         let Ok((_, metas)) = block.index().series(id as u32) else { continue };
         for c in metas.iter().take(MAX_CHUNKS) {
-            for verify in [false, true] {
-                if let Ok((encoding, bytes)) = block.chunk(c, verify) {
-                    chunk(encoding, bytes.as_ref())?;
-                }
+            if let Ok((encoding, bytes)) = block.chunk(c, false) {
+                chunk(encoding, bytes.as_ref())?;
             }
+            let _ = block.chunk(c, true);
         }
     }
+    // Regexes are compiled once per process (compiling one costs more than reading a block).
+    static REGEXES: std::sync::OnceLock<Result<[Matcher; 3], Violation>> = std::sync::OnceLock::new();
+    let regexes = REGEXES.get_or_init(|| {
+        Ok([
+            matcher("", MatchOp::Regex, ".+")?,
+            matcher("", MatchOp::NotRegex, "a.*")?,
+            matcher("", MatchOp::Regex, ".*")?,
+        ])
+    });
+    let [some, not_a, any] = regexes.as_ref().map_err(Clone::clone)?;
+    let named = |m: &Matcher, name: &str| {
+        let mut m = m.clone();
+        m.name = name.to_string();
+        m
+    };
     let mut selections: Vec<Vec<Matcher>> = Vec::new();
-    let names: Vec<String> = block.index().names().take(8).map(str::to_string).collect();
+    let names: Vec<String> = block.index().names().take(4).map(str::to_string).collect();
     for name in &names {
-        let values: Vec<String> = block.index().values(name).take(8).map(str::to_string).collect();
+        let values: Vec<String> = block.index().values(name).take(4).map(str::to_string).collect();
         for v in &values {
-            selections.push(vec![matcher(name, MatchOp::Equal, v)?]);
-            selections.push(vec![matcher(name, MatchOp::Equal, v)?, matcher(name, MatchOp::NotEqual, "")?]);
+            selections.push(vec![Matcher::equal(name, v)]);
+            selections.push(vec![Matcher::equal(name, v), matcher(name, MatchOp::NotEqual, "")?]);
         }
-        selections.push(vec![matcher(name, MatchOp::Regex, ".+")?]);
-        selections
-            .push(vec![matcher(name, MatchOp::NotEqual, "")?, matcher(name, MatchOp::NotRegex, "a.*")?]);
+        selections.push(vec![named(some, name)]);
+        selections.push(vec![matcher(name, MatchOp::NotEqual, "")?, named(not_a, name)]);
     }
-    selections.push(vec![matcher("__name__", MatchOp::Regex, ".*")?]);
+    selections.push(vec![named(any, "__name__")]);
     let block = Arc::new(block);
     let querier = BlockQuerier::new(Arc::clone(&block), i64::MIN, i64::MAX);
     for m in selections.iter().take(64) {
