@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 secs=${1:-60}
 shift || true
-all=(exposition_text exposition_openmetrics topology promql fast_link wal block chunk)
+all=(exposition_text exposition_openmetrics topology promql fast_link fast_link_roundtrip wal block chunk)
 targets=("${@:-${all[@]}}")
 
 if ! rustup toolchain list | grep -q '^nightly'; then

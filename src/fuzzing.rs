@@ -311,6 +311,101 @@ pub fn fast_link(body: &[u8]) -> Result<(), Violation> {
     Ok(())
 }
 
+/// Builds a head from `data` — two bytes of page limits, then 11-byte samples: a series byte
+/// (low bits: which of six series; high bit: the time step counts seconds, not milliseconds), the
+/// step (`u16` LE) and the value's bits (`u64` LE) — and pulls it page by page over the fast link
+/// as a global does, from the start until a page says there is no more.
+///
+/// Checks: every page moves the cursor forward or is the last; a page holds only samples after
+/// its `since` and up to its cursor; no sample comes twice; together the pages hold exactly what
+/// the head holds, values bit for bit.
+pub fn fast_link_roundtrip(data: &[u8]) -> Result<(), Violation> {
+    use crate::federate::stream::{PageLimits, PageRequest, Position, encode_page};
+    use crate::model::Coverage;
+    use crate::storage::Appendable;
+
+    let Some((limits, records)) = data.split_first_chunk::<2>() else { return Ok(()) };
+    let limits = u16::from_le_bytes(*limits);
+    let limits = PageLimits {
+        max_samples: 16 + usize::from(limits & 0x3ff),
+        max_bytes: 1024 + usize::from(limits >> 10) * 512,
+    };
+    let series: Vec<Labels> =
+        (0..6).map(|i| Labels::from_pairs(&[("__name__", "m"), ("i", &i.to_string())])).collect();
+    let head = Head::default();
+    let mut app = head.appender();
+    let mut last_t = [0i64; 6];
+    for r in records.chunks_exact(11).take(4096) {
+        let which = usize::from(r[0] & 0x7f) % series.len();
+        let step = i64::from(u16::from_le_bytes([r[1], r[2]])) * if r[0] & 0x80 != 0 { 1000 } else { 1 };
+        let mut bits = [0u8; 8];
+        bits.copy_from_slice(&r[3..11]);
+        let t = last_t[which] + step;
+        // Refused samples (a repeated timestamp) are simply not in the head.
+        if app.append(None, &series[which], t, f64::from_bits(u64::from_le_bytes(bits))).is_ok() {
+            last_t[which] = t;
+        }
+    }
+    app.commit().map_err(|e| format!("commit: {e}"))?;
+    let max_t = head.max_time().unwrap_or(0);
+
+    let all = vec![vec![matcher("__name__", MatchOp::Equal, "m")?]];
+    let mut got: std::collections::BTreeMap<Labels, Vec<Sample>> = Default::default();
+    let mut since = -1;
+    for page in 0.. {
+        if page == 100_000 {
+            return Err("100,000 pages without reaching the end".into());
+        }
+        let req = PageRequest { since, now: max_t, limits, probe: false, v1: false };
+        let pos = Position { frontier: max_t, epoch: 1, seq: 0, rewind_to: None };
+        let mut out = Vec::new();
+        let sent = encode_page(&head, &all, &Labels::empty(), &req, &pos, Coverage::default(), &mut out)
+            .map_err(|e| format!("encode_page: {e}"))?;
+        let mut reader = StreamReader::new(&out).map_err(|e| format!("own page: {e}"))?;
+        if reader.header != sent {
+            return Err(format!("header {:?} was sent as {sent:?}", reader.header));
+        }
+        while let Some(frame) = reader.next_frame() {
+            let frame = frame.map_err(|e| format!("own frame: {e}"))?;
+            let labels = frame.labels().map_err(|e| format!("own labels: {e}"))?;
+            let mut it = frame.samples().map_err(|e| format!("own samples: {e}"))?;
+            let v = got.entry(labels).or_default();
+            for x in it.by_ref() {
+                if x.t <= since || x.t > sent.next_cursor.max(since) {
+                    return Err(format!(
+                        "page from {since} to {} holds a sample at {}",
+                        sent.next_cursor, x.t
+                    ));
+                }
+                if v.last().is_some_and(|p| p.t >= x.t) {
+                    return Err(format!("sample at {} sent twice or out of order", x.t));
+                }
+                v.push(x);
+            }
+            if let Some(e) = it.error() {
+                return Err(format!("own chunk: {e}"));
+            }
+        }
+        if sent.next_cursor <= since && sent.more {
+            return Err(format!("page from {since} asks for more without moving the cursor"));
+        }
+        since = sent.next_cursor;
+        if !sent.more {
+            break;
+        }
+    }
+    let querier = head.querier(i64::MIN, i64::MAX).map_err(|e| format!("querier: {e}"))?;
+    let stored = querier.select(&all[0]).map_err(|e| format!("select: {e}"))?;
+    let stored: std::collections::BTreeMap<Labels, Vec<Sample>> =
+        stored.into_iter().map(|s| ((*s.labels).clone(), s.samples.collect())).collect();
+    if stored.len() != got.len()
+        || stored.iter().any(|(l, s)| !got.get(l).is_some_and(|g| same_samples(s, g)))
+    {
+        return Err(format!("the head holds {stored:?}, the pages carried {got:?}"));
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // TSDB: chunks, WAL, blocks
 
@@ -598,6 +693,11 @@ mod tests {
     }
 
     #[test]
+    fn corpus_fast_link_roundtrip() {
+        replay("fast_link_roundtrip", fast_link_roundtrip);
+    }
+
+    #[test]
     fn corpus_wal() {
         replay("wal", wal_segment);
     }
@@ -706,6 +806,26 @@ mod tests {
         out.push(("block", "seed-three-series-fixcrc".into(), block_input(1, &idx)));
         let empty = index::encode(&[]);
         out.push(("block", "seed-empty".into(), block_input(1, &empty)));
+
+        // Fast-link round trips: page limits, then (series, step, value) records.
+        let record = |series: u8, step: u16, v: f64| -> Vec<u8> {
+            [&[series][..], &step.to_le_bytes(), &v.to_bits().to_le_bytes()].concat()
+        };
+        let regular: Vec<u8> = (0..300u16).flat_map(|i| record((i % 3) as u8, 5_000, f64::from(i))).collect();
+        out.push(("fast_link_roundtrip", "seed-regular".into(), [&[0u8, 0][..], &regular].concat()));
+        let sparse: Vec<u8> = (0..64u16)
+            .flat_map(|i| {
+                record(0x80 | (i % 6) as u8, 1 + i * 97, if i % 9 == 0 { STALE_NAN } else { -f64::from(i) })
+            })
+            .collect();
+        out.push((
+            "fast_link_roundtrip",
+            "seed-sparse-stale".into(),
+            [&[0xff_u8, 0xff][..], &sparse].concat(),
+        ));
+        let burst: Vec<u8> =
+            (0..200u16).flat_map(|i| record((i % 6) as u8, u16::from(i % 7 == 0), 1.5)).collect();
+        out.push(("fast_link_roundtrip", "seed-same-millisecond".into(), [&[1u8, 0][..], &burst].concat()));
 
         // Fast-link pages, version 2 and 1, from a head.
         let head = Head::default();
