@@ -48,7 +48,9 @@ for t in "${targets[@]}"; do
     failed+=("$t")
     tail -40 "$log"
   fi
-  elapsed=$(( $(date +%s) - t0 ))
+  # libFuzzer's own count ("Done N runs in S second(s)"), without the build before it.
+  elapsed=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -1)
+  elapsed=${elapsed:-$(( $(date +%s) - t0 ))}
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   corpus=$(find "$work" -type f | wc -l)

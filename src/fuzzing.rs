@@ -154,7 +154,8 @@ pub fn exposition(body: &[u8], format: TextFormat) -> Result<(), Violation> {
 // Topology
 
 /// Loads a topology from text as `promtier check` does. Checks: a rejected file names at least
-/// one problem; a loaded one lists its nodes and every global's sources without failing.
+/// one problem; a loaded one has unique node names and listen addresses, and lists every
+/// global's sources.
 pub fn topology(text: &[u8]) -> Result<(), Violation> {
     let Ok(text) = std::str::from_utf8(text) else { return Ok(()) };
     match crate::topology::parse(text, Path::new("/fuzz/topology.yaml")) {
@@ -162,7 +163,16 @@ pub fn topology(text: &[u8]) -> Result<(), Violation> {
             for g in &t.globals {
                 let _ = t.sources(g);
             }
-            let _ = t.nodes.iter().map(|n| n.role.kind()).count();
+            let mut names = std::collections::HashSet::new();
+            let mut listens = std::collections::HashSet::new();
+            for n in &t.nodes {
+                if !names.insert(&n.name) {
+                    return Err(format!("two nodes are named {:?}", n.name));
+                }
+                if !listens.insert(&n.listen) {
+                    return Err(format!("two nodes listen on {} (one is {:?})", n.listen, n.name));
+                }
+            }
             Ok(())
         }
         Err(e) => {
