@@ -20,12 +20,16 @@
 //! - [`plan`]: which node scrapes which target, and what a resize would move.
 //! - [`role`]: processes — leaf, demo exporter, and `up` (a whole topology on one host).
 //! - [`cli`]: the command line.
+//!
+//! `fuzzing` (hidden) holds the checks the fuzz targets in `fuzz/` run; it is no API.
 
 pub mod api;
 pub mod cli;
 pub mod dedup;
 pub mod exposition;
 pub mod federate;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod global;
 pub mod http;
 pub mod metrics;

@@ -160,7 +160,9 @@ pub(crate) fn scan_quoted(s: &[u8], start: usize, escapes: Escapes) -> Result<Qu
         match s.get(j + 1) {
             None => return Err(QuoteError::Unterminated(s.len())),
             Some(b'\\' | b'"' | b'n') => {}
-            Some(_) if escapes == Escapes::Lenient => {}
+            // The escaped byte is skipped by the scan below: count its high bit here, or a
+            // non-ASCII byte right after a backslash would escape UTF-8 validation.
+            Some(&b) if escapes == Escapes::Lenient => high |= u64::from(b & 0x80),
             Some(_) => return Err(QuoteError::BadEscape(j)),
         }
         escaped = true;
@@ -496,6 +498,24 @@ mod tests {
         assert_eq!(unescape(r#"a\"b\\c\nd\z"#, true), "a\"b\\c\nd\\z");
         assert_eq!(unescape(r#"a\"b\\c\nd"#, false), "a\\\"b\\c\nd");
         assert!(matches!(unescape("plain", true), Cow::Borrowed("plain")));
+    }
+
+    #[test]
+    fn non_utf8_byte_right_after_a_backslash_is_invalid_utf8() {
+        // Found by fuzzing: the escaped byte was skipped by the UTF-8 check, so the parser
+        // accepted the line and its name and labels then read as empty.
+        assert_eq!(
+            scan_quoted(b"\"\\\xff\"", 0, Escapes::Lenient).map(|q| q.end),
+            Err(QuoteError::InvalidUtf8(2))
+        );
+        let line = b"{\"m\\\xff\"} 0\n# EOF\n";
+        let mut om =
+            crate::exposition::TextParser::with_format(line, crate::exposition::TextFormat::OpenMetrics);
+        assert!(matches!(om.next(), Some(Err(_))));
+        let mut text = crate::exposition::TextParser::new(b"m{a=\"\\\xff\"} 1\n");
+        assert!(matches!(text.next(), Some(Err(_))));
+        // A valid multi-byte character after a backslash stays accepted (kept verbatim).
+        assert!(scan_quoted("\"\\é\"".as_bytes(), 0, Escapes::Lenient).is_ok());
     }
 
     #[test]

@@ -18,6 +18,8 @@ use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
 pub use puller::SourceStatus;
+/// For the fast-link fuzz target (`crate::fuzzing`).
+pub(crate) use stream_ingest::StreamState;
 
 use self::state::GlobalState;
 pub use self::state::StateError;

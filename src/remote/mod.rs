@@ -151,6 +151,22 @@ async fn read_body(req: axum::extract::Request, limit: usize) -> Result<axum::bo
     }
 }
 
+/// For the fuzz target: one snappy-compressed request body (`v2` picks the protocol) through the
+/// receiver into an in-memory head, as `POST /api/v1/write` takes it; the number of samples the
+/// head holds afterwards, or the request's error.
+#[doc(hidden)]
+pub fn fuzz_write(v2: bool, body: &[u8]) -> Result<u64, String> {
+    let head = std::sync::Arc::new(crate::tsdb::Head::default());
+    let rx = write::Receiver::new(
+        head.clone(),
+        WriteLimits::default(),
+        Arc::new(|| 1_700_000_000_000),
+        &crate::metrics::Registry::new(),
+    );
+    let proto = if v2 { codec::WriteProto::V2 } else { codec::WriteProto::V1 };
+    rx.ingest(proto, body).map(|_| head.stats().samples_appended).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use axum::body::Body;

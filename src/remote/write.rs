@@ -109,7 +109,7 @@ impl Reason {
 
 /// What one request did.
 #[derive(Debug, Default)]
-struct Outcome {
+pub(super) struct Outcome {
     /// Float samples stored (or already stored with the same value).
     stored: u64,
     refused: [u64; REASONS.len()],
@@ -241,7 +241,7 @@ impl Receiver {
     }
 
     /// Decodes and stores one decompressed request body; blocking (appends, WAL write).
-    fn ingest(&self, proto: WriteProto, body: &[u8]) -> Result<(Outcome, u64), RemoteError> {
+    pub(super) fn ingest(&self, proto: WriteProto, body: &[u8]) -> Result<(Outcome, u64), RemoteError> {
         let data = codec::decompress(body, self.limits.max_decompressed_bytes)?;
         let max_t = (self.clock)().saturating_add(MAX_AHEAD_MS);
         match proto {

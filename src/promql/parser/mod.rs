@@ -38,6 +38,7 @@ impl ParseError {
 
 /// Parses a PromQL expression.
 pub fn parse(query: &str) -> Result<Expr, ParseError> {
+    check_number_durations(query)?;
     let spans = syntax::parse(query);
     let parsed = match pp::parse(query) {
         Ok(e) => e,
@@ -59,6 +60,44 @@ pub fn parse(query: &str) -> Result<Expr, ParseError> {
     let tree = spans.ok();
     let whole = Span { start: 0, end: query.len() };
     Lower { query, whole }.expr(&parsed, tree.as_ref())
+}
+
+/// Refuses a number written where a duration goes (`x[1e400]`, `x[5m:Inf]`, `x offset NaN`)
+/// that no `Duration` can hold: promql-parser converts such numbers with
+/// `Duration::from_secs_f64`, which panics on them (found by fuzzing). A query our tokenizer
+/// cannot read is left to promql-parser, which then reports the error.
+fn check_number_durations(query: &str) -> Result<(), ParseError> {
+    let Ok(tokens) = lex::tokenize(query) else { return Ok(()) };
+    let word =
+        |t: &lex::Token, w: &str| t.tok == lex::Tok::Ident && query[t.start..t.end].eq_ignore_ascii_case(w);
+    for (i, t) in tokens.iter().enumerate() {
+        let text = &query[t.start..t.end];
+        let Some(prev) = i.checked_sub(1).map(|p| &tokens[p]) else { continue };
+        let after_offset = word(prev, "offset")
+            || (matches!(prev.tok, lex::Tok::Op("+" | "-")) && i >= 2 && word(&tokens[i - 2], "offset"));
+        let in_brackets = matches!(prev.tok, lex::Tok::LBracket | lex::Tok::Colon);
+        // `Inf` and `NaN` lex as numbers after `offset`; inside brackets they are a syntax error.
+        let number = t.tok == lex::Tok::Number || (after_offset && (word(t, "inf") || word(t, "nan")));
+        if !number || !(after_offset || in_brackets) {
+            continue;
+        }
+        let value = match text.to_ascii_lowercase().as_str() {
+            "inf" => f64::INFINITY,
+            "nan" => f64::NAN,
+            // Hexadecimal and octal literals are integers, which always fit.
+            lower if lower.starts_with("0x") || (lower.starts_with('0') && !lower.contains(['.', 'e'])) => {
+                continue;
+            }
+            lower => match lower.parse::<f64>() {
+                Ok(v) => v,
+                Err(_) => continue,
+            },
+        };
+        if Duration::try_from_secs_f64(value).is_err() {
+            return Err(ParseError::at(query, t.start, format!("duration out of range: {text}")));
+        }
+    }
+    Ok(())
 }
 
 /// Rewrites promql-parser's type-error wording into Prometheus's: `range vector` and `instant
@@ -480,6 +519,18 @@ mod tests {
         let e = parse("-1")?;
         assert!(matches!(e, Expr::Number(v, _) if v == -1.0));
         Ok(())
+    }
+
+    #[test]
+    fn number_durations_out_of_range_are_errors_not_panics() {
+        assert_eq!(err("x[101e308]"), "1:3: parse error: duration out of range: 101e308");
+        for q in ["x[1e20]", "x[1e20:]", "(x)[1h:1e400]", "x offset Inf", "x offset NaN", "x offset -1e30"] {
+            assert!(err(q).contains("duration out of range"), "{q}");
+        }
+        // In range, or not a duration at all: as before.
+        for q in ["x[300]", "x[5m:15]", "x offset 60", "x @ 1e20 > 1e400", "x[0x10]", "x[Inf]"] {
+            assert!(!parse(q).is_err_and(|e| e.message.contains("out of range")), "{q}");
+        }
     }
 
     #[test]

@@ -253,8 +253,14 @@ impl IndexReader {
         let n = d.uvarint().map_err(corrupt)?;
         let mut out = Vec::with_capacity(d.capacity_for(n, 1));
         let mut id = 0u64;
-        for _ in 0..n {
-            id += d.uvarint().map_err(corrupt)?;
+        for i in 0..n {
+            // Ids are strictly increasing and name existing series; anything else is corrupt
+            // (found by fuzzing: repeats came out as one series returned twice).
+            let delta = d.uvarint().map_err(corrupt)?;
+            id = match id.checked_add(delta) {
+                Some(next) if (i == 0 || delta > 0) && next < self.n_series as u64 => next,
+                _ => return Err(corrupt(format_args!("postings at {at}: bad series id"))),
+            };
             out.push(id as u32);
         }
         Ok(out)
@@ -283,6 +289,10 @@ impl IndexReader {
         }
         if lists > 1 {
             out.sort_unstable();
+            // A series has one value per name: lists of one name never share an id.
+            if out.windows(2).any(|w| w[0] == w[1]) {
+                return Err(corrupt(format_args!("a series is listed under two values of {name:?}")));
+            }
         }
         Ok(out)
     }
@@ -404,5 +414,60 @@ mod tests {
         let r = IndexReader::new(index_file(&body, [s, s, s, s, t, 0, 0, 4])?)?;
         assert!(matches!(r.postings_at(postings), Err(BlockError::Corrupt(_))));
         Ok(())
+    }
+
+    use crate::model::MatchOp;
+
+    /// Three series `up{job="a"|"b"|"c"}` without chunks; postings bytes from the TOC's offset:
+    /// `up` [3: 0 +1 +1], job="a" [1: 0], job="b" [1: 1], job="c" [1: 2].
+    fn index() -> (Vec<u8>, usize) {
+        let l: Vec<Labels> =
+            ["a", "b", "c"].iter().map(|j| Labels::from_pairs(&[("__name__", "up"), ("job", j)])).collect();
+        let data = encode(&[(&l[0], &[]), (&l[1], &[]), (&l[2], &[])]);
+        let toc = data.len() - TOC_LEN;
+        let mut at = [0u8; 8];
+        at.copy_from_slice(&data[toc + 24..toc + 32]);
+        (data, u64::from_le_bytes(at) as usize)
+    }
+
+    /// A reader over `data` after the CRC is made to match (corruption a CRC cannot see).
+    fn reader(mut data: Vec<u8>) -> IndexReader {
+        let body = data.len() - 4;
+        let crc = crc32fast::hash(&data[..body]).to_le_bytes();
+        data[body..].copy_from_slice(&crc);
+        let mut map = memmap2::MmapMut::map_anon(data.len()).unwrap();
+        map.copy_from_slice(&data);
+        IndexReader::new(map.make_read_only().unwrap()).unwrap()
+    }
+
+    fn select(r: &IndexReader, name: &str, op: MatchOp, value: &str) -> Result<Vec<u32>, BlockError> {
+        r.select(&[Matcher::new(op, name, value).unwrap()])
+    }
+
+    #[test]
+    fn postings_that_repeat_a_series_or_pass_the_last_are_corrupt_not_duplicates() {
+        let (data, postings) = index();
+        assert_eq!(&data[postings..postings + 10], &[3, 0, 1, 1, 1, 0, 1, 1, 1, 2]);
+        let r = reader(data.clone());
+        assert_eq!(select(&r, "__name__", MatchOp::Equal, "up").unwrap(), [0, 1, 2]);
+        assert_eq!(select(&r, "job", MatchOp::Regex, ".+").unwrap(), [0, 1, 2]);
+
+        // A repeated id inside one list.
+        let mut bad = data.clone();
+        bad[postings + 2] = 0;
+        assert!(matches!(
+            select(&reader(bad), "__name__", MatchOp::Equal, "up"),
+            Err(BlockError::Corrupt(_))
+        ));
+        // An id past the last series.
+        let mut bad = data.clone();
+        bad[postings + 9] = 3;
+        assert!(matches!(select(&reader(bad), "job", MatchOp::Equal, "c"), Err(BlockError::Corrupt(_))));
+        // One series under two values of a name (found by fuzzing: returned twice).
+        let mut bad = data;
+        bad[postings + 7] = 0;
+        let r = reader(bad);
+        assert_eq!(select(&r, "job", MatchOp::Equal, "b").unwrap(), [0]);
+        assert!(matches!(select(&r, "job", MatchOp::Regex, ".+"), Err(BlockError::Corrupt(_))));
     }
 }

@@ -174,12 +174,24 @@ impl Block {
     /// Opens the block in `dir`: reads its meta, maps its files and checks the index checksum.
     pub fn open(dir: &Path) -> Result<Block, BlockError> {
         let meta = read_meta(dir)?;
-        let index = IndexReader::new(map_file(&dir.join(INDEX_FILE))?)?;
+        let index = map_file(&dir.join(INDEX_FILE))?;
         let chunks = map_file(&dir.join(CHUNKS_FILE))?;
+        let size = crate::tsdb::wal::dir_bytes(dir);
+        Block::from_maps(dir, meta, index, chunks, size)
+    }
+
+    /// A block over already-mapped index and chunk files (`dir` and `size` only describe it).
+    pub(crate) fn from_maps(
+        dir: &Path,
+        meta: BlockMeta,
+        index: Mmap,
+        chunks: Mmap,
+        size: u64,
+    ) -> Result<Block, BlockError> {
+        let index = IndexReader::new(index)?;
         if chunks.len() < CHUNKS_HEADER_LEN || &chunks[..4] != CHUNKS_MAGIC {
             return Err(BlockError::Corrupt(format!("{}: bad chunk file header", dir.display())));
         }
-        let size = crate::tsdb::wal::dir_bytes(dir);
         Ok(Block { dir: dir.to_path_buf(), meta, index, chunks: Arc::new(chunks), size })
     }
 

@@ -312,17 +312,34 @@ struct RefSlab {
     /// Slot number of `slots[0]`.
     base: u64,
     slots: std::collections::VecDeque<Option<Arc<MemSeries>>>,
+    /// Series whose slot lies far outside the dense range. Refs are dense in normal operation; a
+    /// far one comes only from a damaged or foreign WAL, and must not make the array allocate
+    /// every slot up to it (found by fuzzing: one series record with a huge ref ran replay out
+    /// of memory).
+    sparse: HashMap<u64, Arc<MemSeries>, BuildMix>,
 }
+
+/// Empty slots one insert may add to the dense array (more when the array is already larger).
+const MAX_SLOT_GAP: u64 = 1 << 16;
 
 impl RefSlab {
     fn get(&self, slot: u64) -> Option<&Arc<MemSeries>> {
-        let i = slot.checked_sub(self.base)?;
-        self.slots.get(usize::try_from(i).ok()?)?.as_ref()
+        let dense = slot
+            .checked_sub(self.base)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| self.slots.get(i)?.as_ref());
+        dense.or_else(|| self.sparse.get(&slot))
     }
 
     fn insert(&mut self, slot: u64, s: Arc<MemSeries>) {
         if self.slots.is_empty() {
             self.base = slot;
+        }
+        let len = self.slots.len() as u64;
+        let gap = if slot < self.base { self.base - slot } else { (slot - self.base).saturating_sub(len) };
+        if gap > MAX_SLOT_GAP.max(len) {
+            self.sparse.insert(slot, s);
+            return;
         }
         // Refs only grow, so a slot below the base never comes back; be safe anyway.
         while slot < self.base {
@@ -337,7 +354,7 @@ impl RefSlab {
     }
 
     fn values(&self) -> impl Iterator<Item = &Arc<MemSeries>> {
-        self.slots.iter().flatten()
+        self.slots.iter().flatten().chain(self.sparse.values())
     }
 
     fn retain(&mut self, mut keep: impl FnMut(&Arc<MemSeries>) -> bool) {
@@ -346,6 +363,7 @@ impl RefSlab {
                 *slot = None;
             }
         }
+        self.sparse.retain(|_, s| keep(s));
         while matches!(self.slots.front(), Some(None)) {
             self.slots.pop_front();
             self.base += 1;
@@ -508,6 +526,26 @@ mod tests {
             st.append(t, t as f64, POLICY).unwrap();
         }
         st
+    }
+
+    #[test]
+    fn ref_slab_keeps_far_refs_aside_instead_of_allocating_up_to_them() {
+        // Found by fuzzing WAL replay: series records with refs 1 and 2^40 made the slab
+        // allocate 2^40 slots.
+        let series = |r: u64| Arc::new(MemSeries::new(r, 0, Labels::from_pairs(&[("r", &r.to_string())]), 0));
+        let mut slab = RefSlab::default();
+        for slot in [5, 1 << 40, 6, 1, u64::MAX, 3] {
+            slab.insert(slot, series(slot));
+        }
+        assert!(slab.slots.len() < 16, "{} dense slots", slab.slots.len());
+        for slot in [5, 1 << 40, 6, 1, u64::MAX, 3] {
+            assert_eq!(slab.get(slot).map(|s| s.r), Some(slot));
+        }
+        assert!(slab.get(4).is_none() && slab.get(1 << 39).is_none());
+        assert_eq!(slab.values().count(), 6);
+        slab.retain(|s| s.r != 1 << 40 && s.r != 1);
+        assert!(slab.get(1 << 40).is_none() && slab.get(1).is_none());
+        assert_eq!(slab.values().count(), 4);
     }
 
     #[test]
