@@ -279,7 +279,8 @@ fn distinct_series(value: &crate::promql::Value) -> Result<(), Violation> {
 /// cache, twice (the second time every series is known), with the replica label stripped.
 ///
 /// Checks: a frame's samples never outnumber its chunk's count, and a frame without a decode
-/// error yields all of them; ingesting stores no sample the reader did not decode.
+/// error yields all of them; ingesting stores no sample the reader did not decode, and refuses
+/// a page the reader read whole only when a series in it has no metric name.
 pub fn fast_link(body: &[u8]) -> Result<(), Violation> {
     let Ok(mut reader) = StreamReader::new(body) else { return Ok(()) };
     let mut decoded = 0u64;
@@ -289,8 +290,11 @@ pub fn fast_link(body: &[u8]) -> Result<(), Violation> {
             complete = false;
             break;
         };
-        if frame.labels().is_err() {
-            complete = false;
+        // A series without a metric name decodes, but the global refuses the page it is in
+        // (it cannot be stored or queried); that is not a decoder disagreement.
+        match frame.labels() {
+            Ok(l) if l.metric_name().is_some_and(|n| !n.is_empty()) => {}
+            _ => complete = false,
         }
         let Ok(mut samples) = frame.samples() else {
             complete = false;
