@@ -359,6 +359,8 @@ fn run_policy(
                 batch_send_deadline: Duration::from_millis(100),
                 ..Default::default()
             },
+            protobuf_message: Default::default(),
+            metadata: Default::default(),
         };
         let registry = promtier::metrics::Registry::new();
         let queues = promtier::remote::send::queues(

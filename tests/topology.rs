@@ -5,6 +5,7 @@
 //! which `promtier check` prints with the file name.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use promtier::topology;
 
@@ -98,4 +99,20 @@ fn keys_not_implemented_yet_are_loud_warnings_with_position() {
     assert_eq!(t.warnings[0].global.as_deref(), Some("global"), "the global's nodes log it at start");
     // remote_write runs now: no warning for it.
     assert!(t.warnings.iter().all(|w| !w.path.contains("remote_write")), "{:?}", t.warnings);
+}
+
+#[test]
+fn remote_write_protocol_and_metadata_config_are_read() {
+    use promtier::topology::{MetadataConfig, ProtobufMessage};
+    let t = topology::load(&data_dir().join("full.good.yaml")).expect("loads");
+    let rw = &t.global("regional").expect("regional").remote_write;
+    assert_eq!(rw.len(), 2);
+    assert_eq!(rw[0].protobuf_message, ProtobufMessage::WriteRequestV1, "the default is 1.0");
+    assert_eq!(
+        rw[0].metadata,
+        MetadataConfig { send: true, send_interval: Duration::from_secs(60), max_samples_per_send: 500 }
+    );
+    assert_eq!(rw[1].protobuf_message, ProtobufMessage::RequestV2);
+    assert_eq!(rw[1].metadata, MetadataConfig::default());
+    assert_eq!(MetadataConfig::default().max_samples_per_send, 2000, "Prometheus 3's default");
 }

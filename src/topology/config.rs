@@ -481,6 +481,52 @@ pub struct RemoteWriteConfig {
     pub client: ClientConfig,
     pub write_relabel_configs: Vec<RelabelConfig>,
     pub queue: QueueConfig,
+    /// Which protocol the endpoint is sent (`protobuf_message`).
+    pub protobuf_message: ProtobufMessage,
+    /// How metric metadata is sent with Remote-Write 1.0 (`metadata_config`).
+    pub metadata: MetadataConfig,
+}
+
+/// The message a `remote_write` endpoint is sent, named as Prometheus 3 names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProtobufMessage {
+    /// Remote-Write 1.0, `prometheus.WriteRequest` (the default).
+    #[default]
+    WriteRequestV1,
+    /// Remote-Write 2.0, `io.prometheus.write.v2.Request`.
+    RequestV2,
+}
+
+impl ProtobufMessage {
+    /// The value of `protobuf_message` (and of the `proto=` content-type parameter).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtobufMessage::WriteRequestV1 => "prometheus.WriteRequest",
+            ProtobufMessage::RequestV2 => "io.prometheus.write.v2.Request",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ProtobufMessage> {
+        [ProtobufMessage::WriteRequestV1, ProtobufMessage::RequestV2].into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+/// `metadata_config`: Remote-Write 1.0 sends the metadata of every metric family the node
+/// knows every `send_interval`, in requests of at most `max_samples_per_send` entries, as
+/// Prometheus does. Remote-Write 2.0 carries metadata on each series instead (so, as in
+/// Prometheus 3, this does not apply to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetadataConfig {
+    pub send: bool,
+    pub send_interval: Duration,
+    pub max_samples_per_send: usize,
+}
+
+impl Default for MetadataConfig {
+    /// Prometheus's defaults (`max_samples_per_send` 2000 since Prometheus 2.44; 500 before).
+    fn default() -> MetadataConfig {
+        MetadataConfig { send: true, send_interval: Duration::from_secs(60), max_samples_per_send: 2000 }
+    }
 }
 
 /// How one remote-write endpoint is fed (`queue_config`). Defaults as Prometheus's, except

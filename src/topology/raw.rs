@@ -274,6 +274,18 @@ pub(crate) struct RawRemoteWrite {
     #[serde(default)]
     pub(crate) write_relabel_configs: Vec<S<RawRelabelConfig>>,
     pub(crate) queue_config: Option<S<RawQueueConfig>>,
+    /// `prometheus.WriteRequest` (Remote-Write 1.0) or `io.prometheus.write.v2.Request` (2.0).
+    pub(crate) protobuf_message: Option<S<String>>,
+    pub(crate) metadata_config: Option<S<RawMetadataConfig>>,
+}
+
+/// `remote_write[].metadata_config`, Prometheus's keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetadataConfig {
+    pub(crate) send: Option<bool>,
+    pub(crate) send_interval: Option<S<String>>,
+    pub(crate) max_samples_per_send: Option<S<i64>>,
 }
 
 /// `remote_write[].queue_config`, Prometheus's keys plus `max_backlog` (the WAL disk bound).

@@ -200,6 +200,26 @@ impl Validator {
             Some(q) => self.queue_config(&q.value, &format!("{rp}.queue_config")),
             None => QueueConfig::default(),
         };
+        let protobuf_message = match &r.protobuf_message {
+            None => ProtobufMessage::default(),
+            Some(m) => ProtobufMessage::parse(&m.value).unwrap_or_else(|| {
+                self.err(
+                    m,
+                    format!("{rp}.protobuf_message"),
+                    format!(
+                        "protobuf_message must be {} (Remote-Write 1.0) or {} (Remote-Write 2.0), got {:?}",
+                        ProtobufMessage::WriteRequestV1.as_str(),
+                        ProtobufMessage::RequestV2.as_str(),
+                        m.value
+                    ),
+                );
+                ProtobufMessage::default()
+            }),
+        };
+        let metadata = match &r.metadata_config {
+            Some(m) => self.metadata_config(&m.value, &format!("{rp}.metadata_config")),
+            None => MetadataConfig::default(),
+        };
         RemoteWriteConfig {
             url: r.url.value.clone(),
             name: r.name.clone(),
@@ -208,7 +228,29 @@ impl Validator {
             client: ClientConfig { auth, tls },
             write_relabel_configs,
             queue,
+            protobuf_message,
+            metadata,
         }
+    }
+
+    /// A `metadata_config`: a positive `send_interval`, `max_samples_per_send` at least 1.
+    fn metadata_config(&mut self, m: &RawMetadataConfig, mp: &str) -> MetadataConfig {
+        let d = MetadataConfig::default();
+        let send_interval =
+            self.positive_duration(m.send_interval.as_ref(), format!("{mp}.send_interval"), d.send_interval);
+        let max_samples_per_send = match &m.max_samples_per_send {
+            Some(v) if !(1..=1_000_000).contains(&v.value) => {
+                self.err(
+                    v,
+                    format!("{mp}.max_samples_per_send"),
+                    format!("max_samples_per_send must be between 1 and 1000000, got {}", v.value),
+                );
+                d.max_samples_per_send
+            }
+            Some(v) => v.value as usize,
+            None => d.max_samples_per_send,
+        };
+        MetadataConfig { send: m.send.unwrap_or(d.send), send_interval, max_samples_per_send }
     }
 
     /// A `queue_config`: counts at least 1 (shards at most 1000), `min_shards <= max_shards`,
