@@ -1,11 +1,12 @@
-//! The data model every other module speaks: label sets, samples, staleness, label matchers and
-//! the series-selector syntax. It depends on nothing else in the crate.
+//! The data model every other module speaks: label sets, samples, staleness, metric metadata,
+//! label matchers and the series-selector syntax. It depends on nothing else in the crate.
 
 mod coverage;
 mod duration;
 mod hashing;
 mod labels;
 mod matcher;
+mod metadata;
 mod sample;
 mod selector;
 
@@ -18,6 +19,7 @@ pub use labels::{
 };
 pub(crate) use matcher::compile_anchored;
 pub use matcher::{MatchOp, Matcher, MatcherError};
+pub use metadata::{MetricMetadata, family_name, family_of};
 pub use sample::{MetricType, STALE_NAN, STALE_NAN_BITS, Sample, is_stale_nan, now_ms};
 pub use selector::{SelectorError, parse_selector};
 

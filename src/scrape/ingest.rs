@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use super::refused::Refused;
 use super::series_cache::{CacheEntry, SeriesCache};
 use crate::exposition::{Entry, TextParser};
-use crate::model::{Labels, LabelsBuilder, MetricType, STALE_NAN};
+use crate::model::{Labels, LabelsBuilder, STALE_NAN};
 use crate::relabel::{RelabelConfig, relabel};
 use crate::storage::{AppendError, Appender, SeriesRef, Storage};
 
@@ -101,13 +101,8 @@ impl SampleContext {
     }
 }
 
-/// A metric family's `# TYPE`, `# HELP` and `# UNIT`, for `/api/v1/metadata`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct MetricMetadata {
-    pub kind: MetricType,
-    pub help: String,
-    pub unit: String,
-}
+/// A metric family's `# TYPE`, `# HELP` and `# UNIT`, for `/api/v1/metadata` (the model's type).
+pub use crate::model::MetricMetadata;
 
 /// The state a target's scrapes carry from one to the next.
 #[derive(Debug, Default)]
@@ -546,7 +541,7 @@ fn check_label_limits(labels: &Labels, ctx: &SampleContext) -> Result<(), Ingest
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Matcher, is_stale_nan};
+    use crate::model::{Matcher, MetricType, is_stale_nan};
     use crate::storage::Queryable;
     use crate::tsdb::{Head, HeadOptions};
 
