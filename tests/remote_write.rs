@@ -370,6 +370,7 @@ fn run_policy(
             db.wal_dir(),
             db.wal_holds(),
             &registry,
+            None,
         )
         .expect("queues");
         let run = tokio::spawn(promtier::remote::send::run_all(queues, stop.clone()));

@@ -88,7 +88,7 @@ pub(super) async fn index(State(st): State<ApiState>) -> Html<String> {
 fn remote_write_table(h: &mut String, queues: &[crate::remote::send::QueueStatus]) {
     let _ = write!(
         h,
-        "<h2>Remote write</h2><table><tr><th>name</th><th>url</th><th>WAL position</th><th>backlog</th>\
+        "<h2>Remote write</h2><table><tr><th>name</th><th>url</th><th>protocol</th><th>WAL position</th><th>backlog</th>\
          <th>pending samples</th><th>shards</th><th>newest sent</th><th>error</th></tr>"
     );
     for q in queues {
@@ -100,10 +100,11 @@ fn remote_write_table(h: &mut String, queues: &[crate::remote::send::QueueStatus
         };
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>segment {} offset {}</td><td>{:.1} MiB</td><td>{}</td><td>{}</td>\
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>segment {} offset {}</td><td>{:.1} MiB</td><td>{}</td><td>{}</td>\
              <td>{sent}</td><td class=warn>{}</td></tr>",
             esc(&q.name),
             esc(&q.url),
+            q.protocol,
             q.position.segment,
             q.position.offset,
             q.backlog_bytes as f64 / (1 << 20) as f64,

@@ -4,8 +4,11 @@
 //! a switch, `merge` and `none` store every replica as it comes. Promtier sources are pulled over
 //! the fast link (every sample since a cursor, in bounded pages); Prometheus sources over text
 //! `/federate`. Each set's watermark and each source's cursor survive restarts (`state`), and the
-//! global's own fast-link frontier is what its sets have committed.
+//! global's own fast-link frontier is what its sets have committed. Metric metadata is read
+//! from the sources' `/api/v1/metadata` (`metadata`), for the global's own API and its
+//! remote-write queues.
 
+mod metadata;
 mod puller;
 mod state;
 mod stream_ingest;
@@ -25,7 +28,7 @@ use self::state::GlobalState;
 pub use self::state::StateError;
 use crate::dedup::{Elector, ReplicaView, ShardView};
 use crate::metrics::{Counter, DURATION_BUCKETS, Family, Gauge, Histogram, MetricsWriter, Registry};
-use crate::model::{Coverage, Labels, MetricType, now_ms};
+use crate::model::{Coverage, Labels, MetricMetadata, MetricType, now_ms};
 use crate::scrape::{ActiveTarget, Health, ScrapeClient, Target, TargetStatus, TargetsSnapshot};
 use crate::storage::Storage;
 use crate::topology::{ClientConfig, DedupMode, GlobalConfig, Source, Topology};
@@ -136,6 +139,8 @@ pub struct GlobalIngest {
     initial_cursor: i64,
     failover_timeout: Duration,
     created: Instant,
+    /// What the sources report of metric metadata.
+    metadata: Arc<metadata::SourcesMetadata>,
 }
 
 impl GlobalIngest {
@@ -250,6 +255,7 @@ impl GlobalIngest {
             initial_cursor,
             failover_timeout: global.failover_timeout,
             created: Instant::now(),
+            metadata: Arc::default(),
         })
     }
 
@@ -318,6 +324,7 @@ impl GlobalIngest {
         let mut tasks = tokio::task::JoinSet::new();
         // One pair of clients (fast link, gzip'd text) per source group's client settings.
         let mut clients: Vec<(Arc<ClientConfig>, ScrapeClient, ScrapeClient)> = Vec::new();
+        let mut metadata_sources = Vec::new();
         for (source, status) in &self.sources {
             let (client, text_client) = match clients.iter().find(|c| Arc::ptr_eq(&c.0, &source.client)) {
                 Some((_, c, t)) => (c.clone(), t.clone()),
@@ -355,6 +362,13 @@ impl GlobalIngest {
                 initial_cursor: self.initial_cursor,
             };
             tasks.spawn(p.run(shutdown.clone()));
+            metadata_sources.push((source.clone(), status.clone(), text_client));
+        }
+        {
+            let md = self.metadata.clone();
+            let timeout = self.settings.timeout.max(Duration::from_secs(10));
+            let token = shutdown.clone();
+            tasks.spawn(async move { md.run(metadata_sources, timeout, token).await });
         }
         // The restart state is written once a second when it changed, and at shutdown.
         {
@@ -406,6 +420,12 @@ impl GlobalIngest {
             });
         }
         while tasks.join_next().await.is_some() {}
+    }
+
+    /// The metric metadata the sources report (`(family, metadata)` pairs, repeated per replica
+    /// set), for `/api/v1/metadata` and remote write.
+    pub fn metadata(&self) -> Vec<(String, MetricMetadata)> {
+        self.metadata.list()
     }
 
     /// Sources as targets, for `/api/v1/targets` and the status page.

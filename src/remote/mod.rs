@@ -9,6 +9,7 @@
 //! business. Semantics: `docs/remote-storage.md`.
 
 pub mod codec;
+mod metadata;
 pub mod proto;
 mod read;
 pub mod send;
@@ -25,6 +26,7 @@ use crate::metrics::Registry;
 use crate::model::Labels;
 use crate::storage::{Queryable, Storage};
 
+pub use metadata::ReceivedMetadata;
 pub use read::ReadLimits;
 pub use write::WriteLimits;
 
@@ -51,6 +53,8 @@ pub enum RemoteError {
     Frame(String),
     #[error("series {series}: label reference {reference} is out of range ({symbols} symbols)")]
     SymbolRef { series: usize, reference: u32, symbols: usize },
+    #[error("series {series}: metadata reference {reference} is out of range ({symbols} symbols)")]
+    MetadataSymbolRef { series: usize, reference: u32, symbols: usize },
     #[error("series {series}: {len} label references, not name/value pairs")]
     OddLabelRefs { series: usize, len: usize },
     #[error("symbol table must start with the empty string")]
@@ -86,6 +90,7 @@ impl RemoteError {
             | Decode { .. }
             | Frame(_)
             | SymbolRef { .. }
+            | MetadataSymbolRef { .. }
             | OddLabelRefs { .. }
             | FirstSymbol
             | Refused(_)
@@ -120,11 +125,19 @@ pub struct RemoteState {
     pub read_limits: ReadLimits,
     /// Now, in milliseconds (samples more than 10 minutes ahead of it are refused).
     pub clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+    /// Where received metric metadata is kept (the node's `/api/v1/metadata` lists it too).
+    pub metadata: Arc<ReceivedMetadata>,
 }
 
 /// `POST /api/v1/write` and `POST /api/v1/read`; their metrics go to `registry`.
 pub fn router(state: RemoteState, registry: &Registry) -> Router {
-    let writer = Arc::new(write::Receiver::new(state.storage, state.write_limits, state.clock, registry));
+    let writer = Arc::new(write::Receiver::new(
+        state.storage,
+        state.write_limits,
+        state.clock,
+        state.metadata,
+        registry,
+    ));
     let reader =
         Arc::new(read::Reader::new(state.queryable, state.external_labels, state.read_limits, registry));
     reader.register_gauge(registry);
@@ -161,6 +174,7 @@ pub fn fuzz_write(v2: bool, body: &[u8]) -> Result<u64, String> {
         head.clone(),
         WriteLimits::default(),
         Arc::new(|| 1_700_000_000_000),
+        Arc::default(),
         &crate::metrics::Registry::new(),
     );
     let proto = if v2 { codec::WriteProto::V2 } else { codec::WriteProto::V1 };
@@ -194,6 +208,7 @@ mod tests {
                 write_limits: limits,
                 read_limits: ReadLimits::default(),
                 clock: Arc::new(|| NOW),
+                metadata: Arc::default(),
             },
             &registry,
         );
@@ -337,6 +352,79 @@ mod tests {
         let (status, text, _) =
             post(&app, "/api/v1/write", ct, codec::compress(&bad.encode_to_vec()).unwrap()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    }
+
+    #[tokio::test]
+    async fn received_metadata_is_kept_for_the_node() {
+        let head = Arc::new(Head::new(HeadOptions::default()).unwrap());
+        let registry = Registry::new();
+        let received = Arc::new(ReceivedMetadata::default());
+        let app = router(
+            RemoteState {
+                storage: head.clone(),
+                queryable: head.clone(),
+                external_labels: Labels::default(),
+                write_limits: WriteLimits::default(),
+                read_limits: ReadLimits::default(),
+                clock: Arc::new(|| NOW),
+                metadata: received.clone(),
+            },
+            &registry,
+        );
+        // 1.0: metadata per family, in a request of its own as Prometheus sends it.
+        let req = proto::WriteRequest {
+            timeseries: Vec::new(),
+            metadata: vec![proto::MetricMetadata {
+                r#type: 1,
+                metric_family_name: "http_requests_total".into(),
+                help: "Requests.".into(),
+                unit: String::new(),
+            }],
+        };
+        let body = codec::compress(&req.encode_to_vec()).unwrap();
+        assert_eq!(post(&app, "/api/v1/write", None, body).await.0, StatusCode::NO_CONTENT);
+        // 2.0: metadata on the series; a histogram's `_count` series files it under `rpc`.
+        let req = v2::Request {
+            symbols: ["", "__name__", "rpc_count", "RPCs.", "seconds"].map(String::from).to_vec(),
+            timeseries: vec![v2::TimeSeries {
+                labels_refs: vec![1, 2],
+                samples: vec![v2::Sample { value: 1.0, timestamp: NOW, start_timestamp: 0 }],
+                metadata: Some(v2::Metadata { r#type: 3, help_ref: 3, unit_ref: 4 }),
+                ..Default::default()
+            }],
+        };
+        let ct = Some("application/x-protobuf;proto=io.prometheus.write.v2.Request");
+        let (status, text, _) =
+            post(&app, "/api/v1/write", ct, codec::compress(&req.encode_to_vec()).unwrap()).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
+        let mut kept = received.list();
+        kept.sort_by(|a, b| a.0.cmp(&b.0));
+        let m = |kind, help: &str, unit: &str| crate::model::MetricMetadata {
+            kind,
+            help: help.into(),
+            unit: unit.into(),
+        };
+        use crate::model::MetricType;
+        assert_eq!(
+            kept,
+            vec![
+                ("http_requests_total".to_string(), m(MetricType::Counter, "Requests.", "")),
+                ("rpc".to_string(), m(MetricType::Histogram, "RPCs.", "seconds")),
+            ]
+        );
+        assert_eq!(
+            metric(&registry, "promtier_remote_write_received_metadata_total"),
+            "promtier_remote_write_received_metadata_total 2"
+        );
+        // A metadata reference past the symbol table: 400, nothing stored.
+        let mut bad = req.clone();
+        bad.timeseries[0].samples[0].timestamp = NOW + 1;
+        bad.timeseries[0].metadata = Some(v2::Metadata { r#type: 3, help_ref: 9, unit_ref: 0 });
+        let (status, text, _) =
+            post(&app, "/api/v1/write", ct, codec::compress(&bad.encode_to_vec()).unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(text.contains("series 0: metadata reference 9 is out of range (5 symbols)"), "{text}");
+        assert_eq!(stored(&head, "rpc_count"), vec![(NOW, 1.0)]);
     }
 
     #[tokio::test]

@@ -9,6 +9,37 @@
 // prost's derive generates public accessors for enumeration fields.
 #![allow(unreachable_pub)]
 
+use crate::model::MetricType;
+
+/// The number of a metric type on the wire: `prometheus.MetricMetadata.MetricType` and
+/// `io.prometheus.write.v2.Metadata.MetricType` number the types alike (0 unknown/unspecified).
+pub fn metric_type_to_proto(t: MetricType) -> i32 {
+    match t {
+        MetricType::Unknown => 0,
+        MetricType::Counter => 1,
+        MetricType::Gauge => 2,
+        MetricType::Histogram => 3,
+        MetricType::GaugeHistogram => 4,
+        MetricType::Summary => 5,
+        MetricType::Info => 6,
+        MetricType::StateSet => 7,
+    }
+}
+
+/// The metric type a wire number stands for; numbers this code does not know are unknown.
+pub fn metric_type_from_proto(v: i32) -> MetricType {
+    match v {
+        1 => MetricType::Counter,
+        2 => MetricType::Gauge,
+        3 => MetricType::Histogram,
+        4 => MetricType::GaugeHistogram,
+        5 => MetricType::Summary,
+        6 => MetricType::Info,
+        7 => MetricType::StateSet,
+        _ => MetricType::Unknown,
+    }
+}
+
 /// `prometheus.WriteRequest` (Remote-Write 1.0). Field 2 is reserved upstream.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WriteRequest {

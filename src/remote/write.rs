@@ -8,7 +8,8 @@
 //!   summary, so senders do not retry what can never be stored. A repeated timestamp with the
 //!   same value is accepted and ignored.
 //! - Native histograms are refused (promtier's TSDB has none), counted and named in the `400`.
-//! - Exemplars and metadata are accepted and ignored (counted).
+//! - Exemplars are accepted and ignored (counted). Metadata (1.0 per family, 2.0 per series) is
+//!   kept in the node's [`ReceivedMetadata`], so `/api/v1/metadata` lists it.
 //! - A storage failure rolls everything back and answers `500` (senders retry).
 
 use std::sync::Arc;
@@ -20,10 +21,11 @@ use axum::response::{IntoResponse, Response};
 use prost::Message;
 
 use super::codec::{self, WriteProto};
-use super::proto::{self, v2};
+use super::metadata::{Entry, ReceivedMetadata};
+use super::proto::{self, metric_type_from_proto, v2};
 use super::{RemoteError, read_body};
 use crate::metrics::{Collect, Counter, Family, Registry};
-use crate::model::{Labels, is_valid_label_name, is_valid_metric_name};
+use crate::model::{Labels, METRIC_NAME, family_name, is_valid_label_name, is_valid_metric_name};
 use crate::storage::{AppendError, Appender, SeriesRef, Storage, StorageError};
 
 /// Samples further ahead of the receiver's clock than this are refused (Prometheus: 10 minutes).
@@ -114,7 +116,9 @@ pub(super) struct Outcome {
     stored: u64,
     refused: [u64; REASONS.len()],
     exemplars: u64,
+    /// Metadata entries (1.0) or series' metadata (2.0) kept, and not kept (the store is full).
     metadata: u64,
+    metadata_ignored: u64,
     /// The first refusal, with its series, for the answer.
     first: Option<String>,
 }
@@ -155,6 +159,7 @@ struct WriteMetrics {
     received: Arc<Family<Counter>>,
     rejected: Arc<Family<Counter>>,
     ignored: Arc<Family<Counter>>,
+    metadata: Arc<Family<Counter>>,
 }
 
 /// The receiver of one node.
@@ -165,6 +170,8 @@ pub(super) struct Receiver {
     metrics: WriteMetrics,
     /// When refused samples were last logged (ms), to log at most once a minute.
     last_warned: AtomicI64,
+    /// Where received metadata is kept.
+    received: Arc<ReceivedMetadata>,
 }
 
 impl Receiver {
@@ -172,6 +179,7 @@ impl Receiver {
         storage: Arc<dyn Storage>,
         limits: WriteLimits,
         clock: Arc<dyn Fn() -> i64 + Send + Sync>,
+        received: Arc<ReceivedMetadata>,
         registry: &Registry,
     ) -> Receiver {
         let metrics = WriteMetrics {
@@ -195,11 +203,18 @@ impl Receiver {
             )),
             ignored: Arc::new(Family::new(
                 "promtier_remote_write_ignored_total",
-                "Exemplars and metadata entries received by remote write and ignored (not stored by promtier).",
+                "Exemplars received by remote write (not stored by promtier), and metadata not kept (over the bound of families kept).",
                 &["kind"],
                 Counter::default,
             )),
+            metadata: Arc::new(Family::new(
+                "promtier_remote_write_received_metadata_total",
+                "Metadata received by remote write and kept for /api/v1/metadata: 1.0 entries, 2.0 series carrying metadata.",
+                &[],
+                Counter::default,
+            )),
         };
+        metrics.metadata.with(&[]);
         metrics.received.with(&[]);
         for r in REASONS {
             metrics.rejected.with(&[r.label()]);
@@ -211,7 +226,8 @@ impl Receiver {
         registry.register(metrics.received.clone() as Arc<dyn Collect>);
         registry.register(metrics.rejected.clone() as Arc<dyn Collect>);
         registry.register(metrics.ignored.clone() as Arc<dyn Collect>);
-        Receiver { storage, limits, clock, metrics, last_warned: AtomicI64::new(i64::MIN) }
+        registry.register(metrics.metadata.clone() as Arc<dyn Collect>);
+        Receiver { storage, limits, clock, metrics, last_warned: AtomicI64::new(i64::MIN), received }
     }
 
     fn count(&self, out: &Outcome) {
@@ -226,7 +242,10 @@ impl Receiver {
             self.metrics.ignored.with(&["exemplar"]).inc_by(out.exemplars as f64);
         }
         if out.metadata > 0 {
-            self.metrics.ignored.with(&["metadata"]).inc_by(out.metadata as f64);
+            self.metrics.metadata.with(&[]).inc_by(out.metadata as f64);
+        }
+        if out.metadata_ignored > 0 {
+            self.metrics.ignored.with(&["metadata"]).inc_by(out.metadata_ignored as f64);
         }
     }
 
@@ -253,7 +272,13 @@ impl Receiver {
                     req.timeseries.iter().map(|s| s.samples.len() + s.histograms.len()),
                 )?;
                 let mut batch = Batch::new(self.storage.as_ref(), max_t);
-                batch.out.metadata = req.metadata.len() as u64;
+                (batch.out.metadata, batch.out.metadata_ignored) =
+                    self.received.record(req.metadata.iter().map(|m| Entry {
+                        family: &m.metric_family_name,
+                        kind: metric_type_from_proto(m.r#type),
+                        help: &m.help,
+                        unit: &m.unit,
+                    }));
                 for ts in &req.timeseries {
                     let labels = series_labels(ts.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
                     batch.series(
@@ -276,13 +301,25 @@ impl Receiver {
                 // stores nothing.
                 for (i, ts) in req.timeseries.iter().enumerate() {
                     check_refs(i, &ts.labels_refs, req.symbols.len())?;
+                    check_metadata_refs(i, ts.metadata.as_ref(), req.symbols.len())?;
                 }
+                let sym = |r: u32| req.symbols.get(r as usize).map_or("", String::as_str);
                 let mut batch = Batch::new(self.storage.as_ref(), max_t);
+                (batch.out.metadata, batch.out.metadata_ignored) =
+                    self.received.record(req.timeseries.iter().filter_map(|ts| {
+                        let m =
+                            ts.metadata.filter(|m| m.r#type != 0 || m.help_ref != 0 || m.unit_ref != 0)?;
+                        let name = ts.labels_refs.chunks_exact(2).find(|p| sym(p[0]) == METRIC_NAME)?;
+                        let kind = metric_type_from_proto(m.r#type);
+                        Some(Entry {
+                            family: family_name(sym(name[1]), kind),
+                            kind,
+                            help: sym(m.help_ref),
+                            unit: sym(m.unit_ref),
+                        })
+                    }));
                 for ts in &req.timeseries {
-                    let pairs = ts.labels_refs.chunks_exact(2).map(|p| {
-                        let sym = |r: u32| req.symbols.get(r as usize).map_or("", String::as_str);
-                        (sym(p[0]), sym(p[1]))
-                    });
+                    let pairs = ts.labels_refs.chunks_exact(2).map(|p| (sym(p[0]), sym(p[1])));
                     batch.series(
                         series_labels(pairs),
                         ts.samples.iter().map(|s| (s.timestamp, s.value)),
@@ -319,6 +356,15 @@ fn check_refs(series: usize, refs: &[u32], symbols: usize) -> Result<(), RemoteE
     }
     match refs.iter().find(|r| **r as usize >= symbols) {
         Some(r) => Err(RemoteError::SymbolRef { series, reference: *r, symbols }),
+        None => Ok(()),
+    }
+}
+
+/// A series' metadata must refer into the symbol table too (Prometheus refuses such a series;
+/// here, as for label references, the whole request).
+fn check_metadata_refs(series: usize, m: Option<&v2::Metadata>, symbols: usize) -> Result<(), RemoteError> {
+    match m.into_iter().flat_map(|m| [m.help_ref, m.unit_ref]).find(|r| *r as usize >= symbols) {
+        Some(r) => Err(RemoteError::MetadataSymbolRef { series, reference: r, symbols }),
         None => Ok(()),
     }
 }

@@ -38,16 +38,6 @@ pub async fn run(
     let registry = Arc::new(Registry::new());
     crate::metrics::register_process_metrics(&registry, &node.name);
     super::telemetry::register_db_metrics(&registry, db.clone());
-    // Remote-write queues hold their WAL segments before anything can checkpoint it.
-    let queues = crate::remote::send::queues(
-        &cfg.remote_write,
-        &node.external_labels,
-        &node.data_dir,
-        db.wal_dir(),
-        db.wal_holds(),
-        &registry,
-    )
-    .context("remote_write")?;
     let ingest = Arc::new(
         GlobalIngest::new(
             topology,
@@ -58,6 +48,28 @@ pub async fn run(
         )
         .context("global restart state")?,
     );
+    // Metric metadata: what the sources report, and what remote write brought.
+    let received = Arc::new(crate::remote::ReceivedMetadata::default());
+    let metadata: crate::remote::send::MetadataSource = {
+        let (ingest, received) = (ingest.clone(), received.clone());
+        Arc::new(move || {
+            let mut m = ingest.metadata();
+            m.extend(received.list());
+            m
+        })
+    };
+    // Remote-write queues hold their WAL segments before anything can checkpoint it (the
+    // storage's maintenance starts below).
+    let queues = crate::remote::send::queues(
+        &cfg.remote_write,
+        &node.external_labels,
+        &node.data_dir,
+        db.wal_dir(),
+        db.wal_holds(),
+        &registry,
+        Some(metadata.clone()),
+    )
+    .context("remote_write")?;
     {
         let ingest = ingest.clone();
         frontier.set_base(Box::new(move |now| ingest.frontier(now)));
@@ -118,7 +130,7 @@ pub async fn run(
         warnings: Arc::new(move || warnings_ingest.warnings()),
         engine: Arc::new(Engine::new(opts.query.clone())),
         clock: Arc::new(crate::model::now_ms),
-        metadata: Arc::new(Vec::new),
+        metadata: metadata.clone(),
         status: Arc::new(status),
         queries: api::QueryLimiter::new(opts.queries, &registry),
     }));
@@ -127,7 +139,7 @@ pub async fn run(
     }
     // Remote write lands in the global's own (tracked) storage beside the pulled data; remote
     // read sees what the query API sees (the merged view in merge mode).
-    let app = super::with_remote_routes(app, storage.clone(), view.clone(), node, &registry);
+    let app = super::with_remote_routes(app, storage.clone(), view.clone(), node, received, &registry);
     let (_, _, served, _) = tokio::join!(
         ingest.run(shutdown.clone()),
         crate::remote::send::run_all(queues, shutdown.clone()),

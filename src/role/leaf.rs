@@ -92,6 +92,9 @@ pub async fn run(
     let ready_storage = stored.clone();
     let targets_manager = manager.clone();
     let metadata_manager = manager.clone();
+    // Metadata received by remote write is listed beside the scrapes'.
+    let received = Arc::new(crate::remote::ReceivedMetadata::default());
+    let metadata_received = received.clone();
     let app = fed.merge(api::router(ApiState {
         node: Arc::new(NodeInfo {
             name: node.name.clone(),
@@ -108,14 +111,18 @@ pub async fn run(
         warnings: Arc::new(Vec::new),
         engine: Arc::new(Engine::new(opts.query.clone())),
         clock: Arc::new(crate::model::now_ms),
-        metadata: Arc::new(move || metadata_manager.metadata()),
+        metadata: Arc::new(move || {
+            let mut m = metadata_manager.metadata();
+            m.extend(metadata_received.list());
+            m
+        }),
         status: Arc::new(status_info(topology, node, opts, db.clone())),
         queries: api::QueryLimiter::new(opts.queries, &registry),
     }));
 
     // Remote write lands in the same tracked storage as the scrapes (the fast link sees it);
     // remote read sees what the query API sees.
-    let app = super::with_remote_routes(app, stored.clone(), Arc::new(db.clone()), node, &registry);
+    let app = super::with_remote_routes(app, stored.clone(), Arc::new(db.clone()), node, received, &registry);
     let (_, served, _) = tokio::join!(
         manager.run(shutdown.clone()),
         server::serve(listener, app, shutdown.clone()),

@@ -35,14 +35,15 @@ pub fn page_limits(c: &crate::topology::FastLinkConfig) -> crate::federate::stre
     crate::federate::stream::PageLimits { max_samples: c.max_page_samples, max_bytes: c.max_page_bytes }
 }
 
-/// The remote-storage endpoints of a node (`/api/v1/write` into `storage`, `/api/v1/read` from
-/// `view`) merged into `app`, and the API's body limit on every other route (413 beyond; the
+/// The remote-storage endpoints of a node (`/api/v1/write` into `storage` and `metadata`,
+/// `/api/v1/read` from `view`) merged into `app`, and the API's body limit on every other route (413 beyond; the
 /// remote-storage endpoints read theirs with their own limits).
 pub(crate) fn with_remote_routes(
     app: axum::Router,
     storage: std::sync::Arc<dyn crate::storage::Storage>,
     view: std::sync::Arc<dyn crate::storage::Queryable>,
     node: &crate::topology::Node,
+    metadata: std::sync::Arc<crate::remote::ReceivedMetadata>,
     registry: &crate::metrics::Registry,
 ) -> axum::Router {
     let remote = crate::remote::router(
@@ -53,6 +54,7 @@ pub(crate) fn with_remote_routes(
             write_limits: crate::remote::WriteLimits::default(),
             read_limits: crate::remote::ReadLimits::default(),
             clock: std::sync::Arc::new(crate::model::now_ms),
+            metadata,
         },
         registry,
     );

@@ -12,8 +12,15 @@
 //! round, and rounds follow each other, so each series' samples arrive in order. Delivery is at
 //! least once: a crash between an acknowledgement and the position's write resends identical
 //! samples, which receivers store once. The WAL reading is `watcher`'s.
+//!
+//! Each endpoint is sent Remote-Write 1.0 or 2.0 (`protobuf_message`; bodies built by
+//! `encode`, posted and retried by `client`). Metric metadata comes from the node through a
+//! [`MetadataSource`] (a leaf's scrapes, a global's sources): 2.0 series carry their family's
+//! type, help and unit; 1.0 endpoints get it in requests of its own every
+//! `metadata_config.send_interval`, as Prometheus sends it.
 
 mod client;
+mod encode;
 mod watcher;
 
 use std::collections::HashMap;
@@ -26,14 +33,24 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http::HttpClient;
 use crate::metrics::{Collect, Counter, Family, Gauge, Registry};
-use crate::model::Labels;
+use crate::model::{Labels, MetricMetadata};
 use crate::remote::proto;
-use crate::topology::RemoteWriteConfig;
+use crate::topology::{MetadataConfig, ProtobufMessage, RemoteWriteConfig};
 use crate::tsdb::wal::{RefSample, SegmentHolds};
 
-use client::{Delivery, Endpoint};
+use client::{Delivery, Endpoint, Payload};
+use encode::{MetadataIndex, SendSeries};
 pub use watcher::Position;
 use watcher::{Transform, Watcher};
+
+/// The metric metadata a node knows: `(family, metadata)` pairs, repeated per target (or
+/// source) reporting them — what `/api/v1/metadata` lists. Queues call it once per
+/// `metadata_config.send_interval` (1.0) and at most every [`METADATA_REFRESH`] (2.0), so it
+/// may take a lock and copy.
+pub type MetadataSource = Arc<dyn Fn() -> Vec<(String, MetricMetadata)> + Send + Sync>;
+
+/// How long a 2.0 queue uses one copy of the node's metadata before asking again.
+pub const METADATA_REFRESH: Duration = Duration::from_secs(10);
 
 /// Why a queue could not be set up or run.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +78,10 @@ pub struct SendMetrics {
     highest_read: Arc<Family<Gauge>>,
     bytes: Arc<Family<Counter>>,
     backlog: Arc<Family<Gauge>>,
+    metadata: Arc<Family<Counter>>,
+    metadata_failed: Arc<Family<Counter>>,
+    metadata_retried: Arc<Family<Counter>>,
+    metadata_bytes: Arc<Family<Counter>>,
 }
 
 impl SendMetrics {
@@ -127,8 +148,42 @@ impl SendMetrics {
                 Q,
                 Gauge::default,
             )),
+            metadata: Arc::new(Family::new(
+                "prometheus_remote_storage_metadata_total",
+                "Metadata entries sent to remote storage (Remote-Write 1.0 metadata_config; accepted or refused for good).",
+                Q,
+                Counter::default,
+            )),
+            metadata_failed: Arc::new(Family::new(
+                "prometheus_remote_storage_metadata_failed_total",
+                "Metadata entries the receiver refused for good: not sent again.",
+                Q,
+                Counter::default,
+            )),
+            metadata_retried: Arc::new(Family::new(
+                "prometheus_remote_storage_metadata_retried_total",
+                "Metadata entries sent again after a 5xx, 429 or network error.",
+                Q,
+                Counter::default,
+            )),
+            metadata_bytes: Arc::new(Family::new(
+                "prometheus_remote_storage_metadata_bytes_total",
+                "Compressed bytes of metadata requests accepted by the receiver.",
+                Q,
+                Counter::default,
+            )),
         };
-        for c in [&m.samples, &m.failed, &m.retried, &m.dropped, &m.bytes] {
+        for c in [
+            &m.samples,
+            &m.failed,
+            &m.retried,
+            &m.dropped,
+            &m.bytes,
+            &m.metadata,
+            &m.metadata_failed,
+            &m.metadata_retried,
+            &m.metadata_bytes,
+        ] {
             registry.register(c.clone() as Arc<dyn Collect>);
         }
         for g in [&m.pending, &m.shards, &m.highest_sent, &m.highest_read, &m.backlog] {
@@ -151,6 +206,10 @@ pub(super) struct QueueMetrics {
     highest_read: Arc<Gauge>,
     bytes: Arc<Counter>,
     backlog: Arc<Gauge>,
+    metadata: Arc<Counter>,
+    metadata_failed: Arc<Counter>,
+    metadata_retried: Arc<Counter>,
+    metadata_bytes: Arc<Counter>,
 }
 
 /// The state of a queue, for the status page.
@@ -158,6 +217,8 @@ pub(super) struct QueueMetrics {
 pub struct QueueStatus {
     pub name: String,
     pub url: String,
+    /// `1.0` or `2.0`.
+    pub protocol: &'static str,
     pub position: Position,
     pub pending: u64,
     pub backlog_bytes: u64,
@@ -177,6 +238,11 @@ pub struct Queue {
     external: Labels,
     relabel: Vec<crate::relabel::RelabelConfig>,
     status: Mutex<QueueStatus>,
+    metadata_config: MetadataConfig,
+    /// Where metadata comes from (`None`: the node knows none).
+    metadata: Option<MetadataSource>,
+    /// The 2.0 encoder's copy of the node's metadata, and when it was taken.
+    index: Mutex<Option<(Instant, Arc<MetadataIndex>)>>,
 }
 
 /// The name a queue goes by in metrics and logs: its `name`, else a hash of its URL.
@@ -197,6 +263,7 @@ impl Queue {
         wal_dir: &Path,
         holds: Arc<SegmentHolds>,
         metrics: &SendMetrics,
+        metadata: Option<MetadataSource>,
     ) -> Result<Queue, SendError> {
         let name = queue_name(cfg);
         let client = HttpClient::new(&cfg.client, false)
@@ -224,11 +291,16 @@ impl Queue {
             highest_read: metrics.highest_read.with(&l),
             bytes: metrics.bytes.with(&l),
             backlog: metrics.backlog.with(&l),
+            metadata: metrics.metadata.with(&l),
+            metadata_failed: metrics.metadata_failed.with(&l),
+            metadata_retried: metrics.metadata_retried.with(&l),
+            metadata_bytes: metrics.metadata_bytes.with(&l),
         };
         Ok(Queue {
             status: Mutex::new(QueueStatus {
                 name: name.clone(),
                 url: cfg.url.clone(),
+                protocol: protocol(cfg.protobuf_message),
                 position: position.unwrap_or(Position { segment: 0, offset: 0 }),
                 pending: 0,
                 backlog_bytes: 0,
@@ -243,6 +315,7 @@ impl Queue {
                 headers: cfg.headers.clone(),
                 timeout: cfg.remote_timeout,
                 queue: cfg.queue,
+                proto: cfg.protobuf_message,
                 last_error: Mutex::new(None),
             }),
             metrics: Arc::new(qm),
@@ -251,6 +324,9 @@ impl Queue {
             holds,
             external: external.clone(),
             relabel: cfg.write_relabel_configs.clone(),
+            metadata_config: cfg.metadata,
+            metadata,
+            index: Mutex::new(None),
         })
     }
 
@@ -266,9 +342,14 @@ impl Queue {
         self.position_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
     }
 
-    /// Sends until `shutdown`. Errors reading the WAL or writing the position are logged and
-    /// retried; they never stop the node.
+    /// Sends until `shutdown`: the samples of the WAL and, to a 1.0 endpoint with
+    /// `metadata_config.send`, the node's metadata every `send_interval`. Errors reading the
+    /// WAL or writing the position are logged and retried; they never stop the node.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        tokio::join!(self.clone().run_samples(shutdown.clone()), self.run_metadata(shutdown));
+    }
+
+    async fn run_samples(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             match self.clone().run_inner(&shutdown).await {
                 Ok(()) => return,
@@ -282,6 +363,71 @@ impl Queue {
                 }
             }
         }
+    }
+
+    /// Sends the node's metadata every `send_interval` (the first time one interval after the
+    /// start, as Prometheus's metadata watcher), each distinct `(family, type, help, unit)` once,
+    /// in requests of at most `max_samples_per_send` entries, one after another. Only for 1.0:
+    /// 2.0 series carry their metadata.
+    async fn run_metadata(self: Arc<Self>, shutdown: CancellationToken) {
+        let cfg = self.metadata_config;
+        let Some(source) = self.metadata.clone() else { return };
+        if !cfg.send || self.endpoint.proto != ProtobufMessage::WriteRequestV1 {
+            return;
+        }
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + cfg.send_interval, cfg.send_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = shutdown.cancelled() => return,
+            }
+            let src = source.clone();
+            let entries = match tokio::task::spawn_blocking(move || encode::distinct(src())).await {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::error!(queue = %self.name, error = %e, "remote write: collecting metadata failed");
+                    continue;
+                }
+            };
+            for (i, chunk) in entries.chunks(cfg.max_samples_per_send).enumerate() {
+                let body = match client::compress(&encode::v1_metadata(chunk)) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::error!(queue = %self.name, error = %e, "remote write: encoding metadata failed");
+                        break;
+                    }
+                };
+                let seed = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ started_nanos();
+                let payload = Payload::Metadata(chunk.len() as u64);
+                if client::send(&self.endpoint, &self.metrics, body, payload, seed, &shutdown).await
+                    == Delivery::Cancelled
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The node's metadata as the 2.0 encoder looks it up, taken again when older than
+    /// [`METADATA_REFRESH`] (empty when the node has no metadata source).
+    async fn metadata_index(&self) -> Arc<MetadataIndex> {
+        let Some(source) = self.metadata.clone() else { return Arc::default() };
+        if let Some((at, index)) = &*self.index.lock()
+            && at.elapsed() < METADATA_REFRESH
+        {
+            return index.clone();
+        }
+        let index = match tokio::task::spawn_blocking(move || encode::index(source())).await {
+            Ok(i) => Arc::new(i),
+            Err(e) => {
+                tracing::error!(queue = %self.name, error = %e, "remote write: collecting metadata failed");
+                Arc::default()
+            }
+        };
+        *self.index.lock() = Some((Instant::now(), index.clone()));
+        index
     }
 
     fn transform(&self) -> Transform {
@@ -329,7 +475,7 @@ impl Queue {
         self.holds.hold(&self.hold_key(), watcher.position().segment);
         let round_cap = q.max_shards * q.max_samples_per_send.min(q.capacity);
         let poll = (q.batch_send_deadline / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
-        tracing::info!(queue = %self.name, url = %self.endpoint.url, position = ?watcher.position(), "remote write queue started");
+        tracing::info!(queue = %self.name, url = %self.endpoint.url, protocol = protocol(self.endpoint.proto), position = ?watcher.position(), "remote write queue started");
         loop {
             // Bound the backlog, then gather a round.
             let max = q.max_backlog_bytes;
@@ -417,25 +563,30 @@ impl Queue {
         }
         let max_t = samples.iter().map(|s| s.t).max().unwrap_or(0);
         // Per shard: series in first-seen order, each with its samples in log order.
-        let mut per_shard: Vec<(Vec<proto::TimeSeries>, HashMap<u64, usize>)> =
+        let mut per_shard: Vec<(Vec<SendSeries>, HashMap<u64, usize>)> =
             (0..shards).map(|_| (Vec::new(), HashMap::new())).collect();
         for s in samples {
             let Some(labels) = watcher.labels(s.r) else { continue };
             let shard = (xxhash_rust::xxh64::xxh64(&s.r.to_le_bytes(), 0) % shards as u64) as usize;
             let (series, index) = &mut per_shard[shard];
             let i = *index.entry(s.r).or_insert_with(|| {
-                series.push(proto::TimeSeries { labels: labels.to_vec(), ..Default::default() });
+                series.push(SendSeries { labels: labels.clone(), samples: Vec::new() });
                 series.len() - 1
             });
             series[i].samples.push(proto::Sample { value: s.v, timestamp: s.t });
         }
+        let metadata = match self.endpoint.proto {
+            ProtobufMessage::RequestV2 => self.metadata_index().await,
+            ProtobufMessage::WriteRequestV1 => Arc::default(),
+        };
         let mut set = tokio::task::JoinSet::new();
         for (i, (series, _)) in per_shard.into_iter().enumerate() {
             let ep = self.endpoint.clone();
             let metrics = self.metrics.clone();
             let shutdown = shutdown.clone();
+            let metadata = metadata.clone();
             let seed = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ started_nanos();
-            set.spawn(async move { send_shard(&ep, &metrics, series, seed, &shutdown).await });
+            set.spawn(async move { send_shard(&ep, &metrics, series, &metadata, seed, &shutdown).await });
         }
         let mut ok = true;
         while let Some(r) = set.join_next().await {
@@ -467,17 +618,23 @@ fn started_nanos() -> u64 {
 async fn send_shard(
     ep: &Endpoint,
     metrics: &QueueMetrics,
-    series: Vec<proto::TimeSeries>,
+    series: Vec<SendSeries>,
+    metadata: &MetadataIndex,
     seed: u64,
     shutdown: &CancellationToken,
 ) -> Result<bool, SendError> {
     let max = ep.queue.max_samples_per_send;
-    let mut batch: Vec<proto::TimeSeries> = Vec::new();
+    let mut batch: Vec<SendSeries> = Vec::new();
     let mut n = 0usize;
-    let flush = |batch: Vec<proto::TimeSeries>, n: usize| async move {
-        let body = client::encode(batch)?;
+    let flush = |batch: Vec<SendSeries>, n: usize| async move {
+        let body = match ep.proto {
+            ProtobufMessage::WriteRequestV1 => encode::v1(&batch),
+            ProtobufMessage::RequestV2 => encode::v2(&batch, metadata).0,
+        };
+        let body = client::compress(&body)?;
+        let payload = Payload::Samples(n as u64);
         Ok::<bool, SendError>(
-            client::send(ep, metrics, body, n as u64, seed, shutdown).await != Delivery::Cancelled,
+            client::send(ep, metrics, body, payload, seed, shutdown).await != Delivery::Cancelled,
         )
     };
     for mut ts in series {
@@ -486,7 +643,7 @@ async fn send_shard(
             let rest = ts.samples.split_off(take);
             n += take;
             let samples = std::mem::replace(&mut ts.samples, rest);
-            batch.push(proto::TimeSeries { labels: ts.labels.clone(), samples, ..Default::default() });
+            batch.push(SendSeries { labels: ts.labels.clone(), samples });
             if n >= max {
                 if !flush(std::mem::take(&mut batch), n).await? {
                     return Ok(false);
@@ -524,7 +681,8 @@ fn store_position(path: &Path, pos: Position) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Builds a queue for each endpoint in `configs`.
+/// Builds a queue for each endpoint in `configs`; `metadata` is what the node knows of metric
+/// metadata (`None`: nothing).
 pub fn queues(
     configs: &[RemoteWriteConfig],
     external: &Labels,
@@ -532,6 +690,7 @@ pub fn queues(
     wal_dir: &Path,
     holds: Arc<SegmentHolds>,
     registry: &Registry,
+    metadata: Option<MetadataSource>,
 ) -> Result<Vec<Arc<Queue>>, SendError> {
     if configs.is_empty() {
         return Ok(Vec::new());
@@ -539,8 +698,19 @@ pub fn queues(
     let metrics = SendMetrics::new(registry);
     configs
         .iter()
-        .map(|c| Queue::new(c, external, data_dir, wal_dir, holds.clone(), &metrics).map(Arc::new))
+        .map(|c| {
+            Queue::new(c, external, data_dir, wal_dir, holds.clone(), &metrics, metadata.clone())
+                .map(Arc::new)
+        })
         .collect()
+}
+
+/// `1.0` or `2.0`, for the status page and logs.
+fn protocol(m: ProtobufMessage) -> &'static str {
+    match m {
+        ProtobufMessage::WriteRequestV1 => "1.0",
+        ProtobufMessage::RequestV2 => "2.0",
+    }
 }
 
 /// Runs every queue until `shutdown`.
