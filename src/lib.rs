@@ -1,7 +1,8 @@
 //! promtier: a Prometheus-compatible, federation-based hierarchical sharding system.
 //!
 //! Layout (each module depends only on modules above it in this list):
-//! - [`model`]: labels, samples, staleness, matchers, the series-selector syntax, durations.
+//! - [`model`]: labels, samples, staleness, metric metadata, matchers, the series-selector
+//!   syntax, durations.
 //! - [`storage`]: the `Appender` / `Querier` interfaces between producers, storage and readers.
 //! - [`exposition`]: the Prometheus text format — our zero-copy parser and the writer.
 //! - [`relabel`]: relabelling with Prometheus semantics.
@@ -14,7 +15,8 @@
 //!   from one client config (credentials, TLS, client certificates).
 //! - [`scrape`]: discovery, target ownership, scrape loops, staleness.
 //! - [`federate`]: `/federate` with Prometheus's semantics.
-//! - [`remote`]: Prometheus remote storage — the remote-write receiver and the remote-read server.
+//! - [`remote`]: Prometheus remote storage — the remote-write receiver (samples, metadata), the
+//!   remote-read server, and the WAL-fed remote-write sender (Remote-Write 1.0 and 2.0).
 //! - [`api`]: Prometheus HTTP API endpoints, health, readiness, status page.
 //! - [`promqltest`]: the PromQL test-script language (load/clear/eval), for conformance runs.
 //! - [`plan`]: which node scrapes which target, and what a resize would move.

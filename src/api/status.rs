@@ -13,7 +13,7 @@ use serde_json::json;
 use super::params::{Params, invalid_param};
 use super::targets::rfc3339;
 use super::{ApiError, ApiState, ErrorType, success};
-use crate::scrape::MetricMetadata;
+use crate::model::MetricMetadata;
 use crate::storage::Cardinality;
 
 /// Static facts about the node for the status endpoints.

@@ -29,10 +29,16 @@ pub(crate) const RETRY: Duration = Duration::from_secs(5);
 /// Largest metadata answer read (a family's entry is tens of bytes).
 const MAX_BODY: usize = 32 << 20;
 
+/// What one replica set reported: `(family, metadata)` pairs.
+type Families = Arc<Vec<(String, MetricMetadata)>>;
+
+/// One source to ask: where it is, its health, the client that pulls it.
+pub(crate) type MetadataSource = (Source, Arc<Mutex<SourceStatus>>, ScrapeClient);
+
 /// The metadata every replica set reported last, by set.
 #[derive(Debug, Default)]
 pub(crate) struct SourcesMetadata {
-    sets: Mutex<BTreeMap<String, Arc<Vec<(String, MetricMetadata)>>>>,
+    sets: Mutex<BTreeMap<String, Families>>,
 }
 
 /// `/api/v1/metadata`'s answer.
@@ -80,11 +86,11 @@ impl SourcesMetadata {
     /// replicas are asked first) and the client that pulls them.
     pub(crate) async fn run(
         &self,
-        sources: Vec<(Source, Arc<Mutex<SourceStatus>>, ScrapeClient)>,
+        sources: Vec<MetadataSource>,
         timeout: Duration,
         shutdown: CancellationToken,
     ) {
-        let mut sets: Vec<(String, Vec<(Source, Arc<Mutex<SourceStatus>>, ScrapeClient)>)> = Vec::new();
+        let mut sets: Vec<(String, Vec<MetadataSource>)> = Vec::new();
         for (s, st, c) in sources {
             let c = c.with_body_limit(MAX_BODY);
             match sets.iter_mut().find(|(shard, _)| *shard == s.shard) {

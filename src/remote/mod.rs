@@ -1,12 +1,14 @@
 //! Prometheus remote storage, receiving side: `POST /api/v1/write` takes Remote-Write 1.0 and
 //! 2.0 requests from any sender (Prometheus, Grafana Alloy, vmagent, OpenTelemetry collectors)
 //! and appends their samples through the node's `Storage` (committed, so in the WAL, before the
-//! answer); `POST /api/v1/read` answers remote-read queries from the node's `Queryable`, as a
-//! samples response or as streamed XOR chunks. Owns the wire messages (`proto`), the envelope
-//! (`codec`: snappy, content types, frames) and both handlers with their limits and metrics.
-//! `send` is the sending side (`remote_write` of the topology): WAL-fed, durable queues. A
-//! remote-read client is not built yet; which storage and view a node passes in is the role's
-//! business. Semantics: `docs/remote-storage.md`.
+//! answer), keeping the metric metadata they carry ([`ReceivedMetadata`], `metadata`) for the
+//! node's `/api/v1/metadata`; `POST /api/v1/read` answers remote-read queries from the node's
+//! `Queryable`, as a samples response or as streamed XOR chunks. Owns the wire messages
+//! (`proto`), the envelope (`codec`: snappy, content types, frames) and both handlers with their
+//! limits and metrics. `send` is the sending side (`remote_write` of the topology): WAL-fed,
+//! durable queues speaking 1.0 or 2.0, with metadata from a source the role passes in. A
+//! remote-read client is not built yet; which storage, view and metadata a node passes in is the
+//! role's business. Semantics: `docs/remote-storage.md`.
 
 pub mod codec;
 mod metadata;

@@ -228,7 +228,8 @@ mod tests {
         rx.ingest(WriteProto::V2, &body).expect("accepted");
 
         let q = head.querier(i64::MIN, i64::MAX).unwrap();
-        let mut got: Vec<(Vec<(String, String)>, Vec<(i64, u64)>)> = q
+        type Stored = Vec<(Vec<(String, String)>, Vec<(i64, u64)>)>;
+        let mut got: Stored = q
             .select(&[Matcher::equal("job", "a")])
             .unwrap()
             .into_iter()
@@ -239,7 +240,7 @@ mod tests {
             })
             .collect();
         got.sort();
-        let mut want: Vec<(Vec<(String, String)>, Vec<(i64, u64)>)> = batch
+        let mut want: Stored = batch
             .iter()
             .map(|s| {
                 let mut labels: Vec<(String, String)> =
