@@ -99,3 +99,28 @@ fn keys_not_implemented_yet_are_loud_warnings_with_position() {
     // remote_write runs now: no warning for it.
     assert!(t.warnings.iter().all(|w| !w.path.contains("remote_write")), "{:?}", t.warnings);
 }
+
+#[test]
+fn remote_read_keys_and_prometheus_defaults() {
+    let f = data_dir().join("full.good.yaml");
+    let t = topology::load(&f).expect("loads");
+    let g = t.globals.iter().find(|g| g.name == "regional").expect("regional");
+    let r = &g.remote_read[0];
+    assert_eq!(r.url, "http://127.0.0.1:9091/api/v1/read");
+    assert_eq!(r.display_name(), "old-prometheus");
+    assert_eq!(r.remote_timeout, std::time::Duration::from_secs(30));
+    assert!(!r.read_recent && r.filter_external_labels);
+    assert_eq!(r.required_matchers, vec![("tier".to_string(), "archive".to_string())]);
+    assert_eq!(r.headers, vec![("X-Scope-OrgID".to_string(), "team-a".to_string())]);
+    assert!(matches!(&r.client.auth, Some(topology::Auth::Basic { username, .. }) if username == "reader"));
+    // Defaults: Prometheus's (1m, read_recent false, filter_external_labels true).
+    let text = "cluster: c\njobs:\n  - {job_name: j, static_configs: [{targets: [\"127.0.0.1:9\"]}]}\nleaves:\n  - {group: l, jobs: [j], listen: 127.0.0.1:9100}\nglobals:\n  - name: g\n    from: [l]\n    listen: 127.0.0.1:9090\n    remote_read: [{url: \"http://127.0.0.1:9091/api/v1/read\"}]\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.yaml");
+    std::fs::write(&path, text).expect("write");
+    let t = topology::load(&path).expect("loads");
+    let r = &t.globals[0].remote_read[0];
+    assert_eq!(r.remote_timeout, std::time::Duration::from_secs(60));
+    assert!(!r.read_recent && r.filter_external_labels && r.required_matchers.is_empty());
+    assert_eq!(r.display_name().len(), 6, "unnamed: a URL hash");
+}
