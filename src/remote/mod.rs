@@ -4,13 +4,16 @@
 //! answer); `POST /api/v1/read` answers remote-read queries from the node's `Queryable`, as a
 //! samples response or as streamed XOR chunks. Owns the wire messages (`proto`), the envelope
 //! (`codec`: snappy, content types, frames) and both handlers with their limits and metrics.
-//! `send` is the sending side (`remote_write` of the topology): WAL-fed, durable queues. A
-//! remote-read client is not built yet; which storage and view a node passes in is the role's
-//! business. Semantics: `docs/remote-storage.md`.
+//! `send` is the sending side (`remote_write` of the topology): WAL-fed, durable queues.
+//! `read_client` asks other stores (`remote_read` of a global) and `fanout` merges their answers
+//! with local data behind the `Queryable` the node's API reads. Which storage and view a node
+//! passes in is the role's business. Semantics: `docs/remote-storage.md`.
 
 pub mod codec;
+pub mod fanout;
 pub mod proto;
 mod read;
+pub mod read_client;
 pub mod send;
 mod write;
 

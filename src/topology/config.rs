@@ -512,9 +512,9 @@ impl RemoteReadConfig {
     /// `name`, else the first six hex digits of a hash of the URL (as Prometheus names an
     /// unnamed endpoint by a hash of its config).
     pub fn display_name(&self) -> String {
-        self.name
-            .clone()
-            .unwrap_or_else(|| format!("{:06x}", xxhash_rust::xxh64::xxh64(self.url.as_bytes(), 0) & 0xff_ffff))
+        self.name.clone().unwrap_or_else(|| {
+            format!("{:06x}", xxhash_rust::xxh64::xxh64(self.url.as_bytes(), 0) & 0xff_ffff)
+        })
     }
 }
 

@@ -63,9 +63,11 @@ impl Validator {
         match url::Url::parse(&r.url.value) {
             Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
             Ok(_) => self.err(&r.url, format!("{rp}.url"), "remote_read url must be http or https"),
-            Err(e) => {
-                self.err(&r.url, format!("{rp}.url"), format!("invalid remote_read url {:?}: {e}", r.url.value))
-            }
+            Err(e) => self.err(
+                &r.url,
+                format!("{rp}.url"),
+                format!("invalid remote_read url {:?}: {e}", r.url.value),
+            ),
         }
         if let Some(n) = &r.name
             && n.value.is_empty()
@@ -107,12 +109,17 @@ impl Validator {
             } else if reqwest::header::HeaderName::from_bytes(name.value.as_bytes()).is_err()
                 || reqwest::header::HeaderValue::from_str(value).is_err()
             {
-                self.err(name, format!("{rp}.headers"), format!("header {:?} is not a valid HTTP header", name.value));
+                self.err(
+                    name,
+                    format!("{rp}.headers"),
+                    format!("header {:?} is not a valid HTTP header", name.value),
+                );
             }
             headers.push((name.value.clone(), value.clone()));
         }
         headers.sort();
-        let auth = self.auth(r.basic_auth.as_ref(), r.bearer_token.as_ref(), r.bearer_token_file.as_ref(), rp);
+        let auth =
+            self.auth(r.basic_auth.as_ref(), r.bearer_token.as_ref(), r.bearer_token_file.as_ref(), rp);
         let tls = self.tls_config(r.tls_config.as_ref(), &format!("{rp}.tls_config"));
         RemoteReadConfig {
             url: r.url.value.clone(),
