@@ -244,6 +244,41 @@ fn a_global_answers_older_ranges_from_a_remote_read_store_without_double_countin
         eprintln!("{name}: every answer equals the reference's");
     }
 
+    // The global's own remote-read endpoint serves the same merged view (as Prometheus's serves
+    // its fanout storage): every sample once, with the global's external label.
+    let req = proto::ReadRequest {
+        queries: vec![proto::Query {
+            start_timestamp_ms: t0,
+            end_timestamp_ms: last,
+            matchers: vec![proto::LabelMatcher {
+                r#type: 0,
+                name: "__name__".into(),
+                value: "rr_requests_total".into(),
+            }],
+            hints: None,
+        }],
+        accepted_response_types: vec![proto::RESPONSE_SAMPLES],
+    };
+    let resp = client
+        .post(format!("http://{}/api/v1/read", globals[0].2))
+        .header("Content-Encoding", "snappy")
+        .body(codec::compress(&req.encode_to_vec()).expect("snappy"))
+        .send()
+        .expect("POST /api/v1/read");
+    assert_eq!(resp.status().as_u16(), 200);
+    let body = resp.bytes().expect("body");
+    let read = proto::ReadResponse::decode(codec::decompress(&body, 1 << 26).expect("snappy").as_slice())
+        .expect("ReadResponse");
+    let series = &read.results[0].timeseries;
+    assert_eq!(series.len(), 1, "{series:?}");
+    assert!(
+        series[0].labels.iter().any(|l| l.name == "cluster" && l.value == "rr"),
+        "{:?}",
+        series[0].labels
+    );
+    let ts: Vec<i64> = series[0].samples.iter().map(|s| s.timestamp).collect();
+    assert_eq!(ts, (0..POINTS).map(|k| t0 + k * STEP_MS).collect::<Vec<_>>());
+
     // The store that is not there: the local answer, with a warning naming it, and a failure
     // counted; the query does not hang past the store's timeout.
     let (_, _, addr, _) = &globals[2];
