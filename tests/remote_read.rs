@@ -197,8 +197,7 @@ fn a_global_answers_older_ranges_from_a_remote_read_store_without_double_countin
         (format!("rate({SERIES}[10m])"), start, 150_000),
     ];
     let full = format!("count_over_time({SERIES}[3h])");
-    for i in 0..2 {
-        let (name, _, addr, _) = &globals[i];
+    for (i, (name, _, addr, _)) in globals.iter().enumerate().take(2) {
         // Everything is there: the count over the whole span is exact (591, not 591 + the 81
         // overlapping samples, nor the 271 local ones alone).
         let count = wait_until(

@@ -11,7 +11,8 @@
 //! or is over a limit) leaves the query to be answered from the rest: the failure becomes a
 //! warning of the querier ([`Querier::warnings`], shown with the query's answer) and is counted,
 //! as Prometheus treats remote reads as best effort. Label names and values come from local
-//! storage only (Prometheus's remote querier has none to give).
+//! storage only (Prometheus's remote querier has none to give), and so do series lookups
+//! (selects hinted `series`), which Prometheus would send to the stores.
 //!
 //! The storage traits are synchronous and the engine calls them on a blocking thread; each read
 //! is run as a task on the node's runtime, awaited with a bound, and aborted if its caller stops
@@ -425,6 +426,11 @@ impl Querier for RemoteReadQuerier {
     }
 
     fn select_hinted(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<Series>, StorageError> {
+        // A series lookup (`/api/v1/series`) is answered locally: reading every sample of a
+        // store's history to list label sets is not worth it.
+        if hints.func.as_deref() == Some("series") {
+            return self.local.select_hinted(matchers, hints);
+        }
         let asked = self.asked(matchers);
         let local = self.local.select_hinted(matchers, hints)?;
         if asked.is_empty() {
@@ -703,6 +709,16 @@ mod tests {
             let (got, _) =
                 select(&q, 0, 1_500_000, &[Matcher::equal("__name__", "x"), Matcher::equal("job", "j")]);
             assert_eq!(got.len(), 151);
+            // A series lookup stays local.
+            let series = q
+                .querier(0, 1_500_000)
+                .unwrap()
+                .select_hinted(
+                    &[Matcher::equal("__name__", "x"), Matcher::equal("job", "j")],
+                    &SelectHints { func: Some("series".into()), ..SelectHints::default() },
+                )
+                .unwrap();
+            assert_eq!(series.into_iter().map(|s| s.samples.count()).sum::<usize>(), 101);
 
             // An answer over the sample limit: a warning, and the local answer.
             let limits = ReadClientLimits { max_samples: 10, ..ReadClientLimits::default() };
