@@ -123,4 +123,15 @@ fn remote_read_keys_and_prometheus_defaults() {
     assert_eq!(r.remote_timeout, std::time::Duration::from_secs(60));
     assert!(!r.read_recent && r.filter_external_labels && r.required_matchers.is_empty());
     assert_eq!(r.display_name().len(), 6, "unnamed: a URL hash");
+    // `promtier check` lists it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_promtier"))
+        .arg("check")
+        .arg(&f)
+        .output()
+        .expect("run promtier check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(r#"global "regional": remote_read "old-prometheus" http://127.0.0.1:9091/api/v1/read for ranges older than local data, only for selectors with {tier="archive"}"#),
+        "{stdout}"
+    );
 }

@@ -16,7 +16,8 @@
 //!
 //! The storage traits are synchronous and the engine calls them on a blocking thread; each read
 //! is run as a task on the node's runtime, awaited with a bound, and aborted if its caller stops
-//! waiting, so no read outlives its select.
+//! waiting, so no read outlives its select. (Called on a thread of a single-threaded runtime the
+//! read could not run while the select waits: it would end as a timeout warning, not a hang.)
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -757,6 +758,15 @@ mod tests {
             let text = String::from_utf8(registry.render()).unwrap();
             assert!(text.contains("promtier_remote_read_failures_total{remote_name=\"old\""), "{text}");
             assert!(text.contains("reason=\"network\"} 1"), "{text}");
+            // Under replica dedup (a merge-mode global) the warning still reaches the query.
+            let merged = crate::dedup::MergeQueryable {
+                inner: Arc::new(q),
+                replica_label: "replica".into(),
+                ingest_lag: Duration::ZERO,
+            };
+            let (got, warnings) = select(&merged, 0, 1_500_000, &[Matcher::equal("__name__", "x")]);
+            assert_eq!(got.len(), 101);
+            assert_eq!(warnings.len(), 1, "{warnings:?}");
         }
     }
 }
