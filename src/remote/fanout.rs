@@ -721,6 +721,19 @@ mod tests {
                 .unwrap();
             assert_eq!(series.into_iter().map(|s| s.samples.count()).sum::<usize>(), 101);
 
+            // An error status: a warning with the status, and the local answer.
+            let q = RemoteReadQueryable::new(
+                local.clone(),
+                &[cfg(format!("{url}/nothing-here"), false, &[])],
+                &ext,
+                rt.handle().clone(),
+                &Registry::new(),
+            )
+            .unwrap();
+            let (got, warnings) = select(&q, 0, 1_500_000, &[Matcher::equal("__name__", "x")]);
+            assert_eq!(got.len(), 101);
+            assert!(warnings.len() == 1 && warnings[0].contains("HTTP status 404"), "{warnings:?}");
+
             // An answer over the sample limit: a warning, and the local answer.
             let limits = ReadClientLimits { max_samples: 10, ..ReadClientLimits::default() };
             let q = RemoteReadQueryable::with_limits(

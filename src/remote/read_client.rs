@@ -182,8 +182,8 @@ impl ReadClient {
             .unwrap_or("")
             .to_string();
         if !status.is_success() {
-            // Some of the body, for the message; never more than a few hundred bytes.
-            let body = read_bounded(&mut resp, 512).await.unwrap_or_default();
+            // The start of the body, for the message.
+            let body = read_prefix(&mut resp, 512).await;
             let text = String::from_utf8_lossy(&body);
             return Err(ReadClientError::Status { status: status.as_u16(), body: text.trim().to_string() });
         }
@@ -218,16 +218,23 @@ async fn read_bounded(resp: &mut reqwest::Response, limit: usize) -> Result<Vec<
     let mut out = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(BodyError::Read)? {
         if out.len() + chunk.len() > limit {
-            if limit <= 512 {
-                // Only a message is wanted: keep what fits.
-                out.extend_from_slice(&chunk[..limit - out.len()]);
-                return Ok(out);
-            }
             return Err(BodyError::TooLarge);
         }
         out.extend_from_slice(&chunk);
     }
     Ok(out)
+}
+
+/// At most the first `n` bytes of the body (an error message); what could be read on failure.
+async fn read_prefix(resp: &mut reqwest::Response, n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => out.extend_from_slice(&chunk[..chunk.len().min(n - out.len())]),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    out
 }
 
 /// The snappy-compressed `ReadRequest` of one query.
