@@ -116,3 +116,39 @@ fn remote_write_protocol_and_metadata_config_are_read() {
     assert_eq!(rw[1].metadata, MetadataConfig::default());
     assert_eq!(MetadataConfig::default().max_samples_per_send, 2000, "Prometheus 3's default");
 }
+
+#[test]
+fn remote_read_keys_and_prometheus_defaults() {
+    let f = data_dir().join("full.good.yaml");
+    let t = topology::load(&f).expect("loads");
+    let g = t.globals.iter().find(|g| g.name == "regional").expect("regional");
+    let r = &g.remote_read[0];
+    assert_eq!(r.url, "http://127.0.0.1:9091/api/v1/read");
+    assert_eq!(r.display_name(), "old-prometheus");
+    assert_eq!(r.remote_timeout, std::time::Duration::from_secs(30));
+    assert!(!r.read_recent && r.filter_external_labels);
+    assert_eq!(r.required_matchers, vec![("tier".to_string(), "archive".to_string())]);
+    assert_eq!(r.headers, vec![("X-Scope-OrgID".to_string(), "team-a".to_string())]);
+    assert!(matches!(&r.client.auth, Some(topology::Auth::Basic { username, .. }) if username == "reader"));
+    // Defaults: Prometheus's (1m, read_recent false, filter_external_labels true).
+    let text = "cluster: c\njobs:\n  - {job_name: j, static_configs: [{targets: [\"127.0.0.1:9\"]}]}\nleaves:\n  - {group: l, jobs: [j], listen: 127.0.0.1:9100}\nglobals:\n  - name: g\n    from: [l]\n    listen: 127.0.0.1:9090\n    remote_read: [{url: \"http://127.0.0.1:9091/api/v1/read\"}]\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.yaml");
+    std::fs::write(&path, text).expect("write");
+    let t = topology::load(&path).expect("loads");
+    let r = &t.globals[0].remote_read[0];
+    assert_eq!(r.remote_timeout, std::time::Duration::from_secs(60));
+    assert!(!r.read_recent && r.filter_external_labels && r.required_matchers.is_empty());
+    assert_eq!(r.display_name().len(), 6, "unnamed: a URL hash");
+    // `promtier check` lists it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_promtier"))
+        .arg("check")
+        .arg(&f)
+        .output()
+        .expect("run promtier check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(r#"global "regional": remote_read "old-prometheus" http://127.0.0.1:9091/api/v1/read for ranges older than local data, only for selectors with {tier="archive"}"#),
+        "{stdout}"
+    );
+}

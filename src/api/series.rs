@@ -86,8 +86,10 @@ pub(super) async fn series(State(st): State<ApiState>, p: Params) -> Result<Resp
     let labels = tokio::task::spawn_blocking(move || -> Result<Vec<Labels>, StorageError> {
         let _permit = permit;
         let mut out: BTreeSet<Labels> = BTreeSet::new();
+        // As Prometheus marks a series lookup (storage layers may skip the samples).
+        let hints = crate::storage::SelectHints { func: Some("series".into()), ..Default::default() };
         for set in &sets {
-            for s in q.select(set)? {
+            for s in q.select_hinted(set, &hints)? {
                 out.insert((*s.labels).clone());
             }
         }

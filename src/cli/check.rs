@@ -27,6 +27,11 @@ pub(super) fn run(file: &Path) -> anyhow::Result<ExitCode> {
                 count("push"),
                 if demo > 0 { format!(", {demo} demo targets") } else { String::new() },
             );
+            for g in &t.globals {
+                for r in &g.remote_read {
+                    println!("  global {:?}: {}", g.name, crate::plan::describe_remote_read(r));
+                }
+            }
             for w in &t.warnings {
                 eprintln!("warning: {}", w.render(file));
             }

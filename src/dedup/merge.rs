@@ -55,6 +55,10 @@ impl Queryable for MergeQueryable {
     fn max_time(&self) -> Option<i64> {
         self.inner.max_time()
     }
+
+    fn min_time(&self) -> Option<i64> {
+        self.inner.min_time()
+    }
 }
 
 struct MergeQuerier {
@@ -159,6 +163,10 @@ impl Querier for MergeQuerier {
             return Ok(Vec::new());
         }
         self.inner.label_values(name, &self.matchers(matchers))
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.inner.warnings()
     }
 }
 

@@ -335,6 +335,10 @@ impl Queryable for TrackedStorage {
     fn max_time(&self) -> Option<i64> {
         self.inner.max_time()
     }
+
+    fn min_time(&self) -> Option<i64> {
+        self.inner.min_time()
+    }
 }
 
 impl Storage for TrackedStorage {

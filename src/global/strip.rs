@@ -60,6 +60,10 @@ impl Queryable for StripLabel {
     fn max_time(&self) -> Option<i64> {
         self.inner.max_time()
     }
+
+    fn min_time(&self) -> Option<i64> {
+        self.inner.min_time()
+    }
 }
 
 impl Storage for StripLabel {

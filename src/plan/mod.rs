@@ -8,6 +8,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::scrape::{JobDiscovery, finish_target, relabel_target};
+use crate::topology::redact::redact_url;
 use crate::topology::{LeafGroup, NodeRole, Topology};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -54,9 +55,24 @@ pub struct Resize {
     pub moves: Vec<PlanMove>,
 }
 
+/// A store a global asks for older data (`remote_read`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PlanRemoteRead {
+    pub global: String,
+    pub name: String,
+    /// The URL with any password replaced.
+    pub url: String,
+    pub read_recent: bool,
+    pub required_matchers: Vec<(String, String)>,
+    pub filter_external_labels: bool,
+    pub remote_timeout: String,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Plan {
     pub nodes: Vec<PlanNode>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remote_read: Vec<PlanRemoteRead>,
     pub targets: Vec<PlanTarget>,
     /// Targets that discovery found but `relabel_configs` dropped or that are unusable.
     pub dropped: Vec<String>,
@@ -99,6 +115,21 @@ pub fn plan(topology: &Topology, resizes: &[String]) -> Result<Plan, PlanError> 
                 replica,
                 listen: n.listen.clone(),
             }
+        })
+        .collect();
+    let remote_read = topology
+        .globals
+        .iter()
+        .flat_map(|g| {
+            g.remote_read.iter().map(|r| PlanRemoteRead {
+                global: g.name.clone(),
+                name: r.display_name(),
+                url: redact_url(&r.url),
+                read_recent: r.read_recent,
+                required_matchers: r.required_matchers.clone(),
+                filter_external_labels: r.filter_external_labels,
+                remote_timeout: humantime::format_duration(r.remote_timeout).to_string(),
+            })
         })
         .collect();
     let mut warnings = Vec::new();
@@ -145,7 +176,22 @@ pub fn plan(topology: &Topology, resizes: &[String]) -> Result<Plan, PlanError> 
             moves,
         });
     }
-    Ok(Plan { nodes, targets, dropped, warnings, resize })
+    Ok(Plan { nodes, remote_read, targets, dropped, warnings, resize })
+}
+
+/// One line about a `remote_read` entry: name, URL (password replaced), when it is asked.
+pub fn describe_remote_read(r: &crate::topology::RemoteReadConfig) -> String {
+    let when = if r.read_recent { "every query (read_recent)" } else { "ranges older than local data" };
+    let mut s = format!("remote_read {:?} {} for {when}", r.display_name(), redact_url(&r.url));
+    if !r.required_matchers.is_empty() {
+        let ms: Vec<String> = r.required_matchers.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
+        s.push_str(&format!(", only for selectors with {{{}}}", ms.join(", ")));
+    }
+    if !r.filter_external_labels {
+        s.push_str(", external labels not used as matchers");
+    }
+    s.push_str(&format!(", timeout {}", humantime::format_duration(r.remote_timeout)));
+    s
 }
 
 /// Assigns the targets of `group`'s jobs to shards using `sharding` (the group itself, or a
@@ -227,6 +273,17 @@ pub fn render_text(p: &Plan) -> String {
         let _ = writeln!(s, "\nDROPPED ({})", p.dropped.len());
         for d in &p.dropped {
             let _ = writeln!(s, "  {d}");
+        }
+    }
+    if !p.remote_read.is_empty() {
+        let _ = writeln!(s, "\nREMOTE READ ({})", p.remote_read.len());
+        for r in &p.remote_read {
+            let when = if r.read_recent { "all ranges" } else { "older than local data" };
+            let _ = writeln!(
+                s,
+                "  {:<12} {:<18} {}  ({when}, timeout {})",
+                r.global, r.name, r.url, r.remote_timeout
+            );
         }
     }
     for w in &p.warnings {

@@ -18,6 +18,9 @@ pub enum Level {
 pub struct Annotations {
     order: Vec<(Level, String)>,
     spans: HashMap<(Level, String), Span>,
+    /// Warnings from storage (a remote store that failed), shown as they are: they concern
+    /// the data, not an expression.
+    storage: Vec<String>,
 }
 
 impl Annotations {
@@ -39,8 +42,15 @@ impl Annotations {
         self.add(Level::Info, message.into(), span);
     }
 
+    /// Adds a storage warning (shown without prefix or position, each message once).
+    pub fn storage_warning(&mut self, message: String) {
+        if !self.storage.contains(&message) {
+            self.storage.push(message);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.order.is_empty() && self.storage.is_empty()
     }
 
     /// The messages of `level`, formatted as Prometheus shows them:
@@ -50,14 +60,15 @@ impl Annotations {
             Level::Warning => "PromQL warning: ",
             Level::Info => "PromQL info: ",
         };
-        self.order
+        let storage = if level == Level::Warning { self.storage.as_slice() } else { &[] };
+        storage
             .iter()
-            .filter(|(l, _)| *l == level)
-            .map(|key| {
+            .cloned()
+            .chain(self.order.iter().filter(|(l, _)| *l == level).map(|key| {
                 let span = self.spans.get(key).copied().unwrap_or_default();
                 let (line, col) = line_col(query, span.start);
                 format!("{prefix}{} ({line}:{col})", key.1)
-            })
+            }))
             .collect()
     }
 }

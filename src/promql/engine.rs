@@ -218,3 +218,53 @@ fn finish(ctx: &Ctx<'_>, value: Value, query: &str) -> QueryResult {
         peak_samples: ctx.peak_samples.get(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Matcher, Sample as RawSample};
+    use crate::storage::{Querier, Series as RawSeries};
+
+    /// A storage whose every select answers one series and a warning (a remote store that
+    /// failed, say).
+    struct Warns;
+
+    struct WarnsQuerier;
+
+    impl Queryable for Warns {
+        fn querier(&self, _mint: i64, _maxt: i64) -> Result<Box<dyn Querier>, StorageError> {
+            Ok(Box::new(WarnsQuerier))
+        }
+    }
+
+    impl Querier for WarnsQuerier {
+        fn select(&self, _matchers: &[Matcher]) -> Result<Vec<RawSeries>, StorageError> {
+            Ok(vec![RawSeries {
+                labels: Arc::new(Labels::from_pairs(&[("__name__", "x")])),
+                samples: Box::new(vec![RawSample { t: 1000, v: 1.0 }].into_iter()),
+            }])
+        }
+
+        fn label_names(&self, _matchers: &[Matcher]) -> Result<Vec<String>, StorageError> {
+            Ok(Vec::new())
+        }
+
+        fn label_values(&self, _name: &str, _matchers: &[Matcher]) -> Result<Vec<String>, StorageError> {
+            Ok(Vec::new())
+        }
+
+        fn warnings(&self) -> Vec<String> {
+            vec!["remote_read \"old\": unreachable".into()]
+        }
+    }
+
+    #[test]
+    fn storage_warnings_reach_the_result_once_and_as_they_are() {
+        let r = Engine::default().instant_query(&Warns, "x + x", 1000).expect("query");
+        assert_eq!(r.warnings, vec!["remote_read \"old\": unreachable".to_string()]);
+        match r.value {
+            Value::Vector(v) => assert_eq!(v.len(), 1),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -6,14 +6,17 @@
 //! `Queryable`, as a samples response or as streamed XOR chunks. Owns the wire messages
 //! (`proto`), the envelope (`codec`: snappy, content types, frames) and both handlers with their
 //! limits and metrics. `send` is the sending side (`remote_write` of the topology): WAL-fed,
-//! durable queues speaking 1.0 or 2.0, with metadata from a source the role passes in. A
-//! remote-read client is not built yet; which storage, view and metadata a node passes in is the
-//! role's business. Semantics: `docs/remote-storage.md`.
+//! durable queues speaking 1.0 or 2.0, with metadata from a source the role passes in.
+//! `read_client` asks other stores (`remote_read` of a global) and `fanout` merges their answers
+//! with local data behind the `Queryable` the node's API reads. Which storage, view and metadata
+//! a node passes in is the role's business. Semantics: `docs/remote-storage.md`.
 
 pub mod codec;
+pub mod fanout;
 mod metadata;
 pub mod proto;
 mod read;
+pub mod read_client;
 pub mod send;
 mod write;
 

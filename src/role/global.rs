@@ -1,7 +1,9 @@
 //! The global role: pulls every source of its `from:` groups (dedup as configured), stores the
 //! result, and serves `/federate` and the fast link (so globals stack), the targets API with the
 //! sources' health, the dedup API, remote write and remote read, `/metrics` and the status page;
-//! and sends what it stores to its `remote_write` endpoints (one WAL-fed queue each).
+//! and sends what it stores to its `remote_write` endpoints (one WAL-fed queue each). Queries
+//! (the API and remote read) also see its `remote_read` stores, for what is older than its own
+//! data; `/federate` and the fast link serve only what it stores.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -17,6 +19,7 @@ use crate::federate::{self, DEFAULT_LOOKBACK, FederateState};
 use crate::global::GlobalIngest;
 use crate::metrics::Registry;
 use crate::promql::Engine;
+use crate::remote::fanout::RemoteReadQueryable;
 use crate::storage::{Queryable, Storage};
 use crate::topology::{DedupMode, Node, NodeRole, Topology};
 
@@ -87,6 +90,31 @@ pub async fn run(
         }),
         DedupMode::Failover | DedupMode::None => storage.clone(),
     };
+    // What queries see: the stored data with the `remote_read` stores behind it (merged by
+    // series before replica dedup, so a store holding replicas is deduplicated like local data).
+    let (query_view, query_raw): (Arc<dyn Queryable>, Arc<dyn Queryable>) = if cfg.remote_read.is_empty() {
+        (view.clone(), storage.clone())
+    } else {
+        let fanout: Arc<dyn Queryable> = Arc::new(
+            RemoteReadQueryable::new(
+                storage.clone(),
+                &cfg.remote_read,
+                &node.external_labels,
+                tokio::runtime::Handle::current(),
+                &registry,
+            )
+            .context("remote_read")?,
+        );
+        let merged: Arc<dyn Queryable> = match cfg.dedup {
+            DedupMode::Merge => Arc::new(MergeQueryable {
+                inner: fanout.clone(),
+                replica_label: topology.replica_label.clone(),
+                ingest_lag,
+            }),
+            DedupMode::Failover | DedupMode::None => fanout.clone(),
+        };
+        (merged, fanout)
+    };
     let listener = server::bind(&node.listen, &node.web).await?;
     tracing::info!(node = %node.name, listen = %node.listen, dedup = cfg.dedup.as_str(), sources = ingest.targets().active.len(), "global started");
     for w in topology.warnings.iter().filter(|w| w.global.as_deref() == Some(name.as_str())) {
@@ -125,8 +153,8 @@ pub async fn run(
         registry: registry.clone(),
         targets: Arc::new(move || targets_ingest.targets()),
         ready: Arc::new(move || ready_storage.ready().map_err(|e| e.to_string())),
-        storage: Some(view.clone()),
-        raw_storage: (cfg.dedup == DedupMode::Merge).then(|| -> Arc<dyn Queryable> { storage.clone() }),
+        storage: Some(query_view.clone()),
+        raw_storage: (cfg.dedup == DedupMode::Merge).then(|| query_raw.clone()),
         warnings: Arc::new(move || warnings_ingest.warnings()),
         engine: Arc::new(Engine::new(opts.query.clone())),
         clock: Arc::new(crate::model::now_ms),
@@ -138,8 +166,9 @@ pub async fn run(
         app = app.merge(api::dedup::router(e.clone()));
     }
     // Remote write lands in the global's own (tracked) storage beside the pulled data; remote
-    // read sees what the query API sees (the merged view in merge mode).
-    let app = super::with_remote_routes(app, storage.clone(), view.clone(), node, received, &registry);
+    // read sees what the query API sees (the merged view in merge mode, with the `remote_read`
+    // stores behind it, as Prometheus's read endpoint serves its fanout storage).
+    let app = super::with_remote_routes(app, storage.clone(), query_view.clone(), node, received, &registry);
     let (_, _, served, _) = tokio::join!(
         ingest.run(shutdown.clone()),
         crate::remote::send::run_all(queues, shutdown.clone()),

@@ -149,6 +149,13 @@ pub trait Querier: Send + Sync {
 
     /// Sorted, unique values of `name` across the matching series.
     fn label_values(&self, name: &str, matchers: &[Matcher]) -> Result<Vec<String>, StorageError>;
+
+    /// Warnings about the answers given so far: parts of the data that could not be read (a
+    /// remote store that failed), so the answers may be incomplete. Shown with the query's
+    /// result, as Prometheus shows its storage warnings. Wrappers pass their inner querier's on.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Something that opens queriers.
@@ -157,6 +164,12 @@ pub trait Queryable: Send + Sync {
 
     /// The newest sample timestamp held, if known cheaply (liveness probes use it).
     fn max_time(&self) -> Option<i64> {
+        None
+    }
+
+    /// The oldest sample timestamp held, if known cheaply (remote reads start where local data
+    /// ends); `None` when empty or unknown.
+    fn min_time(&self) -> Option<i64> {
         None
     }
 }

@@ -445,6 +445,8 @@ pub struct GlobalConfig {
     pub min_coverage: f64,
     pub downsample: Vec<Downsample>,
     pub remote_write: Vec<RemoteWriteConfig>,
+    /// Stores asked for what is older than the global's own data (`remote_read`).
+    pub remote_read: Vec<RemoteReadConfig>,
     /// How its nodes serve HTTP.
     pub web: Arc<WebConfig>,
     /// How other globals reach its nodes.
@@ -526,6 +528,39 @@ impl Default for MetadataConfig {
     /// Prometheus's defaults (`max_samples_per_send` 2000 since Prometheus 2.44; 500 before).
     fn default() -> MetadataConfig {
         MetadataConfig { send: true, send_interval: Duration::from_secs(60), max_samples_per_send: 2000 }
+    }
+}
+
+/// One `remote_read` endpoint of a global, with Prometheus's keys and defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteReadConfig {
+    pub url: String,
+    /// The name in metrics, logs and warnings: `name`, else a hash of the URL (see
+    /// [`RemoteReadConfig::display_name`]).
+    pub name: Option<String>,
+    /// Bound on one whole read (request, answer and body): default 1m.
+    pub remote_timeout: Duration,
+    /// Ask this store also for ranges the global holds itself (default false: only for what is
+    /// older than the global's oldest sample).
+    pub read_recent: bool,
+    /// Equality matchers a selector must contain for this store to be asked, sorted by name.
+    pub required_matchers: Vec<(String, String)>,
+    /// Select the store's series by the node's external labels, and strip them from the
+    /// answer (default true).
+    pub filter_external_labels: bool,
+    /// Extra request headers, sorted by name (values may be secrets: never logged).
+    pub headers: Vec<(String, String)>,
+    /// Credentials and TLS settings, the same type every client is built from.
+    pub client: ClientConfig,
+}
+
+impl RemoteReadConfig {
+    /// `name`, else the first six hex digits of a hash of the URL (as Prometheus names an
+    /// unnamed endpoint by a hash of its config).
+    pub fn display_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            format!("{:06x}", xxhash_rust::xxh64::xxh64(self.url.as_bytes(), 0) & 0xff_ffff)
+        })
     }
 }
 

@@ -200,6 +200,8 @@ pub(crate) struct RawGlobal {
     #[serde(default)]
     pub(crate) remote_write: Vec<S<RawRemoteWrite>>,
     #[serde(default)]
+    pub(crate) remote_read: Vec<S<RawRemoteRead>>,
+    #[serde(default)]
     pub(crate) external_labels: HashMap<S<String>, String>,
     pub(crate) web: Option<S<RawWeb>>,
     pub(crate) client: Option<S<RawClient>>,
@@ -286,6 +288,25 @@ pub(crate) struct RawMetadataConfig {
     pub(crate) send: Option<bool>,
     pub(crate) send_interval: Option<S<String>>,
     pub(crate) max_samples_per_send: Option<S<i64>>,
+}
+
+/// `remote_read` entry of a global: Prometheus's `remote_read` keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRemoteRead {
+    pub(crate) url: S<String>,
+    pub(crate) name: Option<S<String>>,
+    pub(crate) remote_timeout: Option<S<String>>,
+    pub(crate) read_recent: Option<bool>,
+    #[serde(default)]
+    pub(crate) required_matchers: HashMap<S<String>, String>,
+    pub(crate) filter_external_labels: Option<bool>,
+    #[serde(default)]
+    pub(crate) headers: HashMap<S<String>, String>,
+    pub(crate) basic_auth: Option<S<RawBasicAuth>>,
+    pub(crate) bearer_token: Option<S<String>>,
+    pub(crate) bearer_token_file: Option<S<String>>,
+    pub(crate) tls_config: Option<S<RawTlsConfig>>,
 }
 
 /// `remote_write[].queue_config`, Prometheus's keys plus `max_backlog` (the WAL disk bound).

@@ -1,5 +1,5 @@
-//! The topology text as `/api/v1/status/config` shows it: every secret replaced by `<secret>`,
-//! as Prometheus shows its configuration. The file is read as a generic YAML tree (key order
+//! The topology text as `/api/v1/status/config` shows it: every secret replaced by `<secret>`
+//! (and the password of a `url` by `xxxxx`), as Prometheus shows its configuration. The file is read as a generic YAML tree (key order
 //! kept) and every value under a secret key is replaced, so a key added later is covered by its
 //! name, not by remembering to redact it.
 
@@ -26,6 +26,18 @@ enum Yaml {
     Null(()),
 }
 
+/// `url` with the password of its user info (`http://user:pass@host/`) replaced by `xxxxx`, as
+/// Go's `url.Redacted` shows it; anything that is not a URL is returned as it is.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("xxxxx"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// `text` with every secret replaced; an error message (never the text) if it is not YAML.
 pub fn redact(text: &str) -> Result<String, String> {
     let mut doc: Yaml = serde_saphyr::from_str(text).map_err(|e| e.without_snippet().to_string())?;
@@ -39,6 +51,11 @@ fn scrub(v: &mut Yaml) {
             for (k, child) in m.iter_mut() {
                 if SECRET_KEYS.contains(&k.as_str()) {
                     *child = Yaml::Str(SECRET.to_string());
+                } else if k == "url"
+                    && let Yaml::Str(u) = child
+                {
+                    // `remote_write`/`remote_read` URLs may carry a password.
+                    *u = redact_url(u);
                 } else if SECRET_MAPS.contains(&k.as_str()) {
                     if let Yaml::Map(entries) = child {
                         for e in entries.values_mut() {
@@ -72,5 +89,17 @@ mod tests {
         assert!(out.contains("admin: <secret>"), "{out}");
         assert!(out.contains("password_file: /etc/pw"), "{out}");
         assert!(out.find("cluster").unwrap() < out.find("defaults").unwrap(), "order kept:\n{out}");
+    }
+
+    #[test]
+    fn remote_read_secrets_are_replaced() {
+        let text = "globals:\n  - name: g\n    remote_read:\n      - url: http://old:9090/api/v1/read\n        headers: {X-Scope-OrgID: tenant-secret}\n        basic_auth: {username: r, password: pw-secret}\n      - url: http://r:url-secret@x/api/v1/read\n        bearer_token: tok-secret\n";
+        let out = redact(text).unwrap();
+        for s in ["tenant-secret", "pw-secret", "tok-secret", "url-secret"] {
+            assert!(!out.contains(s), "{s} leaked:\n{out}");
+        }
+        assert!(out.contains("http://old:9090/api/v1/read"), "{out}");
+        assert_eq!(redact_url("http://u:pw@h:1/api/v1/read"), "http://u:xxxxx@h:1/api/v1/read");
+        assert_eq!(redact_url("http://h:1/api/v1/read"), "http://h:1/api/v1/read");
     }
 }

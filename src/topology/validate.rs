@@ -16,6 +16,8 @@ use crate::model::{Label, Labels, is_valid_label_name, parse_duration, parse_sel
 use crate::relabel::{RawRelabelConfig, RelabelConfig};
 use crate::shard::{ShardStrategy, Sharder};
 
+mod remote_read;
+
 const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(60);
 const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_RETENTION: Duration = Duration::from_secs(15 * 24 * 3600);
@@ -1197,6 +1199,7 @@ impl Validator {
                 .enumerate()
                 .map(|(k, rw)| self.remote_write(&rw.value, &format!("{p}.remote_write[{k}]")))
                 .collect();
+            let remote_read = self.remote_reads(&gv.remote_read, &p);
             out.push(GlobalConfig {
                 name: name.to_string(),
                 from: gv.from.iter().map(|f| f.value.clone()).collect(),
@@ -1214,6 +1217,7 @@ impl Validator {
                 min_coverage,
                 downsample,
                 remote_write,
+                remote_read,
                 web: match &gv.web {
                     Some(w) => Arc::new(self.web(Some(w), &format!("{p}.web"))),
                     None => d.web.clone(),

@@ -203,6 +203,11 @@ impl<'c, 'q> Evaluator<'c, 'q> {
             out.sort_by(|a, b| a.labels.cmp(&b.labels));
             out.dedup_by(|a, b| a.labels == b.labels);
         }
+        let warnings = q.warnings();
+        if !warnings.is_empty() {
+            let mut ann = self.ctx.annotations.borrow_mut();
+            warnings.into_iter().for_each(|w| ann.storage_warning(w));
+        }
         Ok(out)
     }
 

@@ -795,6 +795,14 @@ impl Queryable for Db {
         let blocks = self.inner.blocks.read().iter().map(|b| b.meta().max_time - 1).max();
         self.inner.head.max_time().max(blocks)
     }
+
+    fn min_time(&self) -> Option<i64> {
+        let block = self.inner.blocks.read().iter().map(|b| b.meta().min_time).min();
+        match (block, self.inner.head.min_time()) {
+            (Some(b), Some(h)) => Some(b.min(h)),
+            (b, h) => b.or(h),
+        }
+    }
 }
 
 impl Storage for Db {

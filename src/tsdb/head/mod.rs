@@ -446,6 +446,10 @@ impl Queryable for Head {
     fn max_time(&self) -> Option<i64> {
         Head::max_time(self)
     }
+
+    fn min_time(&self) -> Option<i64> {
+        Head::min_time(self)
+    }
 }
 
 impl Storage for Head {}
