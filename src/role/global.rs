@@ -127,7 +127,8 @@ pub async fn run(
     }
     // Remote write lands in the global's own (tracked) storage beside the pulled data; remote
     // read sees what the query API sees (the merged view in merge mode).
-    let app = super::with_remote_routes(app, storage.clone(), view.clone(), node, &registry);
+    let app =
+        super::with_remote_routes(app, storage.clone(), view.clone(), node, opts.remote_write, &registry);
     let (_, _, served, _) = tokio::join!(
         ingest.run(shutdown.clone()),
         crate::remote::send::run_all(queues, shutdown.clone()),

@@ -1,6 +1,7 @@
 //! The leaf role: scrapes the targets its shard owns into its own TSDB (in the node's data
 //! directory) and serves `/federate` (and the fast link), PromQL and the rest of the Prometheus
-//! HTTP API, remote write and remote read, `/metrics`, the targets API and the status page. The
+//! HTTP API, remote write and remote read, `/metrics`, the targets API and the status page, and
+//! sends what it stores to its group's `remote_write` endpoints (one WAL-fed queue each). The
 //! TSDB's maintenance and WAL syncing run beside the scrapes; the TSDB is closed (final WAL sync)
 //! after everything stopped.
 
@@ -59,6 +60,16 @@ pub async fn run(
     let registry = Arc::new(Registry::new());
     crate::metrics::register_process_metrics(&registry, &node.name);
     super::telemetry::register_db_metrics(&registry, db.clone());
+    // Remote-write queues hold their WAL segments before anything can checkpoint it.
+    let queues = crate::remote::send::queues(
+        &group_cfg.remote_write,
+        &node.external_labels,
+        &node.data_dir,
+        db.wal_dir(),
+        db.wal_holds(),
+        &registry,
+    )
+    .context("remote_write")?;
     let filter =
         Arc::new(ShardFilter { sharder: group_cfg.sharder.clone(), shard: *shard, group: group.clone() });
     let seed = crate::model::hash_label_pairs([("node", node.name.as_str())]);
@@ -92,6 +103,11 @@ pub async fn run(
     let ready_storage = stored.clone();
     let targets_manager = manager.clone();
     let metadata_manager = manager.clone();
+    let mut status = status_info(topology, node, opts, db.clone());
+    if !queues.is_empty() {
+        let queues = queues.clone();
+        status.remote_write = Some(Arc::new(move || queues.iter().map(|q| q.status()).collect()));
+    }
     let app = fed.merge(api::router(ApiState {
         node: Arc::new(NodeInfo {
             name: node.name.clone(),
@@ -109,15 +125,23 @@ pub async fn run(
         engine: Arc::new(Engine::new(opts.query.clone())),
         clock: Arc::new(crate::model::now_ms),
         metadata: Arc::new(move || metadata_manager.metadata()),
-        status: Arc::new(status_info(topology, node, opts, db.clone())),
+        status: Arc::new(status),
         queries: api::QueryLimiter::new(opts.queries, &registry),
     }));
 
     // Remote write lands in the same tracked storage as the scrapes (the fast link sees it);
     // remote read sees what the query API sees.
-    let app = super::with_remote_routes(app, stored.clone(), Arc::new(db.clone()), node, &registry);
-    let (_, served, _) = tokio::join!(
+    let app = super::with_remote_routes(
+        app,
+        stored.clone(),
+        Arc::new(db.clone()),
+        node,
+        opts.remote_write,
+        &registry,
+    );
+    let (_, _, served, _) = tokio::join!(
         manager.run(shutdown.clone()),
+        crate::remote::send::run_all(queues, shutdown.clone()),
         server::serve(listener, app, shutdown.clone()),
         storage::run_until_shutdown(db.clone(), &opts.storage, shutdown.clone()),
     );

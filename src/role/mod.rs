@@ -19,6 +19,8 @@ pub struct NodeOptions {
     pub query: crate::promql::EngineOptions,
     /// The concurrent-query limit.
     pub queries: crate::api::QueryLimits,
+    /// Bounds on one remote-write request to this node.
+    pub remote_write: crate::remote::WriteLimits,
 }
 
 /// The fast link's cursor state of `node` (leaf or global), kept in its data directory.
@@ -43,6 +45,7 @@ pub(crate) fn with_remote_routes(
     storage: std::sync::Arc<dyn crate::storage::Storage>,
     view: std::sync::Arc<dyn crate::storage::Queryable>,
     node: &crate::topology::Node,
+    write_limits: crate::remote::WriteLimits,
     registry: &crate::metrics::Registry,
 ) -> axum::Router {
     let remote = crate::remote::router(
@@ -50,7 +53,7 @@ pub(crate) fn with_remote_routes(
             storage,
             queryable: view,
             external_labels: node.external_labels.clone(),
-            write_limits: crate::remote::WriteLimits::default(),
+            write_limits,
             read_limits: crate::remote::ReadLimits::default(),
             clock: std::sync::Arc::new(crate::model::now_ms),
         },
