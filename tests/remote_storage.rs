@@ -246,3 +246,102 @@ fn bad_write_requests_are_refused_and_the_leaf_keeps_ingesting() {
     let bad = metric_value(leaf, r#"promtier_remote_write_requests_total{protocol="1.0",code="400"}"#);
     assert_eq!(bad, Some(2.0));
 }
+
+/// Samples of `m` (a matrix answer) as sorted label pairs → (ms, value).
+fn pairs(m: BTreeMap<String, Vec<(f64, String)>>) -> RawSeries {
+    m.into_iter()
+        .map(|(k, v)| {
+            let labels: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&k).unwrap_or_default();
+            let mut l: Vec<(String, String)> =
+                labels.into_iter().map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string())).collect();
+            l.sort();
+            let s = v
+                .into_iter()
+                .map(|(t, v)| ((t * 1000.0).round() as i64, v.parse().unwrap_or(f64::NAN)))
+                .collect();
+            (l, s)
+        })
+        .collect()
+}
+
+#[test]
+fn vmagent_remote_writes_into_a_leaf_the_same_samples_it_writes_into_victoriametrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = free_port_block(3);
+    let (leaf_port, vm_port, agent_port) = (base, base + 1, base + 2);
+    let (_leaf, leaf, log) = start_leaf(dir.path(), leaf_port);
+    let vm = VictoriaMetrics::start(vm_port, &dir.path().join("vm"));
+    // A real vmagent (Debian `victoria-metrics`) scraping the leaf every second as job `agent`
+    // and writing everything to both the leaf and VictoriaMetrics.
+    let scrape = dir.path().join("scrape.yaml");
+    std::fs::write(
+        &scrape,
+        format!(
+            "global: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
+             scrape_configs:\n  - job_name: agent\n    static_configs: [{{targets: ['{leaf}']}}]\n"
+        ),
+    )
+    .expect("scrape config");
+    let agent_log = dir.path().join("vmagent.log");
+    let out = std::fs::File::create(&agent_log).expect("vmagent log");
+    let child = std::process::Command::new("vmagent")
+        .arg(format!("-httpListenAddr=127.0.0.1:{agent_port}"))
+        .arg(format!("-promscrape.config={}", scrape.display()))
+        .arg(format!("-remoteWrite.url=http://{leaf}/api/v1/write"))
+        .arg(format!("-remoteWrite.url=http://{}/api/v1/write", vm.addr()))
+        .arg(format!("-remoteWrite.tmpDataPath={}", dir.path().join("vmagent-data").display()))
+        .arg("-remoteWrite.flushInterval=500ms")
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().expect("clone"))
+        .stderr(out)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start vmagent: {e}"));
+    let _agent = ChildGuard::new("vmagent", child);
+    let logs = || {
+        format!(
+            "--- leaf log ---\n{}\n--- vmagent log ---\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default(),
+            std::fs::read_to_string(&agent_log).unwrap_or_default()
+        )
+    };
+    let query =
+        r#"{job="agent", __name__=~"up|scrape_samples_scraped|process_cpu_seconds_total|promtier_.+"}[15s]"#;
+    let last = std::cell::RefCell::new(String::new());
+    let context = || format!("last difference: {}\n{}", last.borrow(), logs());
+    let compared =
+        wait_until("the leaf to hold what vmagent wrote into VictoriaMetrics too", BOUND, context, || {
+            let t_ms = promtier::model::now_ms() - 4_000;
+            let ours = pairs(matrix(leaf, query, t_ms as f64 / 1000.0)?);
+            let theirs = vm.export(r#"{job="agent"}"#)?;
+            let window = |s: &[(i64, f64)]| -> Vec<(i64, u64)> {
+                s.iter()
+                    .filter(|x| x.0 > t_ms - 15_000 && x.0 <= t_ms && !x.1.is_nan())
+                    .map(|x| (x.0, x.1.to_bits()))
+                    .collect()
+            };
+            let mut samples = 0;
+            for (labels, s) in &ours {
+                let mine = window(s);
+                let other = theirs.get(labels).map(|v| window(v));
+                // VictoriaMetrics keeps values as decimals of about 15 digits: the last bits may differ.
+                let same = |a: &[(i64, u64)], b: &[(i64, u64)]| {
+                    a.len() == b.len()
+                        && a.iter().zip(b).all(|(x, y)| {
+                            let (p, q) = (f64::from_bits(x.1), f64::from_bits(y.1));
+                            x.0 == y.0 && (p == q || (p - q).abs() <= 1e-12 * p.abs().max(q.abs()))
+                        })
+                };
+                if mine.is_empty() || !other.as_ref().is_some_and(|o| same(o, &mine)) {
+                    *last.borrow_mut() = format!("{labels:?}: leaf {mine:?}, VictoriaMetrics {other:?}");
+                    return None;
+                }
+                samples += mine.len();
+            }
+            *last.borrow_mut() = format!("{} series, {samples} samples", ours.len());
+            (ours.len() >= 10 && samples >= 100).then_some((ours.len(), samples))
+        });
+    eprintln!("vmagent: the leaf equals VictoriaMetrics for {} series, {} samples", compared.0, compared.1);
+    let ok = metric_value(leaf, r#"promtier_remote_write_requests_total{protocol="1.0",code="204"}"#);
+    assert!(ok.is_some_and(|n| n > 0.0), "{ok:?}");
+}

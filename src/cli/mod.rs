@@ -71,6 +71,44 @@ impl QueryLimitArgs {
     }
 }
 
+/// Bounds on one request to a node's remote-write receiver (leaf, global; `up` passes them on).
+#[derive(Debug, clap::Args)]
+struct RemoteWriteLimitArgs {
+    /// Compressed body bytes of one remote-write request (413 beyond).
+    #[arg(long = "remote-write.max-body-bytes", default_value_t = 32 << 20, value_parser = clap::value_parser!(u64).range(1024..))]
+    max_body_bytes: u64,
+    /// Body bytes after snappy decompression (413 beyond; checked before allocating).
+    #[arg(long = "remote-write.max-decompressed-bytes", default_value_t = 64 << 20, value_parser = clap::value_parser!(u64).range(1024..))]
+    max_decompressed_bytes: u64,
+    /// Series in one remote-write request (413 beyond).
+    #[arg(long = "remote-write.max-series-per-request", default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_series: u64,
+    /// Samples (floats and histograms) in one remote-write request (413 beyond).
+    #[arg(long = "remote-write.max-samples-per-request", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_samples: u64,
+}
+
+impl RemoteWriteLimitArgs {
+    fn limits(&self) -> crate::remote::WriteLimits {
+        crate::remote::WriteLimits {
+            max_body_bytes: self.max_body_bytes as usize,
+            max_decompressed_bytes: self.max_decompressed_bytes as usize,
+            max_series: self.max_series as usize,
+            max_samples: self.max_samples as usize,
+        }
+    }
+
+    /// The same settings as arguments of a node process.
+    fn node_flags(&self) -> Vec<String> {
+        vec![
+            format!("--remote-write.max-body-bytes={}", self.max_body_bytes),
+            format!("--remote-write.max-decompressed-bytes={}", self.max_decompressed_bytes),
+            format!("--remote-write.max-series-per-request={}", self.max_series),
+            format!("--remote-write.max-samples-per-request={}", self.max_samples),
+        ]
+    }
+}
+
 /// Settings of a node that stores data and serves PromQL (leaf, global).
 #[derive(Debug, clap::Args)]
 struct NodeArgs {
@@ -85,6 +123,8 @@ struct NodeArgs {
     query_lookback_delta: std::time::Duration,
     #[command(flatten)]
     query_limits: QueryLimitArgs,
+    #[command(flatten)]
+    remote_write_limits: RemoteWriteLimitArgs,
     /// Time span of a block cut from the head (Prometheus: --storage.tsdb.min-block-duration).
     #[arg(long = "tsdb.block-duration", value_parser = parse_duration, default_value = "2h")]
     block_duration: Duration,
@@ -92,9 +132,15 @@ struct NodeArgs {
     /// default a tenth of the retention, at most 31d. Equal to the block duration: no compaction.
     #[arg(long = "tsdb.max-block-duration", value_parser = parse_duration)]
     max_block_duration: Option<Duration>,
-    /// Delete the oldest blocks while the TSDB takes more than this many bytes.
-    #[arg(long = "tsdb.retention-size")]
+    /// Delete the oldest blocks while the TSDB takes more than this many bytes (a number, or
+    /// with a unit: 512MB, 10GiB).
+    #[arg(long = "tsdb.retention-size", value_parser = parse_size)]
     retention_size: Option<u64>,
+    /// Size at which a WAL segment is closed and the next begun (Prometheus:
+    /// --storage.tsdb.wal-segment-size); at least 64KiB. Remote-write backlogs are dropped a
+    /// whole segment at a time.
+    #[arg(long = "tsdb.wal-segment-size", value_parser = parse_size, default_value = "128MiB")]
+    wal_segment_size: u64,
     /// WAL fsync policy: `commit` (before each commit returns) or an interval (e.g. `1s`).
     #[arg(long = "tsdb.wal-sync", value_parser = parse_wal_sync, default_value = "1s")]
     wal_sync: crate::tsdb::wal::WalSync,
@@ -110,10 +156,12 @@ impl NodeArgs {
                 ..crate::promql::EngineOptions::default()
             },
             queries: self.query_limits.limits(),
+            remote_write: self.remote_write_limits.limits(),
             storage: crate::role::storage::StorageOptions {
                 block_duration: self.block_duration,
                 max_block_duration: self.max_block_duration,
                 retention_size: self.retention_size,
+                wal_segment_bytes: self.wal_segment_size,
                 wal_sync: self.wal_sync,
             },
         }
@@ -145,6 +193,9 @@ enum Command {
         /// Passed to every leaf and global.
         #[command(flatten)]
         query_limits: QueryLimitArgs,
+        /// Passed to every leaf and global.
+        #[command(flatten)]
+        remote_write_limits: RemoteWriteLimitArgs,
     },
     /// Run one leaf node of a topology.
     Leaf {
@@ -210,6 +261,12 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     if d.is_zero() { Err("must be positive".into()) } else { Ok(d) }
 }
 
+fn parse_size(s: &str) -> Result<u64, String> {
+    crate::topology::parse_bytes(s)
+        .map(|n| n as u64)
+        .ok_or_else(|| format!("{s:?} is not a size (a number of bytes, or with a unit: 64KiB, 512MB, 2GiB)"))
+}
+
 fn parse_wal_sync(s: &str) -> Result<crate::tsdb::wal::WalSync, String> {
     match s {
         "commit" => Ok(crate::tsdb::wal::WalSync::Commit),
@@ -224,7 +281,11 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { topology } => check::run(&topology),
         Command::Plan { topology, format, resize } => plan::run(&topology, format == Format::Json, &resize),
-        Command::Up { topology, query_limits } => run::up(topology, query_limits.node_flags()),
+        Command::Up { topology, query_limits, remote_write_limits } => {
+            let mut flags = query_limits.node_flags();
+            flags.extend(remote_write_limits.node_flags());
+            run::up(topology, flags)
+        }
         Command::Leaf { topology, node, node_args } => run::leaf(&topology, &node, node_args.options()),
         Command::Global { topology, node, node_args } => run::global(&topology, &node, node_args.options()),
         Command::Tsdb { command: TsdbCommand::Import { data_dir, file, block_duration } } => {

@@ -68,6 +68,16 @@ pub struct PlanRemoteRead {
     pub remote_timeout: String,
 }
 
+/// A remote-storage endpoint a node group sends to (each of its nodes runs its own queue).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PlanRemote {
+    /// The leaf group or global whose nodes send.
+    pub group: String,
+    pub name: String,
+    /// The URL with any password replaced.
+    pub url: String,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Plan {
     pub nodes: Vec<PlanNode>,
@@ -80,6 +90,8 @@ pub struct Plan {
     pub warnings: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub resize: Vec<Resize>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remote_write: Vec<PlanRemote>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +188,21 @@ pub fn plan(topology: &Topology, resizes: &[String]) -> Result<Plan, PlanError> 
             moves,
         });
     }
-    Ok(Plan { nodes, remote_read, targets, dropped, warnings, resize })
+    let sends = topology
+        .leaf_groups
+        .iter()
+        .map(|g| (&g.name, &g.remote_write))
+        .chain(topology.globals.iter().map(|g| (&g.name, &g.remote_write)));
+    let remote_write = sends
+        .flat_map(|(group, rws)| {
+            rws.iter().map(move |rw| PlanRemote {
+                group: group.clone(),
+                name: crate::remote::send::queue_name(rw),
+                url: redact_url(&rw.url),
+            })
+        })
+        .collect();
+    Ok(Plan { nodes, remote_read, targets, dropped, warnings, resize, remote_write })
 }
 
 /// One line about a `remote_read` entry: name, URL (password replaced), when it is asked.
@@ -288,6 +314,13 @@ pub fn render_text(p: &Plan) -> String {
     }
     for w in &p.warnings {
         let _ = writeln!(s, "\nwarning: {w}");
+    }
+    if !p.remote_write.is_empty() {
+        let _ = writeln!(s, "\nREMOTE WRITE ({})", p.remote_write.len());
+        let _ = writeln!(s, "  {:<14} {:<16} url", "from", "name");
+        for r in &p.remote_write {
+            let _ = writeln!(s, "  {:<14} {:<16} {}", r.group, r.name, r.url);
+        }
     }
     for r in &p.resize {
         let pct = if r.targets == 0 { 0.0 } else { 100.0 * r.moves.len() as f64 / r.targets as f64 };

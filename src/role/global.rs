@@ -168,7 +168,15 @@ pub async fn run(
     // Remote write lands in the global's own (tracked) storage beside the pulled data; remote
     // read sees what the query API sees (the merged view in merge mode, with the `remote_read`
     // stores behind it, as Prometheus's read endpoint serves its fanout storage).
-    let app = super::with_remote_routes(app, storage.clone(), query_view.clone(), node, received, &registry);
+    let app = super::with_remote_routes(
+        app,
+        storage.clone(),
+        query_view.clone(),
+        node,
+        received,
+        opts.remote_write,
+        &registry,
+    );
     let (_, _, served, _) = tokio::join!(
         ingest.run(shutdown.clone()),
         crate::remote::send::run_all(queues, shutdown.clone()),

@@ -1,6 +1,7 @@
 //! The leaf role: scrapes the targets its shard owns into its own TSDB (in the node's data
 //! directory) and serves `/federate` (and the fast link), PromQL and the rest of the Prometheus
-//! HTTP API, remote write and remote read, `/metrics`, the targets API and the status page. The
+//! HTTP API, remote write and remote read, `/metrics`, the targets API and the status page, and
+//! sends what it stores to its group's `remote_write` endpoints (one WAL-fed queue each). The
 //! TSDB's maintenance and WAL syncing run beside the scrapes; the TSDB is closed (final WAL sync)
 //! after everything stopped.
 
@@ -72,6 +73,29 @@ pub async fn run(
         }));
     }
     frontier.register_metrics(&registry);
+    // Metadata received by remote write is listed beside the scrapes' (and sent on by the
+    // remote-write queues).
+    let received = Arc::new(crate::remote::ReceivedMetadata::default());
+    let metadata: crate::remote::send::MetadataSource = {
+        let (m, r) = (manager.clone(), received.clone());
+        Arc::new(move || {
+            let mut all = m.metadata();
+            all.extend(r.list());
+            all
+        })
+    };
+    // Remote-write queues hold their WAL segments before anything can checkpoint it (the TSDB's
+    // maintenance starts below, with the server).
+    let queues = crate::remote::send::queues(
+        &group_cfg.remote_write,
+        &node.external_labels,
+        &node.data_dir,
+        db.wal_dir(),
+        db.wal_holds(),
+        &registry,
+        Some(metadata.clone()),
+    )
+    .context("remote_write")?;
 
     let listener = server::bind(&node.listen, &node.web).await?;
     tracing::info!(node = %node.name, listen = %node.listen, group = %group, shard, "leaf started");
@@ -91,10 +115,11 @@ pub async fn run(
     });
     let ready_storage = stored.clone();
     let targets_manager = manager.clone();
-    let metadata_manager = manager.clone();
-    // Metadata received by remote write is listed beside the scrapes'.
-    let received = Arc::new(crate::remote::ReceivedMetadata::default());
-    let metadata_received = received.clone();
+    let mut status = status_info(topology, node, opts, db.clone());
+    if !queues.is_empty() {
+        let queues = queues.clone();
+        status.remote_write = Some(Arc::new(move || queues.iter().map(|q| q.status()).collect()));
+    }
     let app = fed.merge(api::router(ApiState {
         node: Arc::new(NodeInfo {
             name: node.name.clone(),
@@ -111,20 +136,25 @@ pub async fn run(
         warnings: Arc::new(Vec::new),
         engine: Arc::new(Engine::new(opts.query.clone())),
         clock: Arc::new(crate::model::now_ms),
-        metadata: Arc::new(move || {
-            let mut m = metadata_manager.metadata();
-            m.extend(metadata_received.list());
-            m
-        }),
-        status: Arc::new(status_info(topology, node, opts, db.clone())),
+        metadata,
+        status: Arc::new(status),
         queries: api::QueryLimiter::new(opts.queries, &registry),
     }));
 
     // Remote write lands in the same tracked storage as the scrapes (the fast link sees it);
     // remote read sees what the query API sees.
-    let app = super::with_remote_routes(app, stored.clone(), Arc::new(db.clone()), node, received, &registry);
-    let (_, served, _) = tokio::join!(
+    let app = super::with_remote_routes(
+        app,
+        stored.clone(),
+        Arc::new(db.clone()),
+        node,
+        received,
+        opts.remote_write,
+        &registry,
+    );
+    let (_, _, served, _) = tokio::join!(
         manager.run(shutdown.clone()),
+        crate::remote::send::run_all(queues, shutdown.clone()),
         server::serve(listener, app, shutdown.clone()),
         storage::run_until_shutdown(db.clone(), &opts.storage, shutdown.clone()),
     );

@@ -19,6 +19,8 @@ pub struct NodeOptions {
     pub query: crate::promql::EngineOptions,
     /// The concurrent-query limit.
     pub queries: crate::api::QueryLimits,
+    /// Bounds on one remote-write request to this node.
+    pub remote_write: crate::remote::WriteLimits,
 }
 
 /// The fast link's cursor state of `node` (leaf or global), kept in its data directory.
@@ -44,6 +46,7 @@ pub(crate) fn with_remote_routes(
     view: std::sync::Arc<dyn crate::storage::Queryable>,
     node: &crate::topology::Node,
     metadata: std::sync::Arc<crate::remote::ReceivedMetadata>,
+    write_limits: crate::remote::WriteLimits,
     registry: &crate::metrics::Registry,
 ) -> axum::Router {
     let remote = crate::remote::router(
@@ -51,7 +54,7 @@ pub(crate) fn with_remote_routes(
             storage,
             queryable: view,
             external_labels: node.external_labels.clone(),
-            write_limits: crate::remote::WriteLimits::default(),
+            write_limits,
             read_limits: crate::remote::ReadLimits::default(),
             clock: std::sync::Arc::new(crate::model::now_ms),
             metadata,

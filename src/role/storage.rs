@@ -21,6 +21,8 @@ pub struct StorageOptions {
     /// Delete oldest blocks beyond this many bytes.
     pub retention_size: Option<u64>,
     pub wal_sync: WalSync,
+    /// Bytes at which a WAL segment is closed.
+    pub wal_segment_bytes: u64,
 }
 
 impl Default for StorageOptions {
@@ -30,6 +32,7 @@ impl Default for StorageOptions {
             max_block_duration: None,
             retention_size: None,
             wal_sync: WalSync::Periodic(Duration::from_secs(1)),
+            wal_segment_bytes: crate::tsdb::wal::DEFAULT_SEGMENT_BYTES,
         }
     }
 }
@@ -42,6 +45,7 @@ pub(crate) async fn open(node: &Node, opts: &StorageOptions) -> anyhow::Result<D
         retention_ms: Some(node.retention.as_millis() as i64),
         max_bytes: opts.retention_size,
         wal_sync: opts.wal_sync,
+        wal_segment_bytes: opts.wal_segment_bytes,
         ..DbOptions::default()
     };
     let dir = node.data_dir.clone();

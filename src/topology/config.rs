@@ -394,6 +394,8 @@ pub struct LeafGroup {
     pub web: Arc<WebConfig>,
     /// How other nodes reach its nodes.
     pub client: Arc<ClientConfig>,
+    /// Where each of its nodes sends what it scrapes (one queue per endpoint per node).
+    pub remote_write: Vec<RemoteWriteConfig>,
 }
 
 impl LeafGroup {

@@ -13,6 +13,7 @@ use std::path::Path;
 
 pub use config::*;
 pub use error::{Problem, TopologyError, Warning};
+pub use validate::parse_bytes;
 
 /// Reads and validates a topology file.
 pub fn load(file: &Path) -> Result<Topology, TopologyError> {

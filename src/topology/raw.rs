@@ -175,6 +175,8 @@ pub(crate) struct RawLeafGroup {
     pub(crate) external_labels: HashMap<S<String>, String>,
     pub(crate) web: Option<S<RawWeb>>,
     pub(crate) client: Option<S<RawClient>>,
+    #[serde(default)]
+    pub(crate) remote_write: Vec<S<RawRemoteWrite>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

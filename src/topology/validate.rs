@@ -39,7 +39,7 @@ pub(crate) const DEFAULT_FEDERATE_BODY_SIZE_LIMIT: usize = 256 << 20;
 
 /// A size in bytes: a plain number, or a number with a unit as Prometheus writes them (`B`, `KB`,
 /// `MB`, `GB`, powers of 1024; `KiB`, `MiB`, `GiB` too).
-fn parse_bytes(s: &str) -> Option<usize> {
+pub fn parse_bytes(s: &str) -> Option<usize> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
@@ -955,6 +955,12 @@ impl Validator {
                 Some(c) => Arc::new(self.client(Some(&c.value), &format!("{p}.client"))),
                 None => d.client.clone(),
             };
+            let remote_write = gv
+                .remote_write
+                .iter()
+                .enumerate()
+                .map(|(k, rw)| self.remote_write(&rw.value, &format!("{p}.remote_write[{k}]")))
+                .collect();
             out.push(LeafGroup {
                 name: name.to_string(),
                 jobs: gv.jobs.iter().map(|j| j.value.clone()).collect(),
@@ -962,6 +968,7 @@ impl Validator {
                 replicas,
                 web,
                 client,
+                remote_write,
             });
         }
         for (i, j) in raw.jobs.iter().enumerate() {

@@ -245,8 +245,11 @@ pub struct Queue {
     index: Mutex<Option<(Instant, Arc<MetadataIndex>)>>,
 }
 
+/// How often a queue stuck retrying a round checks its WAL backlog against `max_backlog`.
+const BOUND_CHECK: Duration = Duration::from_secs(1);
+
 /// The name a queue goes by in metrics and logs: its `name`, else a hash of its URL.
-fn queue_name(cfg: &RemoteWriteConfig) -> String {
+pub fn queue_name(cfg: &RemoteWriteConfig) -> String {
     cfg.name
         .clone()
         .unwrap_or_else(|| format!("{:06x}", xxhash_rust::xxh64::xxh64(cfg.url.as_bytes(), 0) & 0xff_ffff))
@@ -528,8 +531,40 @@ impl Queue {
                     }
                 }
             }
-            if !self.send_round(&watcher, samples, shutdown).await? {
-                return Ok(());
+            let round = samples.len();
+            let read_to = watcher.position();
+            // While the round is retried (the receiver is down), the WAL behind it keeps
+            // growing: watch that backlog and give the round up once it passes the bound.
+            let over_bound = async {
+                loop {
+                    tokio::time::sleep(BOUND_CHECK).await;
+                    let dir = self.wal_dir.clone();
+                    let Ok(b) = self.blocking(move || watcher::backlog_from(&dir, read_to)).await else {
+                        continue;
+                    };
+                    self.metrics.backlog.set(b as f64);
+                    self.status.lock().backlog_bytes = b;
+                    if b > max {
+                        return b;
+                    }
+                }
+            };
+            tokio::select! {
+                sent = self.send_round(&watcher, samples, shutdown) => {
+                    if !sent? {
+                        return Ok(());
+                    }
+                }
+                backlog = over_bound => {
+                    self.metrics.dropped_backlog.inc_by(round as f64);
+                    tracing::warn!(
+                        queue = %self.name,
+                        samples = round,
+                        backlog_bytes = backlog,
+                        max_bytes = max,
+                        "remote write: backlog over its bound while the receiver fails; giving up the round in flight"
+                    );
+                }
             }
             let pos = watcher.position();
             let path = self.position_path.clone();

@@ -223,14 +223,7 @@ impl Watcher {
 
     /// WAL bytes from the position to the end of the log.
     pub(super) fn backlog_bytes(&self) -> std::io::Result<u64> {
-        let mut total = 0u64;
-        for s in wal::list_segments(&self.dir)? {
-            if s >= self.pos.segment {
-                let len = std::fs::metadata(self.dir.join(wal::segment_name(s))).map_or(0, |m| m.len());
-                total += if s == self.pos.segment { len.saturating_sub(self.pos.offset) } else { len };
-            }
-        }
-        Ok(total)
+        backlog_from(&self.dir, self.pos)
     }
 
     /// Gives up the oldest closed segments while the backlog is over `max_bytes`; returns the
@@ -259,6 +252,18 @@ impl Watcher {
         }
         Ok(dropped)
     }
+}
+
+/// WAL bytes in `dir` from `pos` to the end of the log.
+pub(super) fn backlog_from(dir: &Path, pos: Position) -> std::io::Result<u64> {
+    let mut total = 0u64;
+    for s in wal::list_segments(dir)? {
+        if s >= pos.segment {
+            let len = std::fs::metadata(dir.join(wal::segment_name(s))).map_or(0, |m| m.len());
+            total += if s == pos.segment { len.saturating_sub(pos.offset) } else { len };
+        }
+    }
+    Ok(total)
 }
 
 #[cfg(test)]
