@@ -630,6 +630,7 @@ mod tests {
                     write_limits: WriteLimits::default(),
                     read_limits: ReadLimits::default(),
                     clock: Arc::new(|| 0),
+                    metadata: Arc::default(),
                 },
                 &Registry::new(),
             );
