@@ -27,7 +27,15 @@ pub(super) fn run(file: &Path) -> anyhow::Result<ExitCode> {
                 count("push"),
                 if demo > 0 { format!(", {demo} demo targets") } else { String::new() },
             );
+            for g in &t.leaf_groups {
+                for r in &g.remote_write {
+                    println!("  leaf group {:?} (each node): {}", g.name, crate::plan::describe_remote_write(r));
+                }
+            }
             for g in &t.globals {
+                for r in &g.remote_write {
+                    println!("  global {:?}: {}", g.name, crate::plan::describe_remote_write(r));
+                }
                 for r in &g.remote_read {
                     println!("  global {:?}: {}", g.name, crate::plan::describe_remote_read(r));
                 }

@@ -205,6 +205,17 @@ pub fn plan(topology: &Topology, resizes: &[String]) -> Result<Plan, PlanError> 
     Ok(Plan { nodes, remote_read, targets, dropped, warnings, resize, remote_write })
 }
 
+/// One line about a `remote_write` entry: name, URL (password replaced), protocol, disk bound.
+pub fn describe_remote_write(r: &crate::topology::RemoteWriteConfig) -> String {
+    format!(
+        "remote_write {:?} {} ({}, WAL backlog kept up to {} bytes)",
+        crate::remote::send::queue_name(r),
+        redact_url(&r.url),
+        r.protobuf_message.as_str(),
+        r.queue.max_backlog_bytes
+    )
+}
+
 /// One line about a `remote_read` entry: name, URL (password replaced), when it is asked.
 pub fn describe_remote_read(r: &crate::topology::RemoteReadConfig) -> String {
     let when = if r.read_recent { "every query (read_recent)" } else { "ranges older than local data" };
