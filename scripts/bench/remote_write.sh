@@ -107,7 +107,7 @@ YAML
 } > "$WORK/t.yaml"
 "$BIN" check "$WORK/t.yaml" >/dev/null
 # Prometheus gets the labels the global's series carry (cluster, shard), so both send the same
-# label sets apart from bench_sender; metadata is not sent (promtier sends none). The flush
+# label sets apart from bench_sender; both send metadata every minute (their default). The flush
 # deadline only bounds its shutdown (1 s per blocked queue instead of a minute).
 {
   cat <<YAML
@@ -119,9 +119,9 @@ scrape_configs:
   - job_name: demo
     static_configs: [{targets: [$list]}]
 remote_write:
-  - {url: 'http://127.0.0.1:$VM/api/v1/write', name: vm, metadata_config: {send: false}, queue_config: $queue}
+  - {url: 'http://127.0.0.1:$VM/api/v1/write', name: vm, queue_config: $queue}
 YAML
-  if [ "$RECV_SENDER" = prometheus ]; then sinks "  " "metadata_config: {send: false}, "; fi
+  if [ "$RECV_SENDER" = prometheus ]; then sinks "  " ""; fi
 } > "$WORK/prometheus.yml"
 # The promtier receiver: a leaf of its own cluster (a leaf group needs a job: one that scrapes a
 # port nothing listens on, once a minute).
