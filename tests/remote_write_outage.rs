@@ -187,11 +187,11 @@ fn a_leaf_rides_out_a_long_outage_with_bounded_memory_and_a_bounded_disk_backlog
         std::thread::sleep(Duration::from_secs(2));
     }
     let outage_end = now_ms();
-    let dropped = metric(
-        leaf,
-        "prometheus_remote_storage_samples_dropped_total{remote_name=\"bounded\",url=\"http://127.0.0.1",
+    let bounded_url = format!("http://127.0.0.1:{bounded_port}/api/v1/write");
+    let dropped_line = format!(
+        "prometheus_remote_storage_samples_dropped_total{{remote_name=\"bounded\",url=\"{bounded_url}\",reason=\"backlog\"}}"
     );
-    let dropped = if dropped < 0.0 { 0.0 } else { dropped };
+    let dropped = metric(leaf, &dropped_line);
     let backlog_full = metric(leaf, "promtier_remote_storage_backlog_bytes{remote_name=\"full\"");
     let backlog_bounded = metric(leaf, "promtier_remote_storage_backlog_bytes{remote_name=\"bounded\"");
     eprintln!(
@@ -210,11 +210,6 @@ fn a_leaf_rides_out_a_long_outage_with_bounded_memory_and_a_bounded_disk_backlog
     assert!(backlog_full > 1_048_576.0, "the full queue's backlog should pass 1MiB: {backlog_full}");
     assert!(backlog_bounded <= 1_048_576.0 + 65_536.0, "bounded backlog {backlog_bounded}");
     // The bounded queue gave up its oldest segments; counted and logged.
-    let bounded_url = format!("http://127.0.0.1:{bounded_port}/api/v1/write");
-    let dropped_line = format!(
-        "prometheus_remote_storage_samples_dropped_total{{remote_name=\"bounded\",url=\"{bounded_url}\",reason=\"backlog\"}}"
-    );
-    let dropped = metric(leaf, &dropped_line);
     assert!(dropped > 0.0, "nothing dropped by the bounded queue\n{}", logs());
     let full_log = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(full_log.contains("backlog over its bound"), "no warning logged\n{}", logs());
@@ -279,7 +274,8 @@ fn a_leaf_rides_out_a_long_outage_with_bounded_memory_and_a_bounded_disk_backlog
                 }
                 // The queue may have been a little behind when the outage began (a busy host).
                 if lacks[0] < outage_start - 60_000 {
-                    *last.borrow_mut() = format!("{labels}: samples missing from before the outage: {lacks:?}");
+                    *last.borrow_mut() =
+                        format!("{labels}: samples missing from before the outage: {lacks:?}");
                     return None;
                 }
                 if *lacks.last()? > outage_end {

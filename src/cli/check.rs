@@ -29,7 +29,11 @@ pub(super) fn run(file: &Path) -> anyhow::Result<ExitCode> {
             );
             for g in &t.leaf_groups {
                 for r in &g.remote_write {
-                    println!("  leaf group {:?} (each node): {}", g.name, crate::plan::describe_remote_write(r));
+                    println!(
+                        "  leaf group {:?} (each node): {}",
+                        g.name,
+                        crate::plan::describe_remote_write(r)
+                    );
                 }
             }
             for g in &t.globals {

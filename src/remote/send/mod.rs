@@ -479,12 +479,19 @@ impl Queue {
         let round_cap = q.max_shards * q.max_samples_per_send.min(q.capacity);
         let poll = (q.batch_send_deadline / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         tracing::info!(queue = %self.name, url = %self.endpoint.url, protocol = protocol(self.endpoint.proto), position = ?watcher.position(), "remote write queue started");
+        // Set when a round was given up because the receiver kept failing past the bound: then
+        // the backlog is cut down to the bound at once. While rounds are delivered the queue is
+        // catching up, and gives data up only past a quarter over the bound (a round acknowledged
+        // right after an outage leaves the backlog a little over it: no need to drop a segment).
+        let mut giving_up = false;
         loop {
             // Bound the backlog, then gather a round.
             let max = q.max_backlog_bytes;
+            let trigger = if giving_up { max } else { max.saturating_add(max / 4) };
+            giving_up = false;
             let (w, dropped, backlog) = self
                 .blocking(move || {
-                    let d = watcher.enforce_bound(max)?;
+                    let d = watcher.enforce_bound(trigger, max)?;
                     let b = watcher.backlog_bytes()?;
                     Ok((watcher, d, b))
                 })
@@ -544,18 +551,23 @@ impl Queue {
                     };
                     self.metrics.backlog.set(b as f64);
                     self.status.lock().backlog_bytes = b;
-                    if b > max {
+                    // Only while the receiver is failing (its last answer was no success): a
+                    // round being acknowledged after an outage is let finish.
+                    if b > max && self.endpoint.last_error.lock().is_some() {
                         return b;
                     }
                 }
             };
             tokio::select! {
+                // A round that is done wins over a bound passed at the same moment.
+                biased;
                 sent = self.send_round(&watcher, samples, shutdown) => {
                     if !sent? {
                         return Ok(());
                     }
                 }
                 backlog = over_bound => {
+                    giving_up = true;
                     self.metrics.dropped_backlog.inc_by(round as f64);
                     tracing::warn!(
                         queue = %self.name,

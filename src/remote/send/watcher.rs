@@ -226,10 +226,15 @@ impl Watcher {
         backlog_from(&self.dir, self.pos)
     }
 
-    /// Gives up the oldest closed segments while the backlog is over `max_bytes`; returns the
-    /// samples given up (their series are still learnt).
-    pub(super) fn enforce_bound(&mut self, max_bytes: u64) -> std::io::Result<u64> {
+    /// When the backlog is over `trigger` bytes, gives up the oldest closed segments until it is
+    /// at most `target` (or only the segment being written is left); returns the samples given
+    /// up (their series are still learnt).
+    pub(super) fn enforce_bound(&mut self, trigger: u64, target: u64) -> std::io::Result<u64> {
         let mut dropped = 0u64;
+        if self.backlog_bytes()? <= trigger {
+            return Ok(0);
+        }
+        let max_bytes = target;
         while self.backlog_bytes()? > max_bytes {
             let segments = wal::list_segments(&self.dir)?;
             let Some(next) = segments.iter().copied().find(|&s| s > self.pos.segment) else { break };
@@ -312,8 +317,12 @@ mod tests {
         let mut more = Vec::new();
         w2.read(usize::MAX, &mut more).unwrap();
         assert_eq!(more.iter().map(|s| s.t).collect::<Vec<_>>(), vec![10_000]);
+        // Not over the trigger: nothing is given up, whatever the target.
+        let backlog = w.backlog_bytes().unwrap();
+        assert_eq!(w.enforce_bound(backlog, 1).unwrap(), 0);
+        assert_eq!(w.backlog_bytes().unwrap(), backlog);
         // Over a tiny bound, all closed segments are given up.
-        let dropped = w.enforce_bound(1).unwrap();
+        let dropped = w.enforce_bound(1, 1).unwrap();
         assert!(dropped > 0);
         assert_eq!(w.position().segment, *wal::list_segments(dir.path()).unwrap().last().unwrap());
     }
