@@ -20,45 +20,54 @@ fn leaf_addr(base: u16, i: u16) -> SocketAddr {
 #[test]
 fn up_cluster_shards_targets_and_marks_killed_target_stale() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // Consecutive free ports are likely but not certain; pick bases far apart and check.
-    let demo_base = free_port_block(TARGETS);
-    let mut leaf_base = free_port_block(4);
-    while leaf_base + 4 > demo_base && leaf_base < demo_base + TARGETS {
-        leaf_base = free_port_block(4);
-    }
-    let targets: Vec<String> = (0..TARGETS).map(|i| format!("'127.0.0.1:{}'", demo_base + i)).collect();
+    // The targets' shards follow from their addresses (hashmod): pick demo ports until the plan
+    // puts targets on both shards (6 random ports all land on one about 3% of the time).
     let topology = dir.path().join("cluster.yaml");
-    std::fs::write(
-        &topology,
-        format!(
-            "cluster: uptest\n\
-             defaults: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
-             demo: {{targets: {TARGETS}, listen: '127.0.0.1:{demo_base}', series: 60}}\n\
-             jobs:\n  - job_name: demo\n    static_configs: [{{targets: [{}]}}]\n\
-             leaves:\n  - {{group: apps, jobs: [demo], shards: 2, replicas: 2, listen: '127.0.0.1:{leaf_base}'}}\n",
-            targets.join(", ")
-        ),
-    )
-    .expect("write topology");
     let t = topology.to_str().expect("utf8");
+    let mut attempt = 0;
+    let (demo_base, leaf_base, planned) = loop {
+        attempt += 1;
+        // Consecutive free ports are likely but not certain; pick bases far apart and check.
+        let demo_base = free_port_block(TARGETS);
+        let mut leaf_base = free_port_block(4);
+        while leaf_base + 4 > demo_base && leaf_base < demo_base + TARGETS {
+            leaf_base = free_port_block(4);
+        }
+        let targets: Vec<String> = (0..TARGETS).map(|i| format!("'127.0.0.1:{}'", demo_base + i)).collect();
+        std::fs::write(
+            &topology,
+            format!(
+                "cluster: uptest\n\
+                 defaults: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
+                 demo: {{targets: {TARGETS}, listen: '127.0.0.1:{demo_base}', series: 60}}\n\
+                 jobs:\n  - job_name: demo\n    static_configs: [{{targets: [{}]}}]\n\
+                 leaves:\n  - {{group: apps, jobs: [demo], shards: 2, replicas: 2, listen: '127.0.0.1:{leaf_base}'}}\n",
+                targets.join(", ")
+            ),
+        )
+        .expect("write topology");
 
-    // What the plan says.
-    let plan = std::process::Command::new(promtier_binary())
-        .args(["plan", t, "--format", "json"])
-        .output()
-        .expect("run promtier plan");
-    assert!(plan.status.success(), "plan failed: {}", String::from_utf8_lossy(&plan.stderr));
-    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("plan JSON");
-    let mut planned: BTreeMap<String, BTreeSet<String>> = BTreeMap::new(); // target -> nodes
-    for tgt in plan["targets"].as_array().expect("targets") {
-        let nodes =
-            tgt["nodes"].as_array().expect("nodes").iter().map(|n| n.as_str().expect("name").to_string());
-        planned.insert(tgt["target"].as_str().expect("target").to_string(), nodes.collect());
-    }
-    assert_eq!(planned.len(), TARGETS as usize, "{plan}");
-    let shards: BTreeSet<u64> =
-        plan["targets"].as_array().expect("targets").iter().filter_map(|t| t["shard"].as_u64()).collect();
-    assert_eq!(shards.len(), 2, "6 targets should land on both shards: {plan}");
+        // What the plan says.
+        let plan = std::process::Command::new(promtier_binary())
+            .args(["plan", t, "--format", "json"])
+            .output()
+            .expect("run promtier plan");
+        assert!(plan.status.success(), "plan failed: {}", String::from_utf8_lossy(&plan.stderr));
+        let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("plan JSON");
+        let mut planned: BTreeMap<String, BTreeSet<String>> = BTreeMap::new(); // target -> nodes
+        for tgt in plan["targets"].as_array().expect("targets") {
+            let nodes =
+                tgt["nodes"].as_array().expect("nodes").iter().map(|n| n.as_str().expect("name").to_string());
+            planned.insert(tgt["target"].as_str().expect("target").to_string(), nodes.collect());
+        }
+        assert_eq!(planned.len(), TARGETS as usize, "{plan}");
+        let shards: BTreeSet<u64> =
+            plan["targets"].as_array().expect("targets").iter().filter_map(|t| t["shard"].as_u64()).collect();
+        if shards.len() == 2 {
+            break (demo_base, leaf_base, planned);
+        }
+        assert!(attempt < 20, "20 sets of demo ports, every one on a single shard: {plan}");
+    };
 
     let log = dir.path().join("up.log");
     let mut up = start_promtier("promtier up", &["up", t], &log);
