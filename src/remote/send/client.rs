@@ -162,6 +162,8 @@ pub(super) async fn send(
     seed: u64,
     shutdown: &CancellationToken,
 ) -> Delivery {
+    // Shared, so that each attempt hands the client the same bytes without a copy.
+    let body = bytes::Bytes::from(body);
     let tally = metrics.tally(payload);
     let n = payload.count();
     let noun = payload.noun();
@@ -244,7 +246,7 @@ pub(super) async fn send(
     }
 }
 
-async fn attempt(ep: &Endpoint, body: Vec<u8>) -> Result<(reqwest::StatusCode, Written), Attempt> {
+async fn attempt(ep: &Endpoint, body: bytes::Bytes) -> Result<(reqwest::StatusCode, Written), Attempt> {
     let (content_type, version) = match ep.proto {
         ProtobufMessage::WriteRequestV1 => (codec::PROTOBUF_CONTENT_TYPE.to_string(), "0.1.0"),
         ProtobufMessage::RequestV2 => {

@@ -50,7 +50,22 @@ pub(super) struct Watcher {
     pos: Position,
     series: HashMap<SeriesRef, SendLabels>,
     transform: Transform,
+    /// Bytes read ahead from the segment being read: a round uses far less than a read brings,
+    /// and reading the same bytes again for every round was most of the sender's copying.
+    ahead: ReadAhead,
 }
+
+/// WAL bytes already read: `data` holds the segment's bytes from `offset`.
+#[derive(Default)]
+struct ReadAhead {
+    segment: u64,
+    offset: u64,
+    data: Vec<u8>,
+}
+
+/// Read ahead is used while at least this much of it is left from the position; less, and the
+/// file is read again from there (which also sees what was appended since).
+const AHEAD_MIN: u64 = 256 << 10;
 
 impl Watcher {
     /// Starts at `pos`, or (a new queue) at the start of the newest segment. Learns every series
@@ -71,7 +86,13 @@ impl Watcher {
             );
             pos = Position { segment: first, offset: 0 };
         }
-        let mut w = Watcher { dir: dir.to_path_buf(), pos, series: HashMap::new(), transform };
+        let mut w = Watcher {
+            dir: dir.to_path_buf(),
+            pos,
+            series: HashMap::new(),
+            transform,
+            ahead: ReadAhead::default(),
+        };
         if let Some((_, cdir)) = wal::last_checkpoint(dir)? {
             for s in wal::list_segments(&cdir)? {
                 let data = std::fs::read(cdir.join(wal::segment_name(s)))?;
@@ -154,7 +175,10 @@ impl Watcher {
                     }
                 }
             }
-            let (data, eof) = self.read_chunk(READ_CHUNK)?;
+            let (from, to, eof) = self.fill_ahead()?;
+            // Taken out while records are applied (which needs `self`), put back below.
+            let ahead = std::mem::take(&mut self.ahead.data);
+            let data = &ahead[from..to];
             let mut at = 0;
             let mut progressed = false;
             while out.len() < max {
@@ -181,6 +205,8 @@ impl Watcher {
                     Frame::Bad(_) => break,
                 }
             }
+            let data_len = data.len();
+            self.ahead.data = ahead;
             self.pos.offset += at as u64;
             if out.len() >= max {
                 break;
@@ -191,7 +217,7 @@ impl Watcher {
             // At the end of what is there: move on if the segment is closed, else wait.
             match newer {
                 Some(n) if eof || !progressed => {
-                    let left = data.len() - at;
+                    let left = data_len - at;
                     if left > 0 {
                         tracing::warn!(
                             segment = self.pos.segment,
@@ -210,7 +236,34 @@ impl Watcher {
         Ok(stats)
     }
 
-    /// Up to `n` bytes from the position, and whether they reach the end of the file.
+    /// Makes the read ahead cover the position (reading [`READ_CHUNK`] bytes when it does not);
+    /// the range of `ahead.data` from the position, and whether it ends at the file's end.
+    fn fill_ahead(&mut self) -> std::io::Result<(usize, usize, bool)> {
+        let a = &self.ahead;
+        let end = a.offset + a.data.len() as u64;
+        if a.segment == self.pos.segment && a.offset <= self.pos.offset && self.pos.offset + AHEAD_MIN <= end
+        {
+            // Never "at the end" from here: the file may have grown since, so its end is read
+            // from the file once the read ahead is used up.
+            return Ok(((self.pos.offset - a.offset) as usize, a.data.len(), false));
+        }
+        let path = self.dir.join(wal::segment_name(self.pos.segment));
+        let mut f = std::fs::File::open(path)?;
+        let len = f.metadata()?.len();
+        f.seek(SeekFrom::Start(self.pos.offset))?;
+        let want = READ_CHUNK.min(len.saturating_sub(self.pos.offset) as usize + 1);
+        let mut data = std::mem::take(&mut self.ahead.data);
+        data.clear();
+        data.reserve(want);
+        (&mut f).take(want as u64).read_to_end(&mut data)?;
+        let eof = data.len() < want;
+        let n = data.len();
+        self.ahead = ReadAhead { segment: self.pos.segment, offset: self.pos.offset, data };
+        Ok((0, n, eof))
+    }
+
+    /// Up to `n` bytes of the segment from the position, read from the file (the rare paths:
+    /// a record larger than a chunk, a whole segment given up).
     fn read_chunk(&self, n: usize) -> std::io::Result<(Vec<u8>, bool)> {
         let path = self.dir.join(wal::segment_name(self.pos.segment));
         let mut f = std::fs::File::open(path)?;
@@ -325,5 +378,42 @@ mod tests {
         let dropped = w.enforce_bound(1, 1).unwrap();
         assert!(dropped > 0);
         assert_eq!(w.position().segment, *wal::list_segments(dir.path()).unwrap().last().unwrap());
+    }
+
+    #[test]
+    fn small_reads_of_a_growing_segment_see_every_sample_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        // One segment far larger than the read-ahead threshold, written while it is read.
+        let wal = Wal::create(dir.path(), Arc::new(RealFs), 0, 64 << 20, WalSync::Commit).unwrap();
+        let a = Labels::from_pairs(&[("__name__", "a")]);
+        let mut b = Vec::new();
+        wal::encode_series(&mut b, [(1, &a)]);
+        wal.log(&b).unwrap();
+        let mut t = 0i64;
+        // Records of 10 samples (a scrape's worth, small enough to read a few at a time).
+        let mut log_n = |n: i64| {
+            for _ in 0..n / 10 {
+                let mut b = Vec::new();
+                wal::encode_samples(&mut b, (t..t + 10).map(|t| RefSample { r: 1, t, v: t as f64 }));
+                wal.log(&b).unwrap();
+                t += 10;
+            }
+        };
+        log_n(50_000);
+        let mut w = Watcher::open(dir.path(), Some(Position { segment: 0, offset: 0 }), plain()).unwrap();
+        let mut got = Vec::new();
+        for round in 0..2_000 {
+            let mut out = Vec::new();
+            w.read(37, &mut out).unwrap();
+            got.extend(out.iter().map(|s| s.t));
+            if round % 10 == 0 {
+                log_n(300); // appended between reads, some while read ahead is held
+            }
+        }
+        let mut rest = Vec::new();
+        assert!(w.read(usize::MAX, &mut rest).unwrap().caught_up);
+        got.extend(rest.iter().map(|s| s.t));
+        assert_eq!(got.len(), 50_000 + 200 * 300);
+        assert!(got.iter().enumerate().all(|(i, t)| *t == i as i64), "every sample once, in order");
     }
 }
