@@ -138,10 +138,7 @@ pub async fn run(
     let targets_ingest = ingest.clone();
     let warnings_ingest = ingest.clone();
     let mut status = super::leaf::status_info(topology, node, opts, db.clone());
-    if !queues.is_empty() {
-        let queues = queues.clone();
-        status.remote_write = Some(Arc::new(move || queues.iter().map(|q| q.status()).collect()));
-    }
+    status.remote_write = crate::remote::send::status_source(&queues);
     app = app.merge(api::router(ApiState {
         node: Arc::new(NodeInfo {
             name: node.name.clone(),

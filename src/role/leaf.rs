@@ -116,10 +116,7 @@ pub async fn run(
     let ready_storage = stored.clone();
     let targets_manager = manager.clone();
     let mut status = status_info(topology, node, opts, db.clone());
-    if !queues.is_empty() {
-        let queues = queues.clone();
-        status.remote_write = Some(Arc::new(move || queues.iter().map(|q| q.status()).collect()));
-    }
+    status.remote_write = crate::remote::send::status_source(&queues);
     let app = fed.merge(api::router(ApiState {
         node: Arc::new(NodeInfo {
             name: node.name.clone(),

@@ -760,6 +760,15 @@ fn protocol(m: ProtobufMessage) -> &'static str {
     }
 }
 
+/// What the status page shows of `queues` (`None` when the node sends nowhere).
+pub fn status_source(queues: &[Arc<Queue>]) -> Option<Arc<dyn Fn() -> Vec<QueueStatus> + Send + Sync>> {
+    if queues.is_empty() {
+        return None;
+    }
+    let queues = queues.to_vec();
+    Some(Arc::new(move || queues.iter().map(|q| q.status()).collect()))
+}
+
 /// Runs every queue until `shutdown`.
 pub async fn run_all(queues: Vec<Arc<Queue>>, shutdown: CancellationToken) {
     let mut set = tokio::task::JoinSet::new();

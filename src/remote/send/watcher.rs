@@ -287,8 +287,7 @@ impl Watcher {
         if self.backlog_bytes()? <= trigger {
             return Ok(0);
         }
-        let max_bytes = target;
-        while self.backlog_bytes()? > max_bytes {
+        while self.backlog_bytes()? > target {
             let segments = wal::list_segments(&self.dir)?;
             let Some(next) = segments.iter().copied().find(|&s| s > self.pos.segment) else { break };
             let mut sink = Vec::new();
@@ -303,7 +302,7 @@ impl Watcher {
             tracing::warn!(
                 segment = self.pos.segment,
                 samples = sink.len(),
-                max_bytes,
+                max_bytes = target,
                 "remote write: backlog over its bound; dropping the oldest WAL segment for this queue"
             );
             self.pos = Position { segment: next, offset: 0 };
