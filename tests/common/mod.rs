@@ -27,7 +27,31 @@ pub(crate) const PROMTOOL_BIN_ENV: &str = "PROMTOOL_BIN";
 
 /// A port on 127.0.0.1 that was free a moment ago. Another process may take it before the
 /// caller binds it; [`Prometheus::start`] retries in that case.
+///
+/// Ports come from below the kernel's ephemeral range (`ip_local_port_range`), so that no
+/// outgoing connection on this host (a sender retrying a stopped receiver, a test's own HTTP
+/// client) can take a port that a test stops and later binds again; a client retrying a dead
+/// port inside the ephemeral range can even connect to itself and hold it.
 pub(crate) fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 12_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    if ephemeral_low > LOW + 1_000 {
+        let span = ephemeral_low - LOW;
+        // Processes running tests at once start at different places of the span.
+        let start = std::process::id().wrapping_mul(2_654_435_761) % span;
+        for _ in 0..span.min(4_000) {
+            let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+            let port = (LOW + offset) as u16;
+            if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+                return port;
+            }
+        }
+    }
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind an ephemeral port on 127.0.0.1");
     listener.local_addr().expect("local address of a bound listener").port()
 }
