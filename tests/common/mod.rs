@@ -27,12 +27,19 @@ pub(crate) const PROMTOOL_BIN_ENV: &str = "PROMTOOL_BIN";
 
 /// A port on 127.0.0.1 that was free a moment ago. Another process may take it before the
 /// caller binds it; [`Prometheus::start`] retries in that case.
+pub(crate) fn free_port() -> u16 {
+    free_port_block(1)
+}
+
+/// The first of `n` consecutive ports on 127.0.0.1 that were free a moment ago.
 ///
 /// Ports come from below the kernel's ephemeral range (`ip_local_port_range`), so that no
 /// outgoing connection on this host (a sender retrying a stopped receiver, a test's own HTTP
 /// client) can take a port that a test stops and later binds again; a client retrying a dead
-/// port inside the ephemeral range can even connect to itself and hold it.
-pub(crate) fn free_port() -> u16 {
+/// port inside the ephemeral range can even connect to itself and hold it. Within one test
+/// process, blocks are handed out from a counter, so tests running at once never get the same
+/// port even before they bind it; processes start at different places of the range.
+pub(crate) fn free_port_block(n: u16) -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     const LOW: u32 = 12_000;
@@ -40,20 +47,30 @@ pub(crate) fn free_port() -> u16 {
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
         .unwrap_or(32_768);
-    if ephemeral_low > LOW + 1_000 {
-        let span = ephemeral_low - LOW;
-        // Processes running tests at once start at different places of the span.
+    let n32 = u32::from(n);
+    if ephemeral_low > LOW + 1_000 + n32 {
+        let span = ephemeral_low - LOW - n32;
         let start = std::process::id().wrapping_mul(2_654_435_761) % span;
-        for _ in 0..span.min(4_000) {
-            let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
-            let port = (LOW + offset) as u16;
-            if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
-                return port;
+        for _ in 0..2_000 {
+            let base = LOW + (start + NEXT.fetch_add(n32, Ordering::Relaxed)) % span;
+            let free = (0..n32).all(|i| TcpListener::bind((Ipv4Addr::LOCALHOST, (base + i) as u16)).is_ok());
+            if free {
+                return base as u16;
             }
         }
     }
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind an ephemeral port on 127.0.0.1");
-    listener.local_addr().expect("local address of a bound listener").port()
+    for _ in 0..50 {
+        let listener =
+            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind an ephemeral port on 127.0.0.1");
+        let base = listener.local_addr().expect("local address of a bound listener").port();
+        drop(listener);
+        if base.checked_add(n).is_some()
+            && (0..n).all(|i| TcpListener::bind((Ipv4Addr::LOCALHOST, base + i)).is_ok())
+        {
+            return base;
+        }
+    }
+    panic!("no block of {n} free ports");
 }
 
 /// The Prometheus binary: `$PROMETHEUS_BIN`, else `prometheus` on `PATH`.
@@ -447,21 +464,6 @@ fn parse_label_body(s: &str) -> Vec<(String, String)> {
     }
     out.sort();
     out
-}
-
-/// The first of `n` consecutive free ports on 127.0.0.1.
-pub(crate) fn free_port_block(n: u16) -> u16 {
-    for _ in 0..50 {
-        let base = free_port();
-        if base.checked_add(n).is_none() {
-            continue;
-        }
-        let ok = (0..n).all(|i| TcpListener::bind((Ipv4Addr::LOCALHOST, base + i)).is_ok());
-        if ok {
-            return base;
-        }
-    }
-    panic!("no block of {n} free ports");
 }
 
 /// Raw samples by series: labels as sorted (name, value) pairs → (t, v) in time order.
