@@ -595,6 +595,7 @@ pub fn block(index: &[u8], chunks: &[u8], fix_index_crc: bool) -> Result<(), Vio
         stats: BlockStats::default(),
         compaction: BlockCompaction::default(),
         version: 1,
+        downsample: None,
     };
     let Ok(block) = Block::from_maps(Path::new("fuzz"), meta, index, chunks_map, 0) else { return Ok(()) };
     let n = block.index().num_series();

@@ -92,13 +92,16 @@ fn keys_not_implemented_yet_are_loud_warnings_with_position() {
     assert_eq!(
         t.warnings[0].render(&f),
         format!(
-            "globals[0].downsample ({}:12:9) is accepted but not implemented yet: nothing is downsampled (raw data is kept for the retention only)",
+            "push ({}:15:7) is accepted but not implemented yet: no push node runs (`promtier up` starts none)",
             f.display()
         )
     );
-    assert_eq!(t.warnings[0].global.as_deref(), Some("global"), "the global's nodes log it at start");
-    // remote_write runs now: no warning for it.
-    assert!(t.warnings.iter().all(|w| !w.path.contains("remote_write")), "{:?}", t.warnings);
+    // remote_write and downsample run now: no warning for them.
+    assert!(
+        t.warnings.iter().all(|w| !w.path.contains("remote_write") && !w.path.contains("downsample")),
+        "{:?}",
+        t.warnings
+    );
 }
 
 #[test]

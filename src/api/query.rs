@@ -15,7 +15,7 @@ use super::params::{Params, invalid_param, limit_param, parse_duration_ms, parse
 use super::{ApiError, ApiState, ErrorType, json, success};
 use crate::promql::ast::{AggOp, At, BinOp, Cardinality, Expr};
 use crate::promql::value::Value;
-use crate::promql::{Engine, QueryError, QueryResult};
+use crate::promql::{Engine, QueryError, QueryResult, SourceResolution};
 use crate::storage::Queryable;
 
 /// How a failed query is reported.
@@ -60,7 +60,12 @@ fn engine_for(st: &ApiState, p: &Params) -> Result<Engine, ApiError> {
             opts.lookback_delta = Duration::from_millis(ms as u64);
         }
     }
-    Ok(Engine::new(opts))
+    // Thanos's parameter; `max_source_resolution=raw` (or `0s`) keeps a query on raw data.
+    let source = match p.non_empty("max_source_resolution") {
+        Some(s) => SourceResolution::parse(s).map_err(|e| invalid_param("max_source_resolution", e))?,
+        None => SourceResolution::Auto,
+    };
+    Ok(Engine::new(opts).with_source(source))
 }
 
 /// Waits for a permit of the concurrent-query limit; the engine comes back with the time waited
@@ -69,7 +74,7 @@ async fn admit(st: &ApiState, engine: Engine) -> Result<(QueryPermit, Engine), R
     let mut opts = engine.options().clone();
     let permit = st.queries.acquire(opts.timeout).await.map_err(IntoResponse::into_response)?;
     opts.timeout = opts.timeout.saturating_sub(permit.waited);
-    Ok((permit, Engine::new(opts)))
+    Ok((permit, Engine::new(opts).with_source(engine.source())))
 }
 
 /// Runs `f` on a blocking thread (query evaluation is CPU-bound), holding `permit` until it

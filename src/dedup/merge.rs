@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::model::{Labels, Matcher, Sample, is_stale_nan};
+use crate::storage::rollup::{Aggregates, Coverage, Rollup, RollupQuerier, RollupSeries, window_end};
 use crate::storage::{LatestSample, Querier, Queryable, SelectHints, Series, StorageError};
 
 /// Penalty when a series has too few samples to measure its spacing.
@@ -59,6 +60,79 @@ impl Queryable for MergeQueryable {
     fn min_time(&self) -> Option<i64> {
         self.inner.min_time()
     }
+
+    fn coverage(&self) -> Vec<Coverage> {
+        self.inner.coverage()
+    }
+
+    fn rollup_querier(
+        &self,
+        resolution: i64,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Option<Box<dyn RollupQuerier>>, StorageError> {
+        let Some(inner) = self.inner.rollup_querier(resolution, mint, maxt)? else { return Ok(None) };
+        Ok(Some(Box::new(MergeRollups { inner, replica_label: self.replica_label.clone(), resolution })))
+    }
+}
+
+/// Rollups deduplicated per window: of the replicas' rollups for one window, the one of the most
+/// samples, staying with the previous window's replica on a tie. Switching replicas only at
+/// window borders keeps counters monotonic (both replicas scrape the same target, and every
+/// sample of the later window is younger).
+struct MergeRollups {
+    inner: Box<dyn RollupQuerier>,
+    replica_label: String,
+    resolution: i64,
+}
+
+impl RollupQuerier for MergeRollups {
+    fn select(&self, matchers: &[Matcher], need: Aggregates) -> Result<Vec<RollupSeries>, StorageError> {
+        let matchers: Vec<Matcher> =
+            matchers.iter().filter(|m| m.name != self.replica_label).cloned().collect();
+        let mut sets: BTreeMap<Labels, Vec<(String, Vec<Rollup>)>> = BTreeMap::new();
+        for s in self.inner.select(&matchers, need.with(Aggregates::COUNT))? {
+            let replica = s.labels.get(&self.replica_label).unwrap_or_default().to_string();
+            let key = s.labels.without(&[&self.replica_label]);
+            sets.entry(key).or_default().push((replica, s.rollups.collect()));
+        }
+        Ok(sets
+            .into_iter()
+            .map(|(labels, mut replicas)| {
+                replicas.sort_by(|a, b| a.0.cmp(&b.0));
+                let rollups =
+                    merge_rollup_replicas(replicas.into_iter().map(|r| r.1).collect(), self.resolution);
+                RollupSeries { labels: Arc::new(labels), rollups: Box::new(rollups.into_iter()) }
+            })
+            .collect())
+    }
+}
+
+/// One rollup per window out of several replicas' (each in time order); see [`MergeRollups`].
+fn merge_rollup_replicas(replicas: Vec<Vec<Rollup>>, resolution: i64) -> Vec<Rollup> {
+    if replicas.len() == 1 {
+        return replicas.into_iter().next().unwrap_or_default();
+    }
+    let mut by_window: BTreeMap<i64, Vec<(usize, Rollup)>> = BTreeMap::new();
+    for (i, rs) in replicas.into_iter().enumerate() {
+        for r in rs {
+            by_window.entry(window_end(r.t, resolution)).or_default().push((i, r));
+        }
+    }
+    let mut current = usize::MAX;
+    let mut out = Vec::with_capacity(by_window.len());
+    for (_, candidates) in by_window {
+        let best_count = candidates.iter().map(|c| c.1.count).max().unwrap_or(0);
+        let pick = candidates
+            .iter()
+            .find(|c| c.0 == current && c.1.count == best_count)
+            .or_else(|| candidates.iter().find(|c| c.1.count == best_count));
+        if let Some(&(i, r)) = pick {
+            current = i;
+            out.push(r);
+        }
+    }
+    out
 }
 
 struct MergeQuerier {

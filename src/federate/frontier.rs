@@ -339,6 +339,19 @@ impl Queryable for TrackedStorage {
     fn min_time(&self) -> Option<i64> {
         self.inner.min_time()
     }
+
+    fn coverage(&self) -> Vec<crate::storage::rollup::Coverage> {
+        self.inner.coverage()
+    }
+
+    fn rollup_querier(
+        &self,
+        resolution: i64,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Option<Box<dyn crate::storage::rollup::RollupQuerier>>, StorageError> {
+        self.inner.rollup_querier(resolution, mint, maxt)
+    }
 }
 
 impl Storage for TrackedStorage {

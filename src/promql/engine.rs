@@ -71,10 +71,41 @@ pub struct QueryResult {
     pub peak_samples: usize,
 }
 
+/// Which data a query's selectors may read (Thanos's `max_source_resolution`): downsampled
+/// data chosen per selector by the rule in `docs/downsampling.md` (`auto`, the default), raw
+/// data only, or the coarsest resolution at or below a bound. Where the chosen data is missing,
+/// the nearest resolution that exists answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SourceResolution {
+    #[default]
+    Auto,
+    Raw,
+    /// At most this many ms.
+    Max(i64),
+}
+
+impl SourceResolution {
+    /// Parses `auto`, `raw`, `0s`, or a duration (`5m`, `1h`).
+    pub fn parse(s: &str) -> Result<SourceResolution, String> {
+        match s.trim() {
+            "" | "auto" => Ok(SourceResolution::Auto),
+            "raw" => Ok(SourceResolution::Raw),
+            other => match crate::model::parse_duration(other) {
+                Ok(d) if d.is_zero() => Ok(SourceResolution::Raw),
+                Ok(d) => Ok(SourceResolution::Max(ms(d))),
+                Err(_) => Err(format!(
+                    "invalid max_source_resolution {other:?}: use raw, auto or a duration such as 5m or 1h"
+                )),
+            },
+        }
+    }
+}
+
 /// The PromQL engine. Cheap to share; each query evaluates independently.
 #[derive(Debug, Clone, Default)]
 pub struct Engine {
     opts: EngineOptions,
+    source: SourceResolution,
 }
 
 fn ms(d: Duration) -> i64 {
@@ -83,7 +114,17 @@ fn ms(d: Duration) -> i64 {
 
 impl Engine {
     pub fn new(opts: EngineOptions) -> Engine {
-        Engine { opts }
+        Engine { opts, source: SourceResolution::Auto }
+    }
+
+    /// Which data this engine's queries read.
+    pub fn source(&self) -> SourceResolution {
+        self.source
+    }
+
+    /// This engine with queries reading data as `source` says.
+    pub fn with_source(&self, source: SourceResolution) -> Engine {
+        Engine { opts: self.opts.clone(), source }
     }
 
     pub fn options(&self) -> &EngineOptions {
@@ -127,6 +168,8 @@ impl Engine {
             query_end: end,
             query_step: step,
             default_subquery_step: ms(self.opts.default_subquery_step).max(1),
+            source: self.source,
+            coverage: std::cell::OnceCell::new(),
         }
     }
 

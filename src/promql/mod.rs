@@ -16,6 +16,6 @@ pub mod functions;
 pub mod parser;
 pub mod value;
 
-pub use engine::{Engine, EngineOptions, QueryError, QueryResult};
+pub use engine::{Engine, EngineOptions, QueryError, QueryResult, SourceResolution};
 pub use parser::{ParseError, parse};
 pub use value::{Point, Sample, Series, Value};

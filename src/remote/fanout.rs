@@ -207,6 +207,27 @@ impl Queryable for RemoteReadQueryable {
     fn min_time(&self) -> Option<i64> {
         self.local.min_time()
     }
+
+    /// The local coverage; with stores to read from, raw data reaches back without bound (the
+    /// stores answer what is older than local raw data).
+    fn coverage(&self) -> Vec<crate::storage::rollup::Coverage> {
+        let mut c = self.local.coverage();
+        if !self.endpoints.is_empty() {
+            for cov in c.iter_mut().filter(|c| c.resolution == 0) {
+                cov.ranges = vec![(i64::MIN, i64::MAX)];
+            }
+        }
+        c
+    }
+
+    fn rollup_querier(
+        &self,
+        resolution: i64,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Option<Box<dyn crate::storage::rollup::RollupQuerier>>, StorageError> {
+        self.local.rollup_querier(resolution, mint, maxt)
+    }
 }
 
 /// The part of `[mint, maxt]` a store is asked for: all of it with `read_recent`; otherwise

@@ -34,7 +34,7 @@ pub async fn run(
         bail!("node {:?} is a {} node, not a global", node.name, node.role.kind());
     };
     let cfg = topology.global(name).with_context(|| format!("global {name:?} not in topology"))?;
-    let db = super::storage::open(node, &opts.storage).await?;
+    let db = super::storage::open(node, &opts.storage, &cfg.downsample).await?;
     let frontier = Arc::new(super::open_frontier(node)?);
     // Every commit goes through the frontier, so the fast link's cursor covers all of them.
     let storage: Arc<dyn Storage> = Arc::new(TrackedStorage::new(Arc::new(db.clone()), frontier.clone()));

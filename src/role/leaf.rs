@@ -53,7 +53,7 @@ pub async fn run(
     let jobs: Vec<_> =
         topology.jobs.iter().filter(|j| group_cfg.jobs.contains(&j.job_name)).cloned().collect();
 
-    let db = storage::open(node, &opts.storage).await?;
+    let db = storage::open(node, &opts.storage, &[]).await?;
     let frontier = Arc::new(super::open_frontier(node)?);
     // Every commit goes through the frontier, so the fast link's cursor covers all of them.
     let stored: Arc<dyn Storage> = Arc::new(TrackedStorage::new(Arc::new(db.clone()), frontier.clone()));

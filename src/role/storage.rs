@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::topology::Node;
+use crate::topology::{Downsample, Node};
+use crate::tsdb::db::DownsampleLevel;
 use crate::tsdb::wal::WalSync;
 use crate::tsdb::{Db, DbOptions};
 
@@ -37,9 +38,23 @@ impl Default for StorageOptions {
     }
 }
 
-/// Opens (creating or replaying) the TSDB of `node`.
-pub(crate) async fn open(node: &Node, opts: &StorageOptions) -> anyhow::Result<Db> {
+/// Opens (creating or replaying) the TSDB of `node`, rolling raw data up to `downsample` (a
+/// global's rollups; empty for leaves). A resolution's retention is at least the raw one.
+pub(crate) async fn open(
+    node: &Node,
+    opts: &StorageOptions,
+    downsample: &[Downsample],
+) -> anyhow::Result<Db> {
+    let raw_ms = node.retention.as_millis() as i64;
+    let downsample = downsample
+        .iter()
+        .map(|d| DownsampleLevel {
+            resolution_ms: d.resolution.as_millis() as i64,
+            retention_ms: Some(d.retention.map_or(raw_ms, |r| (r.as_millis() as i64).max(raw_ms))),
+        })
+        .collect();
     let db_opts = DbOptions {
+        downsample,
         block_range_ms: opts.block_duration.as_millis() as i64,
         max_block_range_ms: opts.max_block_duration.map(|d| d.as_millis() as i64),
         retention_ms: Some(node.retention.as_millis() as i64),

@@ -15,7 +15,7 @@ pub(crate) fn register_db_metrics(registry: &Registry, db: Db) {
         write_head(w, &s.head);
         let g = MetricType::Gauge;
         let c = MetricType::Counter;
-        let rows: [(&str, &str, MetricType, f64); 22] = [
+        let rows: [(&str, &str, MetricType, f64); 27] = [
             ("promtier_tsdb_blocks_loaded", "Blocks on disk that queries read.", g, s.blocks as f64),
             ("promtier_tsdb_blocks_bytes", "Bytes of the blocks on disk.", g, s.block_bytes as f64),
             ("promtier_tsdb_blocks_samples", "Samples held in blocks.", g, s.block_samples as f64),
@@ -92,6 +92,36 @@ pub(crate) fn register_db_metrics(registry: &Registry, db: Db) {
                 s.retention_deleted_blocks as f64,
             ),
             (
+                "promtier_downsample_blocks_total",
+                "Rollup blocks written (one per piece and resolution).",
+                c,
+                s.downsample_blocks as f64,
+            ),
+            (
+                "promtier_downsample_series_total",
+                "Series rolled up, summed over rollup blocks written.",
+                c,
+                s.downsample_series as f64,
+            ),
+            (
+                "promtier_downsample_duration_seconds_total",
+                "Time spent rolling raw data up.",
+                c,
+                s.downsample_seconds,
+            ),
+            (
+                "promtier_downsample_failures_total",
+                "Rollup blocks that could not be written.",
+                c,
+                s.downsample_failures as f64,
+            ),
+            (
+                "promtier_downsample_pending_pieces",
+                "Pieces (6 h of raw data and one resolution) waiting to be rolled up.",
+                g,
+                s.downsample_pending as f64,
+            ),
+            (
                 "promtier_tsdb_wal_replay_duration_seconds",
                 "Time the WAL replay took at start.",
                 g,
@@ -106,6 +136,14 @@ pub(crate) fn register_db_metrics(registry: &Registry, db: Db) {
         ];
         for (name, help, kind, v) in rows {
             w.single(name, help, kind, v);
+        }
+        if !s.rollup_bytes.is_empty() {
+            let name = "promtier_downsample_block_bytes";
+            w.family(name, "Bytes of rollup blocks on disk, by resolution.", MetricType::Gauge);
+            for (res, bytes) in &s.rollup_bytes {
+                let r = crate::model::format_duration(std::time::Duration::from_millis(*res as u64));
+                w.sample(name, &[("resolution", &r)], *bytes as f64);
+            }
         }
     }));
 }

@@ -2,6 +2,8 @@
 //! for writes (scrape, federation ingest, push) and a [`Querier`] for reads (`/federate`, PromQL,
 //! dedup). Implementations live elsewhere (`tsdb`); nothing here knows how data is stored.
 
+pub mod rollup;
+
 use std::fmt;
 use std::sync::Arc;
 
@@ -171,6 +173,24 @@ pub trait Queryable: Send + Sync {
     /// ends); `None` when empty or unknown.
     fn min_time(&self) -> Option<i64> {
         None
+    }
+
+    /// Where raw data and rollups of each resolution lie (raw first). Empty when the storage
+    /// keeps no rollups and does not know its raw range: queries then read raw data only.
+    fn coverage(&self) -> Vec<rollup::Coverage> {
+        Vec::new()
+    }
+
+    /// A reader of the rollups of `resolution` (ms) with timestamps in `[mint, maxt]`, or `None`
+    /// when this storage keeps none.
+    fn rollup_querier(
+        &self,
+        resolution: i64,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Option<Box<dyn rollup::RollupQuerier>>, StorageError> {
+        let _ = (resolution, mint, maxt);
+        Ok(None)
     }
 }
 

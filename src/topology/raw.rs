@@ -197,8 +197,9 @@ pub(crate) struct RawGlobal {
     pub(crate) federate: Option<S<RawFederate>>,
     pub(crate) dedup: Option<S<RawDedup>>,
     pub(crate) retention: Option<S<String>>,
+    /// Absent: the default rollups; `[]`: none.
     #[serde(default)]
-    pub(crate) downsample: Vec<S<RawDownsample>>,
+    pub(crate) downsample: Option<Vec<S<RawDownsample>>>,
     #[serde(default)]
     pub(crate) remote_write: Vec<S<RawRemoteWrite>>,
     #[serde(default)]

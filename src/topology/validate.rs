@@ -117,6 +117,16 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<Pr
     }
 }
 
+/// The rollups a global keeps when its topology says nothing: 5m for 90 days, 1h for 2 years
+/// (each at least as long as raw data).
+fn default_downsample() -> Vec<Downsample> {
+    let day = 86_400;
+    vec![
+        Downsample { resolution: Duration::from_secs(300), retention: Some(Duration::from_secs(90 * day)) },
+        Downsample { resolution: Duration::from_secs(3600), retention: Some(Duration::from_secs(730 * day)) },
+    ]
+}
+
 /// Keys that validate but whose feature is not built yet (later issues): each is a warning
 /// naming the key, so that nobody believes it works.
 fn not_implemented(raw: &RawTopology) -> Vec<Warning> {
@@ -130,13 +140,6 @@ fn not_implemented(raw: &RawTopology) -> Vec<Warning> {
             global: global.map(str::to_string),
         });
     };
-    for (i, g) in raw.globals.iter().enumerate() {
-        let name = Some(g.value.name.value.as_str());
-        if let Some(first) = g.value.downsample.first() {
-            let what = "nothing is downsampled (raw data is kept for the retention only)";
-            warn(first.referenced, format!("globals[{i}].downsample"), what, name);
-        }
-    }
     if let Some(p) = &raw.push {
         warn(p.referenced, "push".into(), "no push node runs (`promtier up` starts none)", None);
     }
@@ -1177,29 +1180,47 @@ impl Validator {
                 },
                 None => None,
             };
-            let mut downsample = Vec::new();
-            for (k, ds) in gv.downsample.iter().enumerate() {
-                let dp = format!("{p}.downsample[{k}]");
-                let resolution = self.duration(&ds.value.resolution, format!("{dp}.resolution"));
-                let retention =
-                    ds.value.retention.as_ref().and_then(|r| self.duration(r, format!("{dp}.retention")));
-                if let Some(r) = resolution {
-                    if r < Duration::from_secs(60) {
-                        self.err(
-                            &ds.value.resolution,
-                            format!("{dp}.resolution"),
-                            "downsample resolution must be at least 1m",
-                        );
-                    } else if downsample.iter().any(|d: &Downsample| d.resolution >= r) {
-                        self.err(
-                            &ds.value.resolution,
-                            format!("{dp}.resolution"),
-                            "downsample resolutions must be listed from finest to coarsest, each once",
-                        );
+            let downsample = match &gv.downsample {
+                None => default_downsample(),
+                Some(list) => {
+                    let mut downsample = Vec::new();
+                    for (k, ds) in list.iter().enumerate() {
+                        let dp = format!("{p}.downsample[{k}]");
+                        let resolution = self.duration(&ds.value.resolution, format!("{dp}.resolution"));
+                        let retention = ds
+                            .value
+                            .retention
+                            .as_ref()
+                            .and_then(|r| self.duration(r, format!("{dp}.retention")));
+                        let Some(r) = resolution else { continue };
+                        let piece = crate::tsdb::db::PIECE_MS as u128;
+                        if r < Duration::from_secs(60) {
+                            self.err(
+                                &ds.value.resolution,
+                                format!("{dp}.resolution"),
+                                "downsample resolution must be at least 1m",
+                            );
+                        } else if !piece.is_multiple_of(r.as_millis()) {
+                            self.err(
+                                &ds.value.resolution,
+                                format!("{dp}.resolution"),
+                                format!(
+                                    "downsample resolution {} must divide 6h (rollups are written 6 hours of data at a time), e.g. 1m, 5m, 15m, 1h, 2h, 6h",
+                                    fmt_d(r)
+                                ),
+                            );
+                        } else if downsample.iter().any(|d: &Downsample| d.resolution >= r) {
+                            self.err(
+                                &ds.value.resolution,
+                                format!("{dp}.resolution"),
+                                "downsample resolutions must be listed from finest to coarsest, each once",
+                            );
+                        }
+                        downsample.push(Downsample { resolution: r, retention });
                     }
-                    downsample.push(Downsample { resolution: r, retention });
+                    downsample
                 }
-            }
+            };
             let remote_write = gv
                 .remote_write
                 .iter()

@@ -12,6 +12,7 @@ mod binary;
 mod call;
 mod histogram;
 mod labels;
+mod rollup;
 mod window;
 
 use std::cell::{Cell, RefCell};
@@ -45,9 +46,18 @@ pub(crate) struct Ctx<'q> {
     pub(crate) query_step: i64,
     /// The step of subqueries written without one (`[5m:]`).
     pub(crate) default_subquery_step: i64,
+    /// Which resolutions selectors may read (`max_source_resolution`).
+    pub(crate) source: super::engine::SourceResolution,
+    /// The storage's coverage by resolution, read once per query.
+    pub(crate) coverage: std::cell::OnceCell<Vec<storage::rollup::Coverage>>,
 }
 
 impl Ctx<'_> {
+    /// Where the storage holds raw data and rollups (read on first use).
+    pub(crate) fn coverage(&self) -> Vec<storage::rollup::Coverage> {
+        self.coverage.get_or_init(|| self.storage.coverage()).clone()
+    }
+
     pub(crate) fn check_time(&self, env: &'static str) -> Result<(), QueryError> {
         match self.deadline {
             Some(d) if Instant::now() > d => Err(QueryError::Timeout(env)),
@@ -225,8 +235,15 @@ impl<'c, 'q> Evaluator<'c, 'q> {
             Some(t) => (t, t),
             None => (self.start, self.ts(n - 1)),
         };
+        let (mint, maxt) = (first - vs.offset - lookback + 1, last - vs.offset);
+        // A window's last sample may lie up to one resolution before the step: read that much more.
+        let widest = self.ctx.coverage().iter().map(|c| c.resolution).max().unwrap_or(0);
+        if let Some(plan) = self.rollup_plan(None, 0, mint - widest, maxt) {
+            let streams = self.select_rollups(vs, &plan, storage::rollup::Aggregates::LAST, true)?;
+            return self.selector_over_rollups(vs, &plan, streams, at, sample_time);
+        }
         let hints = storage::SelectHints { step: self.interval, ..Default::default() };
-        let raw = self.select(vs, first - vs.offset - lookback + 1, last - vs.offset, &hints)?;
+        let raw = self.select(vs, mint, maxt, &hints)?;
         let value = |s: &Sample| if sample_time { s.t as f64 / 1000.0 } else { s.v };
         let mut out = Vec::with_capacity(raw.len());
         for s in raw {

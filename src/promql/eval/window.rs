@@ -5,13 +5,15 @@
 use std::sync::Arc;
 
 use super::call::{invalid_quantile, unsupported};
-use super::{Evaluator, Series, Val};
+use super::{Evaluator, Series, Val, rollup};
 use crate::model::{Labels, Sample, is_stale_nan};
 use crate::promql::ast::{Call, Expr, VectorSelector};
 use crate::promql::engine::QueryError;
 use crate::promql::functions::Func;
 use crate::promql::functions::range::{self, RangeNote, Window};
+use crate::promql::functions::rollup as rollup_fns;
 use crate::promql::value::Point;
+use crate::storage::rollup::Aggregates;
 
 /// Where a range function's windows come from.
 enum Source<'e> {
@@ -128,15 +130,41 @@ impl Evaluator<'_, '_> {
                     None if n == 0 => return Ok(Val::Vector(Vec::new())),
                     None => (self.start, self.ts(n - 1)),
                 };
-                let hints = crate::storage::SelectHints {
-                    func: Some(c.func.name().to_string()),
-                    step: self.interval,
-                    range,
-                };
-                let raw = self.select(vs, first - vs.offset - range + 1, last - vs.offset, &hints)?;
-                for s in raw {
-                    let mut it = s.samples;
-                    process(s.labels, false, &mut it)?;
+                let (mint, maxt) = (first - vs.offset - range + 1, last - vs.offset);
+                if let Some(plan) = self.rollup_plan(Some(c.func), range, mint, maxt) {
+                    match rollup_fns::needs(c.func) {
+                        Some(need) => {
+                            let streams = self.select_rollups(vs, &plan, need, false)?;
+                            out = self.range_over_rollups(c.func, streams, range, vs.offset, at)?;
+                        }
+                        None => {
+                            // Only where nothing finer is left: each window's last value as a sample.
+                            let streams = self.select_rollups(vs, &plan, Aggregates::LAST, false)?;
+                            if plan.iter().any(|s| s.resolution > 0) {
+                                self.ctx.annotations.borrow_mut().info(
+                                    format!(
+                                        "{} is not kept in rollups; it was computed over the last value of each window",
+                                        c.func.name()
+                                    ),
+                                    vs.span,
+                                );
+                            }
+                            for (labels, rollups) in streams {
+                                process(labels, false, &mut rollup::as_samples(&rollups))?;
+                            }
+                        }
+                    }
+                } else {
+                    let hints = crate::storage::SelectHints {
+                        func: Some(c.func.name().to_string()),
+                        step: self.interval,
+                        range,
+                    };
+                    let raw = self.select(vs, mint, maxt, &hints)?;
+                    for s in raw {
+                        let mut it = s.samples;
+                        process(s.labels, false, &mut it)?;
+                    }
                 }
             }
             Source::Subquery(series, ..) => {

@@ -7,6 +7,7 @@ mod catalog;
 pub(crate) mod go;
 pub(crate) mod histogram;
 pub(crate) mod range;
+pub(crate) mod rollup;
 pub mod stats;
 
 pub use catalog::{Func, FuncInfo};

@@ -124,20 +124,38 @@ fn extrapolated_rate(w: &Window<'_>, is_counter: bool, is_rate: bool) -> Option<
         return None;
     }
     let (first, last) = (s[0], s[s.len() - 1]);
-    let range_start = w.ts - (w.range + w.offset);
-    let range_end = w.ts - w.offset;
-    let mut result = last.v - first.v;
+    let mut change = last.v - first.v;
     if is_counter {
         for pair in s.windows(2) {
             if pair[1].v < pair[0].v {
-                result += pair[0].v;
+                change += pair[0].v;
             }
         }
     }
-    let mut to_start = (first.t - range_start) as f64 / 1000.0;
-    let mut to_end = (range_end - last.t) as f64 / 1000.0;
+    let c = Change { first, last, samples: s.len() as u64, change };
+    Some(extrapolate(&c, w, is_counter, is_rate))
+}
+
+/// What `rate`, `increase` and `delta` need of a window, however it was read (raw samples or
+/// rollups): its first and last samples, how many samples, and the change between the first and
+/// the last (counter resets adjusted for counters).
+pub(crate) struct Change {
+    pub(crate) first: Sample,
+    pub(crate) last: Sample,
+    pub(crate) samples: u64,
+    pub(crate) change: f64,
+}
+
+/// Extrapolates `c` to the edges of `w`'s range (see [`extrapolated_rate`]); `samples >= 2`.
+pub(crate) fn extrapolate(c: &Change, w: &Window<'_>, is_counter: bool, is_rate: bool) -> f64 {
+    let (first, last, result) = (c.first, c.last, c.change);
+    let range_start = w.ts - (w.range + w.offset);
+    let range_end = w.ts - w.offset;
+    // A rollup window reaching before the range starts counts as starting at its edge.
+    let mut to_start = ((first.t - range_start) as f64 / 1000.0).max(0.0);
+    let mut to_end = ((range_end - last.t) as f64 / 1000.0).max(0.0);
     let sampled = (last.t - first.t) as f64 / 1000.0;
-    let avg_step = sampled / (s.len() - 1) as f64;
+    let avg_step = sampled / (c.samples - 1) as f64;
     let threshold = avg_step * 1.1;
     if to_start >= threshold {
         to_start = avg_step / 2.0;
@@ -158,7 +176,7 @@ fn extrapolated_rate(w: &Window<'_>, is_counter: bool, is_rate: bool) -> Option<
     if is_rate {
         factor /= w.range as f64 / 1000.0;
     }
-    Some(result * factor)
+    result * factor
 }
 
 /// `irate` and `idelta`: from the last two samples.

@@ -6,14 +6,19 @@
 //! caller's horizon), or a block already reaches its end. Chunks that overlap in time are
 //! decoded, merged (one sample per timestamp, the older block's kept) and re-encoded; the others
 //! go to the block writer as they are (which joins a series' short chunks). The merged block's
-//! bounds are its data's (see `writer`); it carries its parents' hints.
+//! bounds are its data's (see `writer`); it carries its parents' hints. Rollup blocks (one
+//! resolution per merge; the caller groups them) get their series' rollup chunks joined.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{Block, BlockCompaction, BlockError, BlockMeta, ChunkBytes, ENCODING_XOR, WriteChunk, writer};
+use super::{
+    Block, BlockCompaction, BlockError, BlockMeta, ChunkBytes, DownsampleMeta, ENCODING_ROLLUP, ENCODING_XOR,
+    WriteChunk, writer,
+};
 use crate::model::{Labels, Sample};
-use crate::tsdb::chunkenc::{ChunkIter, XorAppender};
+use crate::storage::rollup::{Aggregates, Rollup};
+use crate::tsdb::chunkenc::{ChunkIter, XorAppender, decode_rollups, encode_rollups};
 use crate::tsdb::fs::FileSystem;
 
 /// Samples per chunk when chunks have to be re-encoded.
@@ -95,8 +100,9 @@ pub(crate) fn merge(
             }
         }
         chunks.sort_by_key(|c| c.min_t);
-        let overlapping = chunks.windows(2).any(|w| w[1].min_t <= w[0].max_t);
-        if overlapping {
+        if chunks.iter().any(|c| c.encoding == ENCODING_ROLLUP) {
+            chunks = rejoin_rollups(&chunks)?;
+        } else if chunks.windows(2).any(|w| w[1].min_t <= w[0].max_t) {
             chunks = reencode(&chunks);
         }
         out.push((Arc::new(all[i].0.clone()), chunks));
@@ -116,7 +122,40 @@ pub(crate) fn merge(
     };
     let min_time = blocks.iter().map(|b| b.meta().min_time).min().unwrap_or(0);
     let max_time = blocks.iter().map(|b| b.meta().max_time).max().unwrap_or(0);
-    writer::write_block(parent, fs, min_time..max_time, compaction, out)
+    let downsample = blocks.iter().filter_map(|b| b.meta().downsample).reduce(|a, b| DownsampleMeta {
+        resolution: a.resolution,
+        start: a.start.min(b.start),
+        end: a.end.max(b.end),
+    });
+    writer::write_block(parent, fs, min_time..max_time, compaction, downsample, out)
+}
+
+/// Rollups per chunk when compaction joins a series' rollup chunks (one per rolled-up piece).
+const ROLLUPS_PER_CHUNK: usize = 480;
+
+/// One series' rollup chunks (sorted by start) joined into chunks of up to
+/// [`ROLLUPS_PER_CHUNK`], one rollup per timestamp (the older block's).
+fn rejoin_rollups(chunks: &[WriteChunk]) -> Result<Vec<WriteChunk>, BlockError> {
+    let bad = |e: crate::tsdb::chunkenc::ChunkError| BlockError::Corrupt(e.to_string());
+    let mut all: Vec<Rollup> = Vec::new();
+    for c in chunks {
+        if c.encoding != ENCODING_ROLLUP {
+            return Err(BlockError::Corrupt("rollup and raw chunks in one series".into()));
+        }
+        all.extend(decode_rollups(c.bytes.as_ref(), Aggregates::ALL).map_err(bad)?);
+    }
+    all.sort_by_key(|r| r.t);
+    all.dedup_by_key(|r| r.t);
+    all.chunks(ROLLUPS_PER_CHUNK)
+        .map(|part| {
+            Ok(WriteChunk {
+                min_t: part.first().map_or(0, |r| r.first_t),
+                max_t: part.last().map_or(0, |r| r.t),
+                encoding: ENCODING_ROLLUP,
+                bytes: ChunkBytes::Shared(Arc::from(encode_rollups(part).map_err(bad)?)),
+            })
+        })
+        .collect()
 }
 
 /// Decodes overlapping chunks (sorted by start), keeps the first sample seen for each timestamp
@@ -159,6 +198,7 @@ mod tests {
             stats: BlockStats::default(),
             compaction: BlockCompaction::default(),
             version: 1,
+            downsample: None,
         }
     }
 

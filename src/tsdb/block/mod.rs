@@ -6,6 +6,7 @@
 pub(crate) mod compact;
 pub(crate) mod index;
 pub(crate) mod querier;
+pub(crate) mod rollup_querier;
 pub(crate) mod writer;
 
 use std::path::{Path, PathBuf};
@@ -30,7 +31,7 @@ pub(crate) const CHUNKS_MAGIC: &[u8; 4] = b"PTCK";
 pub(crate) const CHUNKS_VERSION: u8 = 1;
 pub(crate) const CHUNKS_HEADER_LEN: usize = 8;
 
-pub use crate::tsdb::chunkenc::{ENCODING_PACKED, ENCODING_XOR};
+pub use crate::tsdb::chunkenc::{ENCODING_PACKED, ENCODING_ROLLUP, ENCODING_XOR};
 
 /// Why a block could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +60,26 @@ pub struct BlockMeta {
     pub stats: BlockStats,
     pub compaction: BlockCompaction,
     pub version: u32,
+    /// Set on a block of rollups (downsampled data); absent on raw blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downsample: Option<DownsampleMeta>,
+}
+
+/// What a rollup block holds: rollups of `resolution` ms for the windows ending in
+/// `(start, end]` (both multiples of the resolution), from every raw sample there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DownsampleMeta {
+    pub resolution: i64,
+    pub start: i64,
+    pub end: i64,
+}
+
+impl BlockMeta {
+    /// The block's resolution in ms: 0 for raw data.
+    pub fn resolution(&self) -> i64 {
+        self.downsample.map_or(0, |d| d.resolution)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,7 +258,7 @@ impl Block {
                 return Err(bad("checksum mismatch"));
             }
         }
-        if encoding != ENCODING_XOR && encoding != ENCODING_PACKED {
+        if ![ENCODING_XOR, ENCODING_PACKED, ENCODING_ROLLUP].contains(&encoding) {
             return Err(bad(&format!("unknown encoding {encoding}")));
         }
         Ok((encoding, ChunkBytes::Mapped { map: Arc::clone(&self.chunks), start, end }))

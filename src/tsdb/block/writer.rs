@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::index::{self, ChunkMeta};
 use super::{
     BlockCompaction, BlockError, BlockMeta, BlockStats, CHUNKS_FILE, CHUNKS_HEADER_LEN, CHUNKS_MAGIC,
-    CHUNKS_VERSION, INDEX_FILE, META_FILE, WriteChunk, io_err, new_ulid,
+    CHUNKS_VERSION, DownsampleMeta, INDEX_FILE, META_FILE, WriteChunk, io_err, new_ulid,
 };
 use crate::model::Labels;
 use crate::tsdb::chunkenc::EncodedChunk;
@@ -32,11 +32,12 @@ pub(crate) fn write_block(
     fs: &dyn FileSystem,
     range: Range<i64>,
     compaction: BlockCompaction,
+    downsample: Option<DownsampleMeta>,
     series: impl IntoIterator<Item = (Arc<Labels>, Vec<WriteChunk>)>,
 ) -> Result<BlockMeta, BlockError> {
     let ulid = new_ulid();
     let tmp = parent.join(format!("{ulid}.tmp"));
-    let res = write_into(&tmp, fs, &ulid, range, compaction, series);
+    let res = write_into(&tmp, fs, &ulid, range, compaction, downsample, series);
     let meta = match res {
         Ok(m) => m,
         Err(e) => {
@@ -56,6 +57,7 @@ fn write_into(
     ulid: &str,
     range: Range<i64>,
     mut compaction: BlockCompaction,
+    downsample: Option<DownsampleMeta>,
     series: impl IntoIterator<Item = (Arc<Labels>, Vec<WriteChunk>)>,
 ) -> Result<BlockMeta, BlockError> {
     std::fs::create_dir_all(tmp).map_err(io_err(tmp))?;
@@ -75,17 +77,19 @@ fn write_into(
             continue;
         }
         // Blocks keep a series' chunks merged into fewer packed ones, or else each chunk in the
-        // smaller of its XOR and packed forms.
+        // smaller of its XOR and packed forms. Rollup chunks are written as they come.
+        let rollups = chunks.iter().all(|c| c.encoding == super::ENCODING_ROLLUP);
         let samples: usize = chunks
             .iter()
             .map(|c| crate::tsdb::chunkenc::XorIterator::new(c.bytes.as_ref()).remaining())
             .sum();
-        let merged = if chunks.len() > samples.div_ceil(crate::tsdb::chunkenc::BLOCK_CHUNK_SAMPLES) {
-            let parts: Vec<(u8, &[u8])> = chunks.iter().map(|c| (c.encoding, c.bytes.as_ref())).collect();
-            crate::tsdb::chunkenc::merge_packed(&parts)
-        } else {
-            None
-        };
+        let merged =
+            if !rollups && chunks.len() > samples.div_ceil(crate::tsdb::chunkenc::BLOCK_CHUNK_SAMPLES) {
+                let parts: Vec<(u8, &[u8])> = chunks.iter().map(|c| (c.encoding, c.bytes.as_ref())).collect();
+                crate::tsdb::chunkenc::merge_packed(&parts)
+            } else {
+                None
+            };
         let encoded: Vec<EncodedChunk> = match merged {
             Some(m) => m,
             None => chunks
@@ -117,7 +121,11 @@ fn write_into(
             newest = newest.max(c.max_t);
             metas.push(ChunkMeta { min_t: c.min_t, max_t: c.max_t, offset });
             stats.num_chunks += 1;
-            stats.num_samples += crate::tsdb::chunkenc::XorIterator::new(data).remaining() as u64;
+            stats.num_samples += if c.encoding == super::ENCODING_ROLLUP {
+                crate::tsdb::chunkenc::count_rollups(data) as u64
+            } else {
+                crate::tsdb::chunkenc::XorIterator::new(data).remaining() as u64
+            };
             if buf.len() >= FLUSH_BYTES {
                 flush(&mut *file, &mut buf, &mut written, &chunks_path)?;
             }
@@ -141,7 +149,8 @@ fn write_into(
     }
     let (min_time, max_time) =
         if oldest <= newest { (oldest, newest.saturating_add(1)) } else { (range.start, range.start) };
-    let meta = BlockMeta { ulid: ulid.to_string(), min_time, max_time, stats, compaction, version: 1 };
+    let meta =
+        BlockMeta { ulid: ulid.to_string(), min_time, max_time, stats, compaction, version: 1, downsample };
     let meta_path = tmp.join(META_FILE);
     let json = serde_json::to_vec_pretty(&meta)
         .map_err(|source| BlockError::Meta { path: meta_path.clone(), source })?;

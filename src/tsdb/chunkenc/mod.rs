@@ -1,15 +1,18 @@
 //! Chunk encodings: how a run of one series' samples is compressed into bytes. Owns the XOR
 //! (Gorilla) float chunk the head appends to, the denser packed chunk blocks store when it is
-//! smaller, and their bit streams; when to cut a chunk, and where chunks live (head, WAL,
-//! blocks), is the business of the modules using it. The encoding byte travels with a chunk.
+//! smaller, the column-wise rollup chunk of downsampled data, and their bit streams; when to
+//! cut a chunk, and where chunks live (head, WAL, blocks), is the business of the modules using
+//! it. The encoding byte travels with a chunk.
 
 mod bstream;
 mod packed;
 mod range;
+mod rollup;
 mod xor;
 
 pub use packed::{PACKED_HEADER_LEN, PackedIterator, encode_packed};
 pub use range::RangeSamples;
+pub use rollup::{ENCODING_ROLLUP, MAX_ROLLUPS, count_rollups, decode_rollups, encode_rollups};
 pub use xor::{HEADER_LEN, MAX_SAMPLES, XorAppender, XorChunk, XorIterator};
 
 use crate::model::Sample;
@@ -135,6 +138,8 @@ pub enum ChunkError {
     TrailingBytes { extra: usize },
     #[error("chunk already holds the maximum number of samples")]
     Full,
+    #[error("rollup chunk: {0}")]
+    Rollup(String),
 }
 
 #[cfg(test)]

@@ -11,8 +11,11 @@
 //! Threads: every method may block on file I/O; async callers use `spawn_blocking`. The
 //! database starts no threads or tasks of its own.
 
+mod downsample;
 mod querier;
 mod replay;
+
+pub use self::downsample::{DownsampleLevel, PIECE_MS};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -142,6 +145,8 @@ pub struct DbOptions {
     pub stripes: usize,
     /// The file layer for WAL and block writes (a faulty one in tests).
     pub fs: Arc<dyn FileSystem>,
+    /// Resolutions to roll raw data up to, finest first (none: no downsampling).
+    pub downsample: Vec<DownsampleLevel>,
 }
 
 impl Default for DbOptions {
@@ -156,6 +161,7 @@ impl Default for DbOptions {
             samples_per_chunk: 120,
             stripes: 1024,
             fs: Arc::new(RealFs),
+            downsample: Vec::new(),
         }
     }
 }
@@ -163,20 +169,35 @@ impl Default for DbOptions {
 impl DbOptions {
     /// Window sizes for compaction: the block range, then ×3 up to the maximum.
     fn ranges(&self) -> Vec<i64> {
-        let max = self.max_block_range_ms.unwrap_or_else(|| {
-            let month = 31 * 24 * HOUR_MS;
-            self.retention_ms.map_or(month, |r| (r / 10).min(month))
-        });
-        let mut out = vec![self.block_range_ms];
-        while let Some(&last) = out.last() {
-            let next = last.saturating_mul(3);
-            if next > max {
-                break;
-            }
-            out.push(next);
-        }
-        out
+        growing_ranges(self.block_range_ms, self.max_block_range_ms, self.retention_ms)
     }
+
+    /// The retention of data of `resolution` (0: raw).
+    fn retention_of(&self, resolution: i64) -> Option<i64> {
+        self.downsample
+            .iter()
+            .find(|l| l.resolution_ms == resolution)
+            .and_then(|l| l.retention_ms)
+            .or(self.retention_ms)
+    }
+}
+
+/// Compaction window sizes: `base`, then ×3 up to `max` (by default a tenth of the retention,
+/// at most 31 days).
+fn growing_ranges(base: i64, max: Option<i64>, retention: Option<i64>) -> Vec<i64> {
+    let max = max.unwrap_or_else(|| {
+        let month = 31 * 24 * HOUR_MS;
+        retention.map_or(month, |r| (r / 10).min(month))
+    });
+    let mut out = vec![base];
+    while let Some(&last) = out.last() {
+        let next = last.saturating_mul(3);
+        if next > max {
+            break;
+        }
+        out.push(next);
+    }
+    out
 }
 
 /// Why the database could not open or maintain itself.
@@ -237,6 +258,15 @@ pub struct DbStats {
     pub compactions: u64,
     pub compaction_failures: u64,
     pub retention_deleted_blocks: u64,
+    /// Rollup blocks written, series rolled up in them, time spent, failed attempts, and
+    /// pieces waiting (see `downsample`).
+    pub downsample_blocks: u64,
+    pub downsample_series: u64,
+    pub downsample_seconds: f64,
+    pub downsample_failures: u64,
+    pub downsample_pending: u64,
+    /// Bytes of rollup blocks by resolution (ms).
+    pub rollup_bytes: Vec<(i64, u64)>,
     pub replay_seconds: f64,
     pub replay_bytes: u64,
     pub replay_torn: u64,
@@ -249,6 +279,10 @@ struct Counters {
     compactions: AtomicU64,
     compaction_failures: AtomicU64,
     retention_deleted: AtomicU64,
+    downsample_blocks: AtomicU64,
+    downsample_series: AtomicU64,
+    downsample_nanos: AtomicU64,
+    downsample_failures: AtomicU64,
 }
 
 /// What a maintenance cycle did.
@@ -256,6 +290,8 @@ struct Counters {
 pub struct MaintainStats {
     pub blocks_cut: u64,
     pub compactions: u64,
+    /// Rollup blocks written.
+    pub rollups: u64,
     pub blocks_deleted: u64,
 }
 
@@ -306,6 +342,8 @@ struct DbInner {
     /// Open queriers by the block-list epoch they started in; see [`ReadEpochs`].
     readers: Arc<ReadEpochs>,
     counters: Counters,
+    /// Pieces due for rollup at the last look.
+    downsample_pending: AtomicU64,
     replay: wal::ReplayStats,
     replay_time: Duration,
     closed: AtomicBool,
@@ -379,6 +417,7 @@ impl Db {
                 maintain_lock: Mutex::new(()),
                 readers: Arc::new(ReadEpochs::default()),
                 counters: Counters::default(),
+                downsample_pending: AtomicU64::new(0),
                 replay,
                 replay_time,
                 closed: AtomicBool::new(false),
@@ -448,6 +487,11 @@ impl Db {
                 }
             }
         }
+        match self.downsample() {
+            Ok(n) => stats.rollups = n,
+            // Raw blocks wait for their rollups, so a failure here loses nothing: logged, retried.
+            Err(e) => tracing::error!(error = %e, "downsampling failed (retried next cycle)"),
+        }
         stats.blocks_deleted = self.apply_retention()?;
         Ok(stats)
     }
@@ -469,8 +513,14 @@ impl Db {
         head.raise_min_valid_time(b);
         let series = head.export(a, b - 1, true);
         if !series.is_empty() {
-            let meta =
-                write_block(&inner.dir, &*inner.opts.fs, a..b, BlockCompaction::default(), to_write(series))?;
+            let meta = write_block(
+                &inner.dir,
+                &*inner.opts.fs,
+                a..b,
+                BlockCompaction::default(),
+                None,
+                to_write(series),
+            )?;
             let block = Arc::new(Block::open(&inner.dir.join(&meta.ulid))?);
             tracing::info!(
                 block = %meta.ulid, min_time = meta.min_time, max_time = meta.max_time, series = meta.stats.num_series,
@@ -528,7 +578,24 @@ impl Db {
             Some(oldest) => oldest.min(head.min_valid_time()),
             None => head.min_valid_time(),
         };
-        let Some(ids) = compact::plan(&metas, &inner.ranges, Some(horizon)) else { return Ok(false) };
+        // Raw blocks with the head's horizon; rollup blocks (written only for final pieces) per
+        // resolution, in windows growing from the rollup piece.
+        let raw: Vec<BlockMeta> = metas.iter().filter(|m| m.resolution() == 0).cloned().collect();
+        let mut plan = compact::plan(&raw, &inner.ranges, Some(horizon));
+        for level in &inner.opts.downsample {
+            if plan.is_some() {
+                break;
+            }
+            let rollups: Vec<BlockMeta> =
+                metas.iter().filter(|m| m.resolution() == level.resolution_ms).cloned().collect();
+            let ranges = growing_ranges(
+                PIECE_MS,
+                inner.opts.max_block_range_ms,
+                inner.opts.retention_of(level.resolution_ms),
+            );
+            plan = compact::plan(&rollups, &ranges, None);
+        }
+        let Some(ids) = plan else { return Ok(false) };
         let parents: Vec<Arc<Block>> =
             inner.blocks.read().iter().filter(|b| ids.contains(&b.meta().ulid)).cloned().collect();
         let started = Instant::now();
@@ -553,7 +620,8 @@ impl Db {
         Ok(true)
     }
 
-    /// Deletes whole blocks past the retention time or over the size limit; returns how many.
+    /// Deletes whole blocks past the retention time of their resolution or over the size limit;
+    /// returns how many. A raw block past its time waits until every resolution has rolled it up.
     fn apply_retention(&self) -> Result<u64, DbError> {
         let inner = &self.inner;
         let newest = {
@@ -565,16 +633,16 @@ impl Db {
         let mut doomed: Vec<Arc<Block>> = Vec::new();
         {
             let mut blocks = inner.blocks.write();
-            if let Some(ret) = inner.opts.retention_ms {
-                let cutoff = newest.saturating_sub(ret);
-                blocks.retain(|b| {
-                    let old = b.meta().max_time <= cutoff;
-                    if old {
-                        doomed.push(b.clone());
-                    }
-                    !old
-                });
-            }
+            let all = blocks.clone();
+            blocks.retain(|b| {
+                let Some(ret) = inner.opts.retention_of(b.meta().resolution()) else { return true };
+                let old = b.meta().max_time <= newest.saturating_sub(ret)
+                    && (b.meta().resolution() > 0 || self.rolled_up(&all, b));
+                if old {
+                    doomed.push(b.clone());
+                }
+                !old
+            });
             if let Some(max_bytes) = inner.opts.max_bytes {
                 let mut total: u64 = blocks.iter().map(|b| b.size()).sum::<u64>() + inner.wal.disk_bytes();
                 // Oldest first; never the newest block.
@@ -649,6 +717,26 @@ impl Db {
             compactions: get(&c.compactions),
             compaction_failures: get(&c.compaction_failures),
             retention_deleted_blocks: get(&c.retention_deleted),
+            downsample_blocks: get(&c.downsample_blocks),
+            downsample_series: get(&c.downsample_series),
+            downsample_seconds: get(&c.downsample_nanos) as f64 / 1e9,
+            downsample_failures: get(&c.downsample_failures),
+            downsample_pending: get(&inner.downsample_pending),
+            rollup_bytes: inner
+                .opts
+                .downsample
+                .iter()
+                .map(|l| {
+                    let bytes = inner
+                        .blocks
+                        .read()
+                        .iter()
+                        .filter(|b| b.meta().resolution() == l.resolution_ms)
+                        .map(|b| b.size())
+                        .sum();
+                    (l.resolution_ms, bytes)
+                })
+                .collect(),
             replay_seconds: inner.replay_time.as_secs_f64(),
             replay_bytes: inner.replay.bytes,
             replay_torn: inner.replay.torn,
@@ -691,7 +779,7 @@ pub fn write_head_blocks(
         let series = head.export(a, b - 1, true);
         if !series.is_empty() {
             let imported = BlockCompaction { hints: vec![block::HINT_IMPORT.into()], ..Default::default() };
-            let meta = write_block(dir, fs, a..b, imported, to_write(series))?;
+            let meta = write_block(dir, fs, a..b, imported, None, to_write(series))?;
             progress(&meta);
             out.push(meta);
         }
@@ -715,7 +803,7 @@ fn head_floor(blocks: &[Arc<Block>], now: i64) -> Option<i64> {
     let mut floor = None;
     for b in blocks {
         let m = b.meta();
-        if m.compaction.is_import() {
+        if m.compaction.is_import() || m.resolution() > 0 {
             continue;
         }
         if m.max_time > now {
@@ -772,12 +860,19 @@ impl Appendable for Db {
     }
 }
 
-impl Queryable for Db {
-    fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier>, StorageError> {
+impl Db {
+    /// A querier over the raw data (head and raw blocks) in `[mint, maxt]`.
+    fn raw_querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier>, StorageError> {
         // Registered before the block list is read (see `ReadEpochs`).
         let guard = self.inner.readers.enter();
-        let blocks: Vec<Arc<Block>> =
-            self.inner.blocks.read().iter().filter(|b| b.overlaps(mint, maxt)).cloned().collect();
+        let blocks: Vec<Arc<Block>> = self
+            .inner
+            .blocks
+            .read()
+            .iter()
+            .filter(|b| b.meta().resolution() == 0 && b.overlaps(mint, maxt))
+            .cloned()
+            .collect();
         let head = self.inner.head.querier(mint, maxt)?;
         if blocks.is_empty() {
             return Ok(Box::new(TrackedQuerier { inner: head, _guard: guard }));
@@ -789,15 +884,48 @@ impl Queryable for Db {
         parts.push(head);
         Ok(Box::new(TrackedQuerier { inner: Box::new(MergeQuerier::new(parts)), _guard: guard }))
     }
+}
+
+impl Queryable for Db {
+    fn querier(&self, mint: i64, maxt: i64) -> Result<Box<dyn Querier>, StorageError> {
+        self.raw_querier(mint, maxt)
+    }
+
+    fn coverage(&self) -> Vec<crate::storage::rollup::Coverage> {
+        Db::coverage(self)
+    }
+
+    fn rollup_querier(
+        &self,
+        resolution: i64,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Option<Box<dyn crate::storage::rollup::RollupQuerier>>, StorageError> {
+        Ok(Some(self.rollups(resolution, mint, maxt)))
+    }
 
     fn max_time(&self) -> Option<i64> {
         // A block's max time is exclusive: its newest sample is one less.
-        let blocks = self.inner.blocks.read().iter().map(|b| b.meta().max_time - 1).max();
+        let blocks = self
+            .inner
+            .blocks
+            .read()
+            .iter()
+            .filter(|b| b.meta().resolution() == 0)
+            .map(|b| b.meta().max_time - 1)
+            .max();
         self.inner.head.max_time().max(blocks)
     }
 
     fn min_time(&self) -> Option<i64> {
-        let block = self.inner.blocks.read().iter().map(|b| b.meta().min_time).min();
+        let block = self
+            .inner
+            .blocks
+            .read()
+            .iter()
+            .filter(|b| b.meta().resolution() == 0)
+            .map(|b| b.meta().min_time)
+            .min();
         match (block, self.inner.head.min_time()) {
             (Some(b), Some(h)) => Some(b.min(h)),
             (b, h) => b.or(h),
