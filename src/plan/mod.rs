@@ -68,6 +68,15 @@ pub struct PlanRemoteRead {
     pub remote_timeout: String,
 }
 
+/// What a global keeps: raw data for its retention, rollups of each resolution for theirs.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PlanStorage {
+    pub global: String,
+    pub raw_retention: String,
+    /// (resolution, retention) of each rollup level, finest first.
+    pub rollups: Vec<(String, String)>,
+}
+
 /// A remote-storage endpoint a node group sends to (each of its nodes runs its own queue).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PlanRemote {
@@ -92,6 +101,7 @@ pub struct Plan {
     pub resize: Vec<Resize>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub remote_write: Vec<PlanRemote>,
+    pub storage: Vec<PlanStorage>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,7 +212,29 @@ pub fn plan(topology: &Topology, resizes: &[String]) -> Result<Plan, PlanError> 
             })
         })
         .collect();
-    Ok(Plan { nodes, remote_read, targets, dropped, warnings, resize, remote_write })
+    let storage = topology
+        .globals
+        .iter()
+        .map(|g| {
+            let fmt = |d: std::time::Duration| crate::model::format_duration(d);
+            let raw = topology
+                .nodes
+                .iter()
+                .find(|n| matches!(&n.role, NodeRole::Global { name, .. } if *name == g.name))
+                .map(|n| n.retention)
+                .unwrap_or_default();
+            PlanStorage {
+                global: g.name.clone(),
+                raw_retention: fmt(raw),
+                rollups: g
+                    .downsample
+                    .iter()
+                    .map(|d| (fmt(d.resolution), fmt(d.retention.map_or(raw, |r| r.max(raw)))))
+                    .collect(),
+            }
+        })
+        .collect();
+    Ok(Plan { nodes, remote_read, targets, dropped, warnings, resize, remote_write, storage })
 }
 
 /// One line about a `remote_write` entry: name, URL (password replaced), protocol, disk bound.
@@ -325,6 +357,15 @@ pub fn render_text(p: &Plan) -> String {
     }
     for w in &p.warnings {
         let _ = writeln!(s, "\nwarning: {w}");
+    }
+    if !p.storage.is_empty() {
+        let _ = writeln!(s, "\nSTORAGE (what each global keeps)");
+        for g in &p.storage {
+            let rollups: Vec<String> =
+                g.rollups.iter().map(|(res, ret)| format!("{res} rollups {ret}")).collect();
+            let rollups = if rollups.is_empty() { "no rollups".to_string() } else { rollups.join(", ") };
+            let _ = writeln!(s, "  {:<14} raw {}; {rollups}", g.global, g.raw_retention);
+        }
     }
     if !p.remote_write.is_empty() {
         let _ = writeln!(s, "\nREMOTE WRITE ({})", p.remote_write.len());
