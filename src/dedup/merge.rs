@@ -406,7 +406,30 @@ pub fn merge_streams(streams: &[Vec<Sample>], counter: bool, horizon: Horizon) -
 mod tests {
     use super::*;
     use crate::storage::Appendable;
+    use crate::storage::rollup::RollupBuilder;
     use crate::tsdb::{Head, HeadOptions};
+
+    fn rolled(samples: &[(i64, f64)]) -> Vec<Rollup> {
+        let mut b = RollupBuilder::new(100);
+        let mut out: Vec<Rollup> = samples.iter().filter_map(|&(t, v)| b.push(t, v)).collect();
+        out.extend(b.finish());
+        out
+    }
+
+    #[test]
+    fn rollups_of_replicas_are_taken_per_window_from_the_fullest_staying_on_ties() {
+        // Replica a misses the middle window; b has one sample less in the first.
+        let a = rolled(&[(10, 1.0), (50, 2.0), (90, 3.0), (210, 9.0), (250, 10.0)]);
+        let b = rolled(&[(55, 2.0), (95, 3.0), (110, 4.0), (150, 5.0), (215, 9.0), (255, 10.0)]);
+        let merged = merge_rollup_replicas(vec![a.clone(), b.clone()], 100);
+        assert_eq!(merged.len(), 3);
+        assert_eq!(merged[0], a[0], "a has more samples in (0, 100]");
+        assert_eq!(merged[1], b[1], "only b has (100, 200]");
+        assert_eq!(merged[2], b[2], "a tie stays with the replica of the window before");
+        let mut total = merged[0];
+        merged[1..].iter().for_each(|r| total.absorb(r));
+        assert_eq!(total.inc, 9.0, "no reset at the switches");
+    }
 
     fn s(points: &[(i64, f64)]) -> Vec<Sample> {
         points.iter().map(|&(t, v)| Sample { t, v }).collect()

@@ -238,11 +238,11 @@ impl<'c, 'q> Evaluator<'c, 'q> {
         let (mint, maxt) = (first - vs.offset - lookback + 1, last - vs.offset);
         // A window's last sample may lie up to one resolution before the step: read that much more.
         let widest = self.ctx.coverage().iter().map(|c| c.resolution).max().unwrap_or(0);
+        let hints = storage::SelectHints { step: self.interval, ..Default::default() };
         if let Some(plan) = self.rollup_plan(None, 0, mint - widest, maxt) {
-            let streams = self.select_rollups(vs, &plan, storage::rollup::Aggregates::LAST, true)?;
+            let streams = self.select_rollups(vs, &plan, storage::rollup::Aggregates::LAST, &hints, true)?;
             return self.selector_over_rollups(vs, &plan, streams, at, sample_time);
         }
-        let hints = storage::SelectHints { step: self.interval, ..Default::default() };
         let raw = self.select(vs, mint, maxt, &hints)?;
         let value = |s: &Sample| if sample_time { s.t as f64 / 1000.0 } else { s.v };
         let mut out = Vec::with_capacity(raw.len());

@@ -108,13 +108,13 @@ impl Evaluator<'_, '_> {
         match self.ctx.source {
             SourceResolution::Raw => 0,
             SourceResolution::Max(r) => r,
+            // Instant queries (alerting and recording rules among them) evaluate at any time,
+            // rarely on a window border: raw data where it exists.
+            SourceResolution::Auto if step == 0 => 0,
             SourceResolution::Auto => match func {
                 // Rollups answer this function only as an approximation: raw where it exists.
                 Some(f) if rollup_fns::needs(f).is_none() => 0,
-                Some(_) => {
-                    let by_window = range / POINTS_PER_WINDOW;
-                    if step == 0 { by_window } else { by_window.min(step) }
-                }
+                Some(_) => (range / POINTS_PER_WINDOW).min(step),
                 None => step,
             },
         }
@@ -142,13 +142,14 @@ impl Evaluator<'_, '_> {
         vs: &VectorSelector,
         plan: &[Segment],
         need: Aggregates,
+        hints: &SelectHints,
         keep_stale: bool,
     ) -> Result<Vec<RollupStream>, QueryError> {
         let mut by_labels: BTreeMap<Arc<Labels>, Vec<Rollup>> = BTreeMap::new();
         let mut held = 0usize;
         for seg in plan {
             if seg.resolution == 0 {
-                let raw = self.select(vs, seg.lo + 1, seg.hi, &SelectHints::default())?;
+                let raw = self.select(vs, seg.lo + 1, seg.hi, hints)?;
                 for s in raw {
                     let rollups: Vec<Rollup> = s
                         .samples

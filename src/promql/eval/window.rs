@@ -131,15 +131,20 @@ impl Evaluator<'_, '_> {
                     None => (self.start, self.ts(n - 1)),
                 };
                 let (mint, maxt) = (first - vs.offset - range + 1, last - vs.offset);
+                let hints = crate::storage::SelectHints {
+                    func: Some(c.func.name().to_string()),
+                    step: self.interval,
+                    range,
+                };
                 if let Some(plan) = self.rollup_plan(Some(c.func), range, mint, maxt) {
                     match rollup_fns::needs(c.func) {
                         Some(need) => {
-                            let streams = self.select_rollups(vs, &plan, need, false)?;
+                            let streams = self.select_rollups(vs, &plan, need, &hints, false)?;
                             out = self.range_over_rollups(c.func, streams, range, vs.offset, at)?;
                         }
                         None => {
                             // Only where nothing finer is left: each window's last value as a sample.
-                            let streams = self.select_rollups(vs, &plan, Aggregates::LAST, false)?;
+                            let streams = self.select_rollups(vs, &plan, Aggregates::LAST, &hints, false)?;
                             if plan.iter().any(|s| s.resolution > 0) {
                                 self.ctx.annotations.borrow_mut().info(
                                     format!(
@@ -155,11 +160,6 @@ impl Evaluator<'_, '_> {
                         }
                     }
                 } else {
-                    let hints = crate::storage::SelectHints {
-                        func: Some(c.func.name().to_string()),
-                        step: self.interval,
-                        range,
-                    };
                     let raw = self.select(vs, mint, maxt, &hints)?;
                     for s in raw {
                         let mut it = s.samples;
