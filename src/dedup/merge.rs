@@ -90,19 +90,24 @@ impl RollupQuerier for MergeRollups {
     fn select(&self, matchers: &[Matcher], need: Aggregates) -> Result<Vec<RollupSeries>, StorageError> {
         let matchers: Vec<Matcher> =
             matchers.iter().filter(|m| m.name != self.replica_label).cloned().collect();
-        let mut sets: BTreeMap<Labels, Vec<(String, Vec<Rollup>)>> = BTreeMap::new();
+        type Replica = (String, Box<dyn Iterator<Item = Rollup> + Send>);
+        let mut sets: BTreeMap<Labels, Vec<Replica>> = BTreeMap::new();
         for s in self.inner.select(&matchers, need.with(Aggregates::COUNT))? {
             let replica = s.labels.get(&self.replica_label).unwrap_or_default().to_string();
             let key = s.labels.without(&[&self.replica_label]);
-            sets.entry(key).or_default().push((replica, s.rollups.collect()));
+            sets.entry(key).or_default().push((replica, s.rollups));
         }
+        let resolution = self.resolution;
         Ok(sets
             .into_iter()
             .map(|(labels, mut replicas)| {
                 replicas.sort_by(|a, b| a.0.cmp(&b.0));
-                let rollups =
-                    merge_rollup_replicas(replicas.into_iter().map(|r| r.1).collect(), self.resolution);
-                RollupSeries { labels: Arc::new(labels), rollups: Box::new(rollups.into_iter()) }
+                // Read when the caller reaches this series, so one set is held at a time.
+                let rollups = std::iter::once(()).flat_map(move |()| {
+                    let all = std::mem::take(&mut replicas).into_iter().map(|r| r.1.collect()).collect();
+                    merge_rollup_replicas(all, resolution)
+                });
+                RollupSeries { labels: Arc::new(labels), rollups: Box::new(rollups) }
             })
             .collect())
     }

@@ -30,8 +30,8 @@ pub(crate) struct Segment {
     pub(crate) resolution: i64,
 }
 
-/// One series read through a plan: rollups in time order.
-pub(crate) type RollupStream = (Arc<Labels>, Vec<Rollup>);
+/// One series read through a plan: its rollups in time order, read lazily.
+pub(crate) type RollupStream = (Arc<Labels>, Box<dyn Iterator<Item = Rollup> + Send>);
 
 /// Chooses, for `(lo, hi]`, the resolution of each part: the coarsest available at or below
 /// `preferred`; where none is, the finest available above it. Borders between resolutions move
@@ -135,8 +135,8 @@ impl Evaluator<'_, '_> {
         plan(&coverage, self.preferred_resolution(func, range), mint - 1, maxt)
     }
 
-    /// Reads `vs` through `plan`, series by series (label order). Staleness markers of raw parts
-    /// are kept only with `keep_stale`.
+    /// Reads `vs` through `plan`, series by series (label order), each series' parts chained
+    /// lazily. Staleness markers of raw parts are kept only with `keep_stale`.
     pub(super) fn select_rollups(
         &self,
         vs: &VectorSelector,
@@ -145,22 +145,20 @@ impl Evaluator<'_, '_> {
         hints: &SelectHints,
         keep_stale: bool,
     ) -> Result<Vec<RollupStream>, QueryError> {
-        let mut by_labels: BTreeMap<Arc<Labels>, Vec<Rollup>> = BTreeMap::new();
-        let mut held = 0usize;
+        type Part = Box<dyn Iterator<Item = Rollup> + Send>;
+        let mut by_labels: BTreeMap<Arc<Labels>, Vec<Part>> = BTreeMap::new();
         for seg in plan {
+            let (lo, hi) = (seg.lo, seg.hi);
             if seg.resolution == 0 {
-                let raw = self.select(vs, seg.lo + 1, seg.hi, hints)?;
-                for s in raw {
-                    let rollups: Vec<Rollup> = s
+                for s in self.select(vs, lo + 1, hi, hints)? {
+                    let part = s
                         .samples
-                        .filter(|p| p.t > seg.lo && p.t <= seg.hi && (keep_stale || !is_stale_nan(p.v)))
-                        .map(|p| Rollup::of_sample(p.t, p.v))
-                        .collect();
-                    held += rollups.len();
-                    by_labels.entry(s.labels).or_default().extend(rollups);
+                        .filter(move |p| p.t > lo && p.t <= hi && (keep_stale || !is_stale_nan(p.v)))
+                        .map(|p| Rollup::of_sample(p.t, p.v));
+                    by_labels.entry(s.labels).or_default().push(Box::new(part));
                 }
             } else {
-                let Some(q) = self.ctx.storage.rollup_querier(seg.resolution, seg.lo + 1, seg.hi)? else {
+                let Some(q) = self.ctx.storage.rollup_querier(seg.resolution, lo + 1, hi)? else {
                     continue;
                 };
                 let mut lists = vec![q.select(&vs.matchers, need)?];
@@ -168,17 +166,11 @@ impl Evaluator<'_, '_> {
                     lists.push(q.select(alt, need)?);
                 }
                 for s in lists.into_iter().flatten() {
-                    let rollups: Vec<Rollup> = s.rollups.filter(|r| r.t > seg.lo && r.t <= seg.hi).collect();
-                    held += rollups.len();
-                    let entry = by_labels.entry(s.labels).or_default();
-                    let last = entry.last().map_or(i64::MIN, |r| r.t);
-                    entry.extend(rollups.into_iter().filter(|r| r.t > last));
+                    let part = s.rollups.filter(move |r| r.t > lo && r.t <= hi);
+                    by_labels.entry(s.labels).or_default().push(Box::new(part));
                 }
             }
         }
-        // Held until the caller has evaluated them (it accounts for them series by series).
-        self.ctx.add_samples(held)?;
-        self.ctx.sub_samples(held);
         let used: Vec<String> = plan
             .iter()
             .map(|s| format!("{} for {} to {}", fmt_resolution(s.resolution), fmt_time(s.lo), fmt_time(s.hi)))
@@ -187,10 +179,22 @@ impl Evaluator<'_, '_> {
             .annotations
             .borrow_mut()
             .info(format!("downsampled data answered: {}", used.join(", ")), vs.span);
-        Ok(by_labels.into_iter().filter(|(_, r)| !r.is_empty()).collect())
+        Ok(by_labels
+            .into_iter()
+            .map(|(labels, parts)| {
+                let mut last = i64::MIN;
+                let chained = parts.into_iter().flatten().filter(move |r| {
+                    let keep = r.t > last;
+                    last = last.max(r.t);
+                    keep
+                });
+                (labels, Box::new(chained) as Part)
+            })
+            .collect())
     }
 
-    /// `func` over rollup streams, per step; the same windows as over raw samples.
+    /// `func` over rollup streams, per step; the same windows as over raw samples. Each series
+    /// is read once, holding only the rollups of the current window.
     pub(super) fn range_over_rollups(
         &self,
         func: Func,
@@ -204,24 +208,40 @@ impl Evaluator<'_, '_> {
         let mut out = Vec::with_capacity(streams.len());
         for (labels, rollups) in streams {
             self.ctx.check_time("expression evaluation")?;
-            self.ctx.add_samples(rollups.len())?;
-            let (mut head, mut tail) = (0usize, 0usize);
+            let mut it = rollups.peekable();
+            let mut buf: Vec<Rollup> = Vec::new();
+            let mut head = 0usize;
+            let mut held = 0usize;
             let mut points = Vec::new();
             for k in 0..n {
+                if k % 256 == 255 {
+                    self.ctx.check_time("expression evaluation")?;
+                }
                 let ts = at.unwrap_or_else(|| self.ts(k));
                 let r = ts - offset;
-                while tail < rollups.len() && rollups[tail].t <= r {
-                    tail += 1;
+                while let Some(x) = it.next_if(|x| x.t <= r) {
+                    buf.push(x);
                 }
-                while head < tail && rollups[head].t <= r - range {
+                while head < buf.len() && buf[head].t <= r - range {
                     head += 1;
                 }
+                if head > 1024 && head * 2 > buf.len() {
+                    buf.drain(..head);
+                    head = 0;
+                }
+                let len = buf.len() - head;
+                if len > held {
+                    self.ctx.add_samples(len - held)?;
+                } else {
+                    self.ctx.sub_samples(held - len);
+                }
+                held = len;
                 let w = Window { samples: &[], ts, eval_ts: self.ts(k), range, offset };
-                if let Some(v) = rollup_fns::eval(func, &rollups[head..tail], &w) {
+                if let Some(v) = rollup_fns::eval(func, &buf[head..], &w) {
                     points.push(Point { t: self.ts(k), v });
                 }
             }
-            self.ctx.sub_samples(rollups.len());
+            self.ctx.sub_samples(held);
             if !points.is_empty() {
                 self.ctx.add_samples(points.len())?;
                 out.push(Series { labels, points, drop_name });
@@ -249,14 +269,15 @@ impl Evaluator<'_, '_> {
         let mut out = Vec::with_capacity(streams.len());
         for (labels, rollups) in streams {
             self.ctx.check_time("expression evaluation")?;
-            let mut next = 0usize;
+            let mut it = rollups.peekable();
+            let mut latest: Option<Rollup> = None;
             let mut points = Vec::new();
             for k in 0..n {
                 let r = at.unwrap_or_else(|| self.ts(k)) - vs.offset;
-                while next < rollups.len() && rollups[next].t <= r {
-                    next += 1;
+                while let Some(x) = it.next_if(|x| x.t <= r) {
+                    latest = Some(x);
                 }
-                let Some(p) = next.checked_sub(1).map(|i| rollups[i]) else { continue };
+                let Some(p) = latest else { continue };
                 if p.t > r - lookback_at(p.t) && !is_stale_nan(p.last) {
                     let v = if sample_time { p.t as f64 / 1000.0 } else { p.last };
                     points.push(Point { t: self.ts(k), v });
@@ -273,8 +294,8 @@ impl Evaluator<'_, '_> {
 
 /// Rollups as samples (each window's last value), for functions rollups cannot answer when
 /// nothing finer is left.
-pub(crate) fn as_samples(rollups: &[Rollup]) -> impl Iterator<Item = Sample> + '_ {
-    rollups.iter().map(|r| Sample { t: r.t, v: r.last })
+pub(crate) fn as_samples(rollups: impl Iterator<Item = Rollup>) -> impl Iterator<Item = Sample> {
+    rollups.map(|r| Sample { t: r.t, v: r.last })
 }
 
 #[cfg(test)]

@@ -155,7 +155,7 @@ impl Evaluator<'_, '_> {
                                 );
                             }
                             for (labels, rollups) in streams {
-                                process(labels, false, &mut rollup::as_samples(&rollups))?;
+                                process(labels, false, &mut rollup::as_samples(rollups))?;
                             }
                         }
                     }

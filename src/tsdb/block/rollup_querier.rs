@@ -1,9 +1,11 @@
 //! Reading the rollups of rollup blocks over a time range: the blocks of one resolution asked in
 //! time order (they never overlap: each window is rolled up once), their series merged by
-//! labels, each chunk decoded with only the aggregates asked for.
+//! labels, and each series' chunks decoded lazily, one at a time and only the aggregates asked
+//! for — a year of 10k series is read series by series, never held at once.
 
 use std::sync::Arc;
 
+use super::index::ChunkMeta;
 use super::{Block, BlockError, ENCODING_ROLLUP};
 use crate::model::{Labels, Matcher};
 use crate::storage::StorageError;
@@ -17,37 +19,31 @@ pub(crate) struct RollupBlockQuerier {
     maxt: i64,
 }
 
+/// One series' chunks to read, in time order, with the block holding each.
+type SeriesChunks = (Labels, Vec<(Arc<Block>, ChunkMeta)>);
+
 impl RollupBlockQuerier {
     pub(crate) fn new(blocks: Vec<Arc<Block>>, mint: i64, maxt: i64) -> RollupBlockQuerier {
         RollupBlockQuerier { blocks, mint, maxt }
     }
 
-    /// One block's matching series with their rollups in range.
+    /// One block's matching series with their chunks overlapping the range.
     fn block_series(
         &self,
-        block: &Block,
+        block: &Arc<Block>,
         matchers: &[Matcher],
-        need: Aggregates,
-    ) -> Result<Vec<(Labels, Vec<Rollup>)>, BlockError> {
+    ) -> Result<Vec<SeriesChunks>, BlockError> {
         let ids = block.index().select(matchers)?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let (labels, metas) = block.index().series(id)?;
-            let mut rollups = Vec::new();
-            for c in metas.iter().filter(|c| c.max_t >= self.mint && c.min_t <= self.maxt) {
-                let (encoding, bytes) = block.chunk(c, false)?;
-                if encoding != ENCODING_ROLLUP {
-                    return Err(BlockError::Corrupt(format!(
-                        "{}: a raw chunk in a rollup block",
-                        block.dir().display()
-                    )));
-                }
-                let decoded = decode_rollups(bytes.as_ref(), need)
-                    .map_err(|e| BlockError::Corrupt(format!("{}: {e}", block.dir().display())))?;
-                rollups.extend(decoded.into_iter().filter(|r| r.t >= self.mint && r.t <= self.maxt));
-            }
-            if !rollups.is_empty() {
-                out.push((labels, rollups));
+            let chunks: Vec<(Arc<Block>, ChunkMeta)> = metas
+                .into_iter()
+                .filter(|c| c.max_t >= self.mint && c.min_t <= self.maxt)
+                .map(|c| (Arc::clone(block), c))
+                .collect();
+            if !chunks.is_empty() {
+                out.push((labels, chunks));
             }
         }
         Ok(out)
@@ -56,26 +52,72 @@ impl RollupBlockQuerier {
 
 impl RollupQuerier for RollupBlockQuerier {
     fn select(&self, matchers: &[Matcher], need: Aggregates) -> Result<Vec<RollupSeries>, StorageError> {
-        let mut merged: Vec<(Labels, Vec<Rollup>)> = Vec::new();
+        let mut merged: Vec<SeriesChunks> = Vec::new();
         for b in &self.blocks {
-            let part = self.block_series(b, matchers, need)?;
+            let part = self.block_series(b, matchers)?;
             merged = if merged.is_empty() { part } else { merge_by_labels(merged, part) };
         }
+        let (mint, maxt) = (self.mint, self.maxt);
         Ok(merged
             .into_iter()
-            .map(|(labels, rollups)| RollupSeries {
+            .map(|(labels, chunks)| RollupSeries {
                 labels: Arc::new(labels),
-                rollups: Box::new(rollups.into_iter()),
+                rollups: Box::new(ChunkRollups {
+                    chunks: chunks.into_iter(),
+                    current: Vec::new().into_iter(),
+                    need,
+                    mint,
+                    maxt,
+                    last: i64::MIN,
+                }),
             })
             .collect())
     }
 }
 
-/// Merges two label-sorted lists; rollups of a series in both are appended (`b` is later).
-fn merge_by_labels(
-    a: Vec<(Labels, Vec<Rollup>)>,
-    b: Vec<(Labels, Vec<Rollup>)>,
-) -> Vec<(Labels, Vec<Rollup>)> {
+/// Decodes a series' chunks one at a time. A chunk that does not decode ends the series (logged):
+/// the rollups before it are still answered.
+struct ChunkRollups {
+    chunks: std::vec::IntoIter<(Arc<Block>, ChunkMeta)>,
+    current: std::vec::IntoIter<Rollup>,
+    need: Aggregates,
+    mint: i64,
+    maxt: i64,
+    /// The newest timestamp returned: rollups come out strictly in time order.
+    last: i64,
+}
+
+impl Iterator for ChunkRollups {
+    type Item = Rollup;
+
+    fn next(&mut self) -> Option<Rollup> {
+        loop {
+            for r in self.current.by_ref() {
+                if r.t > self.last && r.t >= self.mint && r.t <= self.maxt {
+                    self.last = r.t;
+                    return Some(r);
+                }
+            }
+            let (block, meta) = self.chunks.next()?;
+            let decoded = block.chunk(&meta, false).and_then(|(encoding, bytes)| {
+                if encoding != ENCODING_ROLLUP {
+                    return Err(BlockError::Corrupt("a raw chunk in a rollup block".into()));
+                }
+                decode_rollups(bytes.as_ref(), self.need).map_err(|e| BlockError::Corrupt(e.to_string()))
+            });
+            match decoded {
+                Ok(rollups) => self.current = rollups.into_iter(),
+                Err(e) => {
+                    tracing::error!(block = %block.dir().display(), error = %e, "cannot read a rollup chunk");
+                    self.chunks = Vec::new().into_iter();
+                }
+            }
+        }
+    }
+}
+
+/// Merges two label-sorted lists; chunks of a series in both are appended (`b` is later).
+fn merge_by_labels(a: Vec<SeriesChunks>, b: Vec<SeriesChunks>) -> Vec<SeriesChunks> {
     let mut out = Vec::with_capacity(a.len().max(b.len()));
     let (mut a, mut b) = (a.into_iter().peekable(), b.into_iter().peekable());
     loop {
@@ -88,8 +130,7 @@ fn merge_by_labels(
                 std::cmp::Ordering::Greater => false,
                 std::cmp::Ordering::Equal => {
                     if let (Some(mut x), Some(y)) = (a.next(), b.next()) {
-                        let last = x.1.last().map_or(i64::MIN, |r| r.t);
-                        x.1.extend(y.1.into_iter().filter(|r| r.t > last));
+                        x.1.extend(y.1);
                         out.push(x);
                     }
                     continue;
