@@ -185,18 +185,18 @@ pub struct Coverage {
 }
 
 impl Coverage {
-    /// Adds `(start, end]`, joining touching and overlapping ranges.
-    pub fn add(&mut self, start: i64, end: i64) {
-        self.ranges.push((start, end));
-        self.ranges.sort_unstable();
-        let mut out: Vec<(i64, i64)> = Vec::with_capacity(self.ranges.len());
-        for &(s, e) in &self.ranges {
+    /// The coverage of `ranges` `(start, end]` in any order, touching and overlapping ones
+    /// joined.
+    pub fn from_ranges(resolution: i64, mut ranges: Vec<(i64, i64)>) -> Coverage {
+        ranges.sort_unstable();
+        let mut out: Vec<(i64, i64)> = Vec::with_capacity(ranges.len());
+        for (s, e) in ranges {
             match out.last_mut() {
                 Some(last) if s <= last.1 => last.1 = last.1.max(e),
                 _ => out.push((s, e)),
             }
         }
-        self.ranges = out;
+        Coverage { resolution, ranges: out }
     }
 }
 
@@ -250,11 +250,7 @@ mod tests {
 
     #[test]
     fn coverage_joins_ranges() {
-        let mut c = Coverage { resolution: 10, ranges: Vec::new() };
-        c.add(20, 30);
-        c.add(0, 10);
-        c.add(10, 20);
-        c.add(50, 60);
+        let c = Coverage::from_ranges(10, vec![(20, 30), (0, 10), (10, 20), (50, 60), (52, 55)]);
         assert_eq!(c.ranges, vec![(0, 30), (50, 60)]);
     }
 }

@@ -48,28 +48,61 @@ fn piece_of(t: i64) -> i64 {
     (t - 1).div_euclid(PIECE_MS)
 }
 
+/// Per configured resolution, the merged `(start, end]` ranges its rollup blocks cover.
+struct Covered(Vec<(i64, Vec<(i64, i64)>)>);
+
+impl Covered {
+    fn of(levels: &[DownsampleLevel], blocks: &[Arc<Block>]) -> Covered {
+        Covered(
+            levels
+                .iter()
+                .map(|l| {
+                    let ranges = blocks
+                        .iter()
+                        .filter_map(|b| b.meta().downsample)
+                        .filter(|d| d.resolution == l.resolution_ms)
+                        .map(|d| (d.start, d.end))
+                        .collect();
+                    (l.resolution_ms, Coverage::from_ranges(l.resolution_ms, ranges).ranges)
+                })
+                .collect(),
+        )
+    }
+
+    /// Whether piece `k` is rolled up at `resolution`.
+    fn has(&self, resolution: i64, k: i64) -> bool {
+        let (start, end) = (k * PIECE_MS, (k + 1) * PIECE_MS);
+        self.0.iter().filter(|(r, _)| *r == resolution).any(|(_, ranges)| {
+            let i = ranges.partition_point(|&(s, _)| s <= start);
+            i > 0 && ranges[i - 1].1 >= end
+        })
+    }
+}
+
 impl Db {
-    /// Rolls up due pieces, oldest first, for at most [`BUDGET`]; returns how many it wrote.
+    /// Rolls up due pieces, oldest first, for at most [`BUDGET`]; returns how many rollup
+    /// blocks it wrote.
     pub(super) fn downsample(&self) -> Result<u64, DbError> {
         let started = Instant::now();
-        let mut done = 0;
-        while started.elapsed() < BUDGET {
-            let due = self.due_pieces();
-            self.inner.downsample_pending.store(due.len() as u64, Ordering::Relaxed);
-            let Some(&(level, k)) = due.first() else { break };
-            self.roll_up(level, k)?;
-            done += 1;
+        let due = self.due_pieces();
+        self.inner.downsample_pending.store(due.len() as u64, Ordering::Relaxed);
+        let mut done = 0u64;
+        let mut i = 0;
+        while i < due.len() && started.elapsed() < BUDGET {
+            // Every resolution due for one piece from one read of its raw data.
+            let k = due[i].1;
+            let levels: Vec<DownsampleLevel> =
+                due[i..].iter().take_while(|d| d.1 == k).map(|d| d.0).collect();
+            i += levels.len();
+            done += self.roll_up(&levels, k)?;
+            self.inner.downsample_pending.store((due.len() - i) as u64, Ordering::Relaxed);
         }
-        if done > 0 {
-            let left = self.due_pieces().len();
-            self.inner.downsample_pending.store(left as u64, Ordering::Relaxed);
-            if left > 0 {
-                tracing::info!(
-                    written = done,
-                    pending = left,
-                    "downsampling: pieces left for the next cycle"
-                );
-            }
+        if i < due.len() {
+            tracing::info!(
+                written = done,
+                pending = due.len() - i,
+                "downsampling: pieces left for the next cycle"
+            );
         }
         Ok(done)
     }
@@ -97,112 +130,113 @@ impl Db {
         }
         pieces.sort_unstable();
         pieces.dedup();
+        let covered = Covered::of(levels, &blocks);
         let mut out = Vec::new();
         for k in pieces {
-            let end = (k + 1) * PIECE_MS;
-            if end >= final_before {
+            if (k + 1) * PIECE_MS >= final_before {
                 break;
             }
-            for level in levels {
-                let covered = blocks.iter().any(|b| {
-                    b.meta().downsample.is_some_and(|d| {
-                        d.resolution == level.resolution_ms && d.start <= k * PIECE_MS && d.end >= end
-                    })
-                });
-                if !covered {
-                    out.push((*level, k));
-                }
-            }
+            out.extend(levels.iter().filter(|l| !covered.has(l.resolution_ms, k)).map(|l| (*l, k)));
         }
         out
     }
 
-    /// Rolls piece `k` up at `level` into a new block and publishes it.
-    fn roll_up(&self, level: DownsampleLevel, k: i64) -> Result<(), DbError> {
+    /// Rolls piece `k` up at each of `levels` (one read of the raw data, one block per level)
+    /// and publishes the blocks; returns how many it wrote.
+    fn roll_up(&self, levels: &[DownsampleLevel], k: i64) -> Result<u64, DbError> {
         let inner = &self.inner;
-        let res = level.resolution_ms;
         let (start, end) = (k * PIECE_MS, (k + 1) * PIECE_MS);
         let started = Instant::now();
         let q = self.raw_querier(start + 1, end).map_err(storage_err)?;
         let every = Matcher::new(MatchOp::NotEqual, "__name__", "")
             .map_err(|e| storage_err(StorageError::Corruption(e.to_string())))?;
-        let all = q.select(&[every]).map_err(storage_err)?;
-        let mut series_done = 0u64;
-        let mut rollups_done = 0u64;
-        let out = all.into_iter().filter_map(|s| {
-            let mut b = RollupBuilder::new(res);
-            let mut rollups = Vec::new();
+        let mut out: Vec<Vec<(Arc<crate::model::Labels>, Vec<WriteChunk>)>> = vec![Vec::new(); levels.len()];
+        let mut rollups_done = vec![0u64; levels.len()];
+        for s in q.select(&[every]).map_err(storage_err)? {
+            let mut builders: Vec<(RollupBuilder, Vec<crate::storage::rollup::Rollup>)> =
+                levels.iter().map(|l| (RollupBuilder::new(l.resolution_ms), Vec::new())).collect();
             for p in s.samples {
                 if p.t > start && p.t <= end {
-                    rollups.extend(b.push(p.t, p.v));
+                    for (b, rollups) in &mut builders {
+                        rollups.extend(b.push(p.t, p.v));
+                    }
                 }
             }
-            rollups.extend(b.finish());
-            if rollups.is_empty() {
-                return None;
-            }
-            series_done += 1;
-            rollups_done += rollups.len() as u64;
-            let chunks = rollups
-                .chunks(MAX_ROLLUPS)
-                .filter_map(|part| {
-                    let bytes = encode_rollups(part).ok()?;
-                    Some(WriteChunk {
-                        min_t: part.first()?.first_t,
-                        max_t: part.last()?.t,
+            for (i, (b, mut rollups)) in builders.into_iter().enumerate() {
+                rollups.extend(b.finish());
+                if rollups.is_empty() {
+                    continue;
+                }
+                rollups_done[i] += rollups.len() as u64;
+                let mut chunks = Vec::new();
+                for part in rollups.chunks(MAX_ROLLUPS) {
+                    let (Some(first), Some(last)) = (part.first(), part.last()) else { continue };
+                    let bytes = encode_rollups(part).map_err(|e| {
+                        DbError::Block(crate::tsdb::block::BlockError::Corrupt(e.to_string()))
+                    })?;
+                    chunks.push(WriteChunk {
+                        min_t: first.first_t,
+                        max_t: last.t,
                         encoding: ENCODING_ROLLUP,
                         bytes: ChunkBytes::Shared(Arc::from(bytes)),
-                    })
-                })
-                .collect();
-            Some((s.labels, chunks))
-        });
-        let ds = DownsampleMeta { resolution: res, start, end };
-        let meta = write_block(
-            &inner.dir,
-            &*inner.opts.fs,
-            start + 1..end + 1,
-            BlockCompaction::default(),
-            Some(ds),
-            out,
-        )
-        .inspect_err(|_| {
-            inner.counters.downsample_failures.fetch_add(1, Ordering::Relaxed);
-        })?;
-        let block = Arc::new(Block::open(&inner.dir.join(&meta.ulid))?);
-        let took = started.elapsed();
-        tracing::info!(
-            block = %meta.ulid, resolution_ms = res, start, end, series = series_done, rollups = rollups_done,
-            bytes = block.size(), duration_ms = took.as_millis() as u64, "raw data rolled up"
-        );
-        {
-            let mut blocks = inner.blocks.write();
-            blocks.push(block);
-            blocks.sort_by_key(|b| (b.meta().min_time, b.meta().max_time));
+                    });
+                }
+                out[i].push((Arc::clone(&s.labels), chunks));
+            }
         }
-        let c = &inner.counters;
-        c.downsample_blocks.fetch_add(1, Ordering::Relaxed);
-        c.downsample_series.fetch_add(series_done, Ordering::Relaxed);
-        c.downsample_nanos.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
-        Ok(())
+        drop(q);
+        let read_took = started.elapsed();
+        let mut written = 0;
+        for ((level, series), rollups) in levels.iter().zip(out).zip(rollups_done) {
+            let res = level.resolution_ms;
+            let count = series.len();
+            let ds = DownsampleMeta { resolution: res, start, end };
+            let meta = write_block(
+                &inner.dir,
+                &*inner.opts.fs,
+                start + 1..end + 1,
+                BlockCompaction::default(),
+                Some(ds),
+                series,
+            )
+            .inspect_err(|_| {
+                inner.counters.downsample_failures.fetch_add(1, Ordering::Relaxed);
+            })?;
+            let block = Arc::new(Block::open(&inner.dir.join(&meta.ulid))?);
+            tracing::info!(
+                block = %meta.ulid, resolution_ms = res, start, end, series = count, rollups,
+                bytes = block.size(), "raw data rolled up"
+            );
+            {
+                let mut blocks = inner.blocks.write();
+                blocks.push(block);
+                blocks.sort_by_key(|b| (b.meta().min_time, b.meta().max_time));
+            }
+            inner.counters.downsample_blocks.fetch_add(1, Ordering::Relaxed);
+            inner.counters.downsample_series.fetch_add(count as u64, Ordering::Relaxed);
+            written += 1;
+        }
+        let took = started.elapsed();
+        tracing::debug!(
+            piece_start = start,
+            read_ms = read_took.as_millis() as u64,
+            total_ms = took.as_millis() as u64,
+            "piece rolled up"
+        );
+        inner.counters.downsample_nanos.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+        Ok(written)
     }
 
     /// Whether raw block `b` may go: every configured resolution has rolled up each of its final
     /// pieces. (A piece that is not final yet holds the newest data, never past retention.)
     pub(super) fn rolled_up(&self, blocks: &[Arc<Block>], b: &Block) -> bool {
         let levels = &self.inner.opts.downsample;
+        if levels.is_empty() {
+            return true;
+        }
+        let covered = Covered::of(levels, blocks);
         let (lo, hi) = (piece_of(b.meta().min_time), piece_of(b.meta().max_time - 1));
-        levels.iter().all(|level| {
-            (lo..=hi).all(|k| {
-                blocks.iter().any(|r| {
-                    r.meta().downsample.is_some_and(|d| {
-                        d.resolution == level.resolution_ms
-                            && d.start <= k * PIECE_MS
-                            && d.end >= (k + 1) * PIECE_MS
-                    })
-                })
-            })
-        })
+        levels.iter().all(|l| (lo..=hi).all(|k| covered.has(l.resolution_ms, k)))
     }
 
     /// Where each resolution has data: raw first, then every configured resolution that holds
@@ -220,12 +254,13 @@ impl Db {
             out.push(Coverage { resolution: 0, ranges: vec![(m - 1, i64::MAX)] });
         }
         for level in &self.inner.opts.downsample {
-            let mut c = Coverage { resolution: level.resolution_ms, ranges: Vec::new() };
-            for b in blocks.iter() {
-                if let Some(d) = b.meta().downsample.filter(|d| d.resolution == level.resolution_ms) {
-                    c.add(d.start, d.end);
-                }
-            }
+            let ranges = blocks
+                .iter()
+                .filter_map(|b| b.meta().downsample)
+                .filter(|d| d.resolution == level.resolution_ms)
+                .map(|d| (d.start, d.end))
+                .collect();
+            let c = Coverage::from_ranges(level.resolution_ms, ranges);
             if !c.ranges.is_empty() {
                 out.push(c);
             }
