@@ -64,6 +64,14 @@ pub fn encode_rollups(rollups: &[Rollup]) -> Result<Vec<u8>, ChunkError> {
     }
     put_column(&mut out, ts.bytes());
     for c in 0..COLUMNS.len() {
+        // A window of one sample has sum = min = max = first = last: such a column is stored
+        // empty and read as the `last` column.
+        if ALIASES_LAST.contains(&c)
+            && rollups.iter().all(|r| column_value(r, c).to_bits() == r.last.to_bits())
+        {
+            put_column(&mut out, &[]);
+            continue;
+        }
         let mut col = XorAppender::new();
         for (i, r) in rollups.iter().enumerate() {
             col.append(i as i64, column_value(r, c))?;
@@ -72,6 +80,11 @@ pub fn encode_rollups(rollups: &[Rollup]) -> Result<Vec<u8>, ChunkError> {
     }
     Ok(out)
 }
+
+/// Columns that may be stored empty, meaning "equal to the `last` column" (sum, min, max,
+/// first), and the index of `last`.
+const ALIASES_LAST: [usize; 4] = [1, 2, 3, 4];
+const LAST_COLUMN: usize = 5;
 
 fn put_column(out: &mut Vec<u8>, bytes: &[u8]) {
     put_uvarint(out, bytes.len() as u64);
@@ -98,11 +111,18 @@ pub fn decode_rollups(bytes: &[u8], need: Aggregates) -> Result<Vec<Rollup>, Chu
     if let Some(e) = it.error() {
         return Err(e.clone());
     }
+    let mut cols: Vec<&[u8]> = Vec::with_capacity(COLUMNS.len());
+    for _ in 0..COLUMNS.len() {
+        cols.push(d.bytes().map_err(|e| bad(&e.to_string()))?);
+    }
     for (c, agg) in COLUMNS.iter().enumerate() {
-        let col = d.bytes().map_err(|e| bad(&e.to_string()))?;
         if !need.has(*agg) {
             continue;
         }
+        let col = match cols[c] {
+            [] if ALIASES_LAST.contains(&c) => cols[LAST_COLUMN],
+            col => col,
+        };
         let mut it = XorIterator::new(col);
         if it.remaining() != out.len() {
             return Err(bad("columns of different lengths"));
@@ -151,5 +171,22 @@ mod tests {
         // Per window: ~20 raw samples of 16 bytes raw; far less stored.
         assert!(bytes.len() < rollups.len() * 40, "{} bytes for {} rollups", bytes.len(), rollups.len());
         assert!(decode_rollups(&bytes[..bytes.len() / 2], Aggregates::ALL).is_err());
+    }
+
+    #[test]
+    fn windows_of_one_sample_store_their_value_once() {
+        // Raw data as sparse as the resolution: every rollup holds one sample.
+        let rollups: Vec<Rollup> =
+            (0..480i64).map(|i| Rollup::of_sample(i * 300_000, ((i * 7919) % 1013) as f64 * 1.37)).collect();
+        let bytes = encode_rollups(&rollups).unwrap();
+        assert_eq!(decode_rollups(&bytes, Aggregates::ALL).unwrap(), rollups);
+        let max_only = decode_rollups(&bytes, Aggregates::MAX).unwrap();
+        assert!(max_only.iter().zip(&rollups).all(|(a, b)| a.max == b.max && a.last == 0.0));
+        let mut plain = XorAppender::new();
+        for r in &rollups {
+            plain.append(r.t, r.last).unwrap();
+        }
+        // About the size of the raw XOR chunk, not five times it.
+        assert!(bytes.len() < plain.bytes().len() * 3 / 2, "{} vs {}", bytes.len(), plain.bytes().len());
     }
 }
