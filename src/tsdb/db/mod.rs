@@ -645,10 +645,26 @@ impl Db {
             });
             if let Some(max_bytes) = inner.opts.max_bytes {
                 let mut total: u64 = blocks.iter().map(|b| b.size()).sum::<u64>() + inner.wal.disk_bytes();
-                // Oldest first; never the newest block.
-                while total > max_bytes && blocks.len() > 1 {
-                    let b = blocks.remove(0);
+                // Raw blocks first, then each resolution from the finest (the coarsest hold the
+                // longest history in the fewest bytes); oldest first within each; never the
+                // newest raw block.
+                let newest_raw = blocks
+                    .iter()
+                    .filter(|b| b.meta().resolution() == 0)
+                    .map(|b| b.meta().ulid.clone())
+                    .last();
+                let mut order: Vec<Arc<Block>> = blocks
+                    .iter()
+                    .filter(|b| newest_raw.as_deref() != Some(b.meta().ulid.as_str()))
+                    .cloned()
+                    .collect();
+                order.sort_by_key(|b| (b.meta().resolution(), b.meta().min_time));
+                for b in order {
+                    if total <= max_bytes {
+                        break;
+                    }
                     total -= b.size();
+                    blocks.retain(|x| x.meta().ulid != b.meta().ulid);
                     doomed.push(b);
                 }
             }
