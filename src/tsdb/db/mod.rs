@@ -648,11 +648,8 @@ impl Db {
                 // Raw blocks first, then each resolution from the finest (the coarsest hold the
                 // longest history in the fewest bytes); oldest first within each; never the
                 // newest raw block.
-                let newest_raw = blocks
-                    .iter()
-                    .filter(|b| b.meta().resolution() == 0)
-                    .map(|b| b.meta().ulid.clone())
-                    .last();
+                let newest_raw =
+                    blocks.iter().rev().find(|b| b.meta().resolution() == 0).map(|b| b.meta().ulid.clone());
                 let mut order: Vec<Arc<Block>> = blocks
                     .iter()
                     .filter(|b| newest_raw.as_deref() != Some(b.meta().ulid.as_str()))
