@@ -579,20 +579,36 @@ impl Db {
             None => head.min_valid_time(),
         };
         // Raw blocks with the head's horizon; rollup blocks (written only for final pieces) per
-        // resolution, in windows growing from the rollup piece.
+        // resolution.
         let raw: Vec<BlockMeta> = metas.iter().filter(|m| m.resolution() == 0).cloned().collect();
         let mut plan = compact::plan(&raw, &inner.ranges, Some(horizon));
         for level in &inner.opts.downsample {
             if plan.is_some() {
                 break;
             }
-            let rollups: Vec<BlockMeta> =
-                metas.iter().filter(|m| m.resolution() == level.resolution_ms).cloned().collect();
-            let ranges = growing_ranges(
+            // Planned by the windows they cover, `(start, end]` as `[start, end)`: their data
+            // bounds reach one past a piece's end (a rollup at the window's end), which would
+            // keep a block on a compaction window's border out of every window.
+            let rollups: Vec<BlockMeta> = metas
+                .iter()
+                .filter_map(|m| {
+                    let d = m.downsample.filter(|d| d.resolution == level.resolution_ms)?;
+                    Some(BlockMeta { min_time: d.start, max_time: d.end, ..m.clone() })
+                })
+                .collect();
+            // Pieces go straight to windows of 27 pieces (6.75 days) and up: every compaction
+            // rewrites the rollups, so fewer, bigger steps than raw blocks take.
+            let all = growing_ranges(
                 PIECE_MS,
                 inner.opts.max_block_range_ms,
                 inner.opts.retention_of(level.resolution_ms),
             );
+            let mut ranges: Vec<i64> = all.iter().copied().filter(|&r| r >= 27 * PIECE_MS).collect();
+            if ranges.is_empty() {
+                // A short retention: its widest window only.
+                ranges.extend(all.last().filter(|&&r| r > PIECE_MS));
+            }
+            ranges.insert(0, PIECE_MS);
             plan = compact::plan(&rollups, &ranges, None);
         }
         let Some(ids) = plan else { return Ok(false) };
