@@ -267,7 +267,8 @@ fn a_month_of_history_answers_from_rollups_like_raw_data_and_outlives_raw_retent
     let days = 35;
     import_history(dir.path(), &dir.path().join("data").join("global-a"), end, days, 0);
     let mut global = Global::start(&topology, addr, dir.path());
-    // Every 6-hour piece but the newest (which ends at the newest sample) at both resolutions.
+    // At least every 6-hour piece but the newest at both resolutions (the newest is rolled up
+    // too when it ends exactly at the newest sample).
     global.wait_rolled_up((2 * (days * 4 - 1)) as f64);
 
     // 30 days at a 1 h step: `auto` reads 1h rollups for ranges of 5h and more, 5m below.

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use super::window::Slider;
 use super::{Evaluator, Series};
 use crate::model::{Labels, Sample, is_stale_nan};
 use crate::promql::ast::VectorSelector;
@@ -208,40 +209,20 @@ impl Evaluator<'_, '_> {
         let mut out = Vec::with_capacity(streams.len());
         for (labels, rollups) in streams {
             self.ctx.check_time("expression evaluation")?;
-            let mut it = rollups.peekable();
-            let mut buf: Vec<Rollup> = Vec::new();
-            let mut head = 0usize;
-            let mut held = 0usize;
+            let mut window = Slider::new(rollups);
             let mut points = Vec::new();
             for k in 0..n {
                 if k % 256 == 255 {
                     self.ctx.check_time("expression evaluation")?;
                 }
                 let ts = at.unwrap_or_else(|| self.ts(k));
-                let r = ts - offset;
-                while let Some(x) = it.next_if(|x| x.t <= r) {
-                    buf.push(x);
-                }
-                while head < buf.len() && buf[head].t <= r - range {
-                    head += 1;
-                }
-                if head > 1024 && head * 2 > buf.len() {
-                    buf.drain(..head);
-                    head = 0;
-                }
-                let len = buf.len() - head;
-                if len > held {
-                    self.ctx.add_samples(len - held)?;
-                } else {
-                    self.ctx.sub_samples(held - len);
-                }
-                held = len;
+                window.advance(self.ctx, ts - offset, range, |r| r.t, |_| true)?;
                 let w = Window { samples: &[], ts, eval_ts: self.ts(k), range, offset };
-                if let Some(v) = rollup_fns::eval(func, &buf[head..], &w) {
+                if let Some(v) = rollup_fns::eval(func, window.current(), &w) {
                     points.push(Point { t: self.ts(k), v });
                 }
             }
-            self.ctx.sub_samples(held);
+            window.release(self.ctx);
             if !points.is_empty() {
                 self.ctx.add_samples(points.len())?;
                 out.push(Series { labels, points, drop_name });

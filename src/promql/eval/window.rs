@@ -56,11 +56,8 @@ impl Evaluator<'_, '_> {
                            samples: &mut dyn Iterator<Item = Sample>|
          -> Result<(), QueryError> {
             self.ctx.check_time("expression evaluation")?;
-            let mut it = samples.peekable();
-            let mut buf: Vec<Sample> = Vec::new();
-            let mut head = 0usize;
+            let mut window = Slider::new(samples);
             let mut points: Vec<Point> = Vec::new();
-            let mut held = 0usize;
             // Under `@` the window is fixed; it is evaluated once unless the function also
             // depends on the step (scalar arguments, predict_linear's prediction time).
             let per_step = at.is_none() || !args.is_empty() || c.func == Func::PredictLinear;
@@ -72,26 +69,7 @@ impl Evaluator<'_, '_> {
                 }
                 let ts = at.unwrap_or_else(|| self.ts(k));
                 if at.is_none() || k == 0 {
-                    let r = ts - offset;
-                    while let Some(p) = it.next_if(|p| p.t <= r) {
-                        if !is_stale_nan(p.v) {
-                            buf.push(p);
-                        }
-                    }
-                    while head < buf.len() && buf[head].t <= r - range {
-                        head += 1;
-                    }
-                    if head > 1024 && head * 2 > buf.len() {
-                        buf.drain(..head);
-                        head = 0;
-                    }
-                    let len = buf.len() - head;
-                    if len > held {
-                        self.ctx.add_samples(len - held)?;
-                    } else {
-                        self.ctx.sub_samples(held - len);
-                    }
-                    held = len;
+                    window.advance(self.ctx, ts - offset, range, |p| p.t, |p| !is_stale_nan(p.v))?;
                 }
                 if !per_step && k > 0 {
                     if let Some(first) = points.first().copied() {
@@ -102,14 +80,14 @@ impl Evaluator<'_, '_> {
                 for (a, v) in args.iter().zip(step_args.iter_mut()) {
                     *v = a[k];
                 }
-                let w = Window { samples: &buf[head..], ts, eval_ts: self.ts(k), range, offset };
+                let w = Window { samples: window.current(), ts, eval_ts: self.ts(k), range, offset };
                 if let Some(v) =
                     range::eval(c.func, &w, &step_args, &mut notes).map_err(QueryError::Execution)?
                 {
                     points.push(Point { t: self.ts(k), v });
                 }
             }
-            self.ctx.sub_samples(held);
+            window.release(self.ctx);
             if !points.is_empty() {
                 if matches!(c.func, Func::Rate | Func::Increase)
                     && let Some(name) = labels.metric_name()
@@ -199,5 +177,63 @@ impl Evaluator<'_, '_> {
             return Ok(Val::Vector(self.absent_series(&c.args[idx], &present)));
         }
         Ok(Val::Vector(out))
+    }
+}
+
+/// A window sliding forward over a time-ordered stream (raw samples or rollups): what enters up
+/// to the window's end, what leaves at its start, and the points it holds counted against the
+/// query's sample limit. Shared by the raw and the rollup evaluation of range functions.
+pub(super) struct Slider<I: Iterator> {
+    it: std::iter::Peekable<I>,
+    buf: Vec<I::Item>,
+    head: usize,
+    held: usize,
+}
+
+impl<I: Iterator> Slider<I> {
+    pub(super) fn new(it: I) -> Slider<I> {
+        Slider { it: it.peekable(), buf: Vec::new(), head: 0, held: 0 }
+    }
+
+    /// Moves the window to `(end - range, end]`: takes in every item up to `end` that `keep`
+    /// accepts and lets go of those at or before `end - range` (`time` gives an item's time).
+    pub(super) fn advance(
+        &mut self,
+        ctx: &super::Ctx<'_>,
+        end: i64,
+        range: i64,
+        time: impl Fn(&I::Item) -> i64,
+        keep: impl Fn(&I::Item) -> bool,
+    ) -> Result<(), QueryError> {
+        while let Some(x) = self.it.next_if(|x| time(x) <= end) {
+            if keep(&x) {
+                self.buf.push(x);
+            }
+        }
+        while self.head < self.buf.len() && time(&self.buf[self.head]) <= end - range {
+            self.head += 1;
+        }
+        if self.head > 1024 && self.head * 2 > self.buf.len() {
+            self.buf.drain(..self.head);
+            self.head = 0;
+        }
+        let len = self.buf.len() - self.head;
+        if len > self.held {
+            ctx.add_samples(len - self.held)?;
+        } else {
+            ctx.sub_samples(self.held - len);
+        }
+        self.held = len;
+        Ok(())
+    }
+
+    /// The items in the window.
+    pub(super) fn current(&self) -> &[I::Item] {
+        &self.buf[self.head..]
+    }
+
+    /// Gives back the window's points to the sample limit.
+    pub(super) fn release(self, ctx: &super::Ctx<'_>) {
+        ctx.sub_samples(self.held);
     }
 }

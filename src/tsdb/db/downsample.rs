@@ -147,12 +147,12 @@ impl Db {
         let inner = &self.inner;
         let (start, end) = (k * PIECE_MS, (k + 1) * PIECE_MS);
         let started = Instant::now();
-        let q = self.raw_querier(start + 1, end).map_err(storage_err)?;
+        let q = self.raw_querier(start + 1, end)?;
         let every = Matcher::new(MatchOp::NotEqual, "__name__", "")
-            .map_err(|e| storage_err(StorageError::Corruption(e.to_string())))?;
+            .map_err(|e| StorageError::Corruption(e.to_string()))?;
         let mut out: Vec<Vec<(Arc<crate::model::Labels>, Vec<WriteChunk>)>> = vec![Vec::new(); levels.len()];
         let mut rollups_done = vec![0u64; levels.len()];
-        for s in q.select(&[every]).map_err(storage_err)? {
+        for s in q.select(&[every])? {
             let mut builders: Vec<(RollupBuilder, Vec<crate::storage::rollup::Rollup>)> =
                 levels.iter().map(|l| (RollupBuilder::new(l.resolution_ms), Vec::new())).collect();
             for p in s.samples {
@@ -279,12 +279,5 @@ impl Db {
             .cloned()
             .collect();
         Box::new(RollupBlockQuerier::new(blocks, mint, maxt))
-    }
-}
-
-fn storage_err(e: StorageError) -> DbError {
-    match e {
-        StorageError::Io(source) => DbError::Io { path: std::path::PathBuf::from("<raw querier>"), source },
-        other => DbError::Block(crate::tsdb::block::BlockError::Corrupt(other.to_string())),
     }
 }

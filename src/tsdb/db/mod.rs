@@ -216,6 +216,9 @@ pub enum DbError {
     InvalidOption { option: &'static str, reason: String },
     #[error("data directory {path} is in use by another process (its lock file is held)")]
     Locked { path: PathBuf },
+    /// Reading the database's own data failed (while rolling it up).
+    #[error(transparent)]
+    Read(#[from] StorageError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DbError + '_ {
