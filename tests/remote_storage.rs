@@ -324,12 +324,11 @@ fn vmagent_remote_writes_into_a_leaf_the_same_samples_it_writes_into_victoriamet
             for (labels, s) in &ours {
                 let mine = window(s);
                 let other = theirs.get(labels).map(|v| window(v));
-                // VictoriaMetrics keeps values as decimals of about 15 digits: the last bits may differ.
                 let same = |a: &[(i64, u64)], b: &[(i64, u64)]| {
                     a.len() == b.len()
                         && a.iter().zip(b).all(|(x, y)| {
-                            let (p, q) = (f64::from_bits(x.1), f64::from_bits(y.1));
-                            x.0 == y.0 && (p == q || (p - q).abs() <= 1e-12 * p.abs().max(q.abs()))
+                            x.0 == y.0
+                                && VictoriaMetrics::same_value(f64::from_bits(x.1), f64::from_bits(y.1))
                         })
                 };
                 if mine.is_empty() || !other.as_ref().is_some_and(|o| same(o, &mine)) {

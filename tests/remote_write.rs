@@ -112,13 +112,12 @@ fn differences(global: &Series, receiver: &Series, from: i64, to: i64) -> Vec<St
     problems
 }
 
-/// Equal timestamps and values equal up to VictoriaMetrics's float precision (it stores values
-/// as decimals with about 15 significant digits, so `_sum` series can differ in the last bits).
+/// Equal timestamps and values equal up to VictoriaMetrics's float precision
+/// ([`VictoriaMetrics::same_value`]).
 fn same(a: &[(i64, u64)], b: &[(i64, u64)]) -> bool {
     a.len() == b.len()
         && a.iter().zip(b).all(|((ta, va), (tb, vb))| {
-            let (x, y) = (f64::from_bits(*va), f64::from_bits(*vb));
-            ta == tb && (x == y || (x - y).abs() <= 1e-12 * x.abs().max(y.abs()))
+            ta == tb && VictoriaMetrics::same_value(f64::from_bits(*va), f64::from_bits(*vb))
         })
 }
 

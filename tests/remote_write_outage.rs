@@ -60,8 +60,7 @@ fn vm_series(vm: &VictoriaMetrics) -> Option<Series> {
 }
 
 fn close(a: u64, b: u64) -> bool {
-    let (x, y) = (f64::from_bits(a), f64::from_bits(b));
-    x == y || (x - y).abs() <= 1e-12 * x.abs().max(y.abs())
+    VictoriaMetrics::same_value(f64::from_bits(a), f64::from_bits(b))
 }
 
 /// For each leaf series up to `until`: the samples the receiver lacks (their timestamps), or a
@@ -82,7 +81,12 @@ fn compare(leaf: &Series, vm: &Series, until: i64) -> (Vec<(String, Vec<i64>)>, 
             match h.peek() {
                 Some(x) if x.0 == w.0 => {
                     if !close(x.1, w.1) {
-                        problems.push(format!("{labels:?} at {}: value differs", w.0));
+                        problems.push(format!(
+                            "{labels:?} at {}: value differs: leaf {}, receiver {}",
+                            w.0,
+                            f64::from_bits(w.1),
+                            f64::from_bits(x.1)
+                        ));
                     }
                     h.next();
                 }

@@ -529,6 +529,14 @@ impl VictoriaMetrics {
         self.addr
     }
 
+    /// Whether `stored`, read back from it, is the value `sent`. It keeps values as decimals,
+    /// converting each float with a relative precision of about 1e-12 (its documented "12-15
+    /// significant digits"), so a value with more digits (a `_sum` of durations) can come back
+    /// changed in its 12th-13th digit; the bound here is ten times that, far below any real error.
+    pub(crate) fn same_value(sent: f64, stored: f64) -> bool {
+        sent == stored || (sent - stored).abs() <= 1e-11 * sent.abs().max(stored.abs())
+    }
+
     /// Every raw sample it holds for series matching `selector` (PromQL series selector):
     /// series labels (sorted, `__name__` included) → (t, v) in time order.
     pub(crate) fn export(&self, selector: &str) -> Option<RawSeries> {
