@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the project. The interoperability tests start real peers, so this installs
-# Debian's prometheus (prometheus + promtool) and victoria-metrics packages first if they are
+# Debian's prometheus (prometheus + promtool), victoria-metrics and prometheus-pushgateway packages first if they are
 # missing (needs root or sudo and network access to Debian's mirrors).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,7 @@ need=()
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics)
+command -v prometheus-pushgateway >/dev/null 2>&1 || need+=(prometheus-pushgateway)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
