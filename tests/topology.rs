@@ -1,8 +1,6 @@
 //! Topology loading against the files in `tests/data/topology/`: every `*.bad.yaml` must produce
 //! exactly the problems listed in its `# expect: LINE:COLUMN: message` header lines (in order),
-//! every `*.good.yaml` and every example topology must load, and every `*.warn.yaml` must load
-//! with exactly the warnings of its `# warn:` lines (keys accepted but not implemented yet),
-//! which `promtier check` prints with the file name.
+//! every `*.good.yaml` and every example topology must load.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -65,43 +63,12 @@ fn good_files_and_examples_load() {
 }
 
 #[test]
-fn keys_not_implemented_yet_are_loud_warnings_with_position() {
-    let warn = files(&data_dir(), ".warn.yaml");
-    assert!(!warn.is_empty());
-    for f in &warn {
-        let text = std::fs::read_to_string(f).expect("read");
-        let expected: Vec<&str> =
-            text.lines().filter_map(|l| l.strip_prefix("# warn: ")).map(str::trim).collect();
-        let t = topology::load(f).unwrap_or_else(|e| panic!("{} should load:\n{e}", f.display()));
-        let got: Vec<String> = t.warnings.iter().map(ToString::to_string).collect();
-        assert_eq!(got, expected, "{}", f.display());
-        // `promtier check` succeeds and names each key with file:line:column.
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_promtier"))
-            .arg("check")
-            .arg(f)
-            .output()
-            .expect("run promtier check");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{stderr}");
-        for w in &t.warnings {
-            assert!(stderr.contains(&format!("warning: {}", w.render(f))), "{stderr}");
-        }
-    }
-    let f = data_dir().join("not-implemented.warn.yaml");
+fn every_feature_runs_so_no_key_warns() {
+    // Downsampling, remote write and the push tier were once accepted before they ran, with a
+    // warning each; all run now.
+    let f = data_dir().join("every-feature.good.yaml");
     let t = topology::load(&f).expect("loads");
-    assert_eq!(
-        t.warnings[0].render(&f),
-        format!(
-            "push ({}:15:7) is accepted but not implemented yet: no push node runs (`promtier up` starts none)",
-            f.display()
-        )
-    );
-    // remote_write and downsample run now: no warning for them.
-    assert!(
-        t.warnings.iter().all(|w| !w.path.contains("remote_write") && !w.path.contains("downsample")),
-        "{:?}",
-        t.warnings
-    );
+    assert!(t.warnings.is_empty(), "{:?}", t.warnings);
 }
 
 #[test]

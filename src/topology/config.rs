@@ -75,6 +75,25 @@ impl Topology {
                 }
                 continue;
             }
+            if from == PUSH_TIER
+                && let Some(p) = &self.push
+            {
+                // One replica set: each series is on `replication_factor` of these nodes, which
+                // the global's merge dedup joins at query time.
+                for n in self.nodes.iter().filter(|n| matches!(n.role, NodeRole::Push { .. })) {
+                    out.push(Source {
+                        group: from.clone(),
+                        shard: PUSH_TIER.to_string(),
+                        replica: n.name.clone(),
+                        node: n.name.clone(),
+                        address: n.advertise.clone(),
+                        kind: SourceKind::Promtier,
+                        scheme: n.web.scheme(),
+                        client: p.client.clone(),
+                    });
+                }
+                continue;
+            }
             let client = match (self.leaf_group(from), self.global(from)) {
                 (Some(g), _) => g.client.clone(),
                 (None, Some(g)) => g.client.clone(),
@@ -109,6 +128,9 @@ impl Topology {
         })
     }
 }
+
+/// The name a global's `from:` gives the push tier.
+pub const PUSH_TIER: &str = "push";
 
 /// One endpoint a global pulls.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -598,10 +620,28 @@ impl Default for QueueConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The push tier: `nodes` nodes on a consistent-hash ring, each series kept by
+/// `replication_factor` of them (its owners, chosen by the labels in `key`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct PushConfig {
     pub nodes: u32,
     pub replication_factor: u32,
+    /// Owners that must have a write in their WAL before it is acknowledged.
+    pub write_quorum: u32,
+    /// The labels whose values choose a series' owners (default `job`, `instance`).
+    pub key: Vec<String>,
+    /// Bound on the hints one node keeps for each unreachable owner (oldest dropped beyond).
+    pub max_hint_bytes: u64,
+    /// How push nodes reach each other (forwarding) and how globals reach them.
+    pub client: Arc<ClientConfig>,
+}
+
+impl PushConfig {
+    /// The write quorum when the topology gives none: a majority of the owners, but never all
+    /// of them when there are two or more, so that a write survives one owner being down.
+    pub fn default_quorum(replication_factor: u32) -> u32 {
+        if replication_factor <= 1 { 1 } else { (replication_factor / 2 + 1).min(replication_factor - 1) }
+    }
 }
 
 /// Built-in demo exporters started by `promtier up`, so a fresh cluster shows real data.

@@ -331,6 +331,10 @@ pub(crate) struct RawQueueConfig {
 pub(crate) struct RawPush {
     pub(crate) nodes: S<i64>,
     pub(crate) replication_factor: Option<S<i64>>,
+    pub(crate) write_quorum: Option<S<i64>>,
+    pub(crate) key: Option<S<Vec<S<String>>>>,
+    pub(crate) max_hint_size: Option<S<String>>,
+    pub(crate) retention: Option<S<String>>,
     pub(crate) listen: Option<S<String>>,
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_saphyr::{Location, Spanned};
 
 use super::config::*;
-use super::error::{Problem, Warning};
+use super::error::Problem;
 use super::raw::*;
 use crate::model::{Label, Labels, is_valid_label_name, parse_duration, parse_selector};
 use crate::relabel::{RawRelabelConfig, RelabelConfig};
@@ -89,10 +89,13 @@ pub(crate) fn validate(raw: RawTopology, file: &Path) -> Result<Topology, Vec<Pr
     let mut globals = v.globals(&raw, &leaf_groups, &external_groups, &defaults);
     v.reachable(&raw, &leaf_groups, &globals);
     v.federate_body_limits(&raw, &mut globals, &defaults.fast_link);
-    let push = raw.push.as_ref().and_then(|p| v.push(p));
+    let push = raw.push.as_ref().and_then(|p| v.push(p, &defaults));
+    v.push_sources(&raw, &globals);
     let demo = raw.demo.as_ref().and_then(|d| v.demo(d));
     let nodes = v.nodes(&raw, &defaults, &cluster, &leaf_groups, &globals, push.as_ref(), demo.as_ref());
-    let warnings = not_implemented(&raw);
+    // Every key validated here is acted on; `warnings` carries keys accepted before their
+    // feature exists (none at present).
+    let warnings = Vec::new();
 
     if v.problems.is_empty() {
         Ok(Topology {
@@ -125,26 +128,6 @@ fn default_downsample() -> Vec<Downsample> {
         Downsample { resolution: Duration::from_secs(300), retention: Some(Duration::from_secs(90 * day)) },
         Downsample { resolution: Duration::from_secs(3600), retention: Some(Duration::from_secs(730 * day)) },
     ]
-}
-
-/// Keys that validate but whose feature is not built yet (later issues): each is a warning
-/// naming the key, so that nobody believes it works.
-fn not_implemented(raw: &RawTopology) -> Vec<Warning> {
-    let mut out = Vec::new();
-    let mut warn = |at: Location, path: String, what: &str, global: Option<&str>| {
-        out.push(Warning {
-            line: at.line(),
-            column: at.column(),
-            path,
-            message: format!("accepted but not implemented yet: {what}"),
-            global: global.map(str::to_string),
-        });
-    };
-    if let Some(p) = &raw.push {
-        warn(p.referenced, "push".into(), "no push node runs (`promtier up` starts none)", None);
-    }
-    out.sort_by_key(|w| (w.line, w.column));
-    out
 }
 
 impl Validator {
@@ -1083,7 +1066,10 @@ impl Validator {
                 let fp = format!("{p}.from[{k}]");
                 if f.value == name {
                     self.err(f, fp, format!("global {name:?} cannot pull from itself"));
-                } else if !leaf_names.contains(f.value.as_str()) && !global_names.contains(f.value.as_str()) {
+                } else if !leaf_names.contains(f.value.as_str())
+                    && !global_names.contains(f.value.as_str())
+                    && f.value != PUSH_TIER
+                {
                     self.err(
                         f,
                         fp,
@@ -1327,7 +1313,7 @@ impl Validator {
         }
     }
 
-    fn push(&mut self, p: &Spanned<RawPush>) -> Option<PushConfig> {
+    fn push(&mut self, p: &Spanned<RawPush>, d: &Defaults) -> Option<PushConfig> {
         let nodes = self.count(Some(&p.value.nodes), "push.nodes", "push nodes");
         let replication_factor =
             self.count(p.value.replication_factor.as_ref(), "push.replication_factor", "replication_factor");
@@ -1343,7 +1329,108 @@ impl Validator {
         if p.value.listen.is_none() {
             self.err(p, "push.listen", "push needs listen: host:port");
         }
-        Some(PushConfig { nodes, replication_factor })
+        let write_quorum = match &p.value.write_quorum {
+            None => PushConfig::default_quorum(replication_factor),
+            Some(q) => match u32::try_from(q.value) {
+                Ok(w) if (1..=replication_factor).contains(&w) => w,
+                _ => {
+                    self.err(
+                        q,
+                        "push.write_quorum",
+                        format!(
+                            "write_quorum must be between 1 and replication_factor ({replication_factor}), got {}",
+                            q.value
+                        ),
+                    );
+                    1
+                }
+            },
+        };
+        let key = match &p.value.key {
+            None => vec!["job".to_string(), "instance".to_string()],
+            Some(k) => {
+                if k.value.is_empty() {
+                    self.err(k, "push.key", "key must name at least one label");
+                }
+                let mut out: Vec<String> = Vec::new();
+                for (i, l) in k.value.iter().enumerate() {
+                    if !is_valid_label_name(&l.value) {
+                        self.err(l, format!("push.key[{i}]"), format!("{:?} is not a valid label name", l.value));
+                    } else if out.contains(&l.value) {
+                        self.err(l, format!("push.key[{i}]"), format!("label {:?} is named twice", l.value));
+                    } else {
+                        out.push(l.value.clone());
+                    }
+                }
+                out
+            }
+        };
+        let max_hint_bytes = match &p.value.max_hint_size {
+            None => 1 << 30,
+            Some(b) => match parse_bytes(&b.value) {
+                Some(v) if v >= 1 << 20 => v as u64,
+                Some(_) => {
+                    self.err(b, "push.max_hint_size", "max_hint_size must be at least 1MiB");
+                    1 << 30
+                }
+                None => {
+                    self.err(b, "push.max_hint_size", format!("invalid size {:?} (e.g. 512MiB, 2GiB)", b.value));
+                    1 << 30
+                }
+            },
+        };
+        // Push nodes forward to each other and globals pull them with `defaults.client`.
+        if !d.web.users.is_empty() && d.client.auth.is_none() {
+            self.err(
+                p,
+                "push",
+                "push nodes require basic auth (defaults.web) but defaults.client gives no credentials to reach them",
+            );
+        }
+        if d.web.tls.as_ref().is_some_and(|t| t.client_auth == ClientAuth::RequireAndVerify)
+            && d.client.tls.cert_file.is_none()
+        {
+            self.err(p, "push", "push nodes require client certificates but defaults.client gives none");
+        }
+        Some(PushConfig {
+            nodes,
+            replication_factor,
+            write_quorum,
+            key,
+            max_hint_bytes,
+            client: d.client.clone(),
+        })
+    }
+
+    /// `push` in a global's `from:` needs a push tier, and query-time (merge) dedup: each push
+    /// node holds a different part of the ring, so no single one can be elected as failover
+    /// dedup would. A group of another kind may not take the tier's name.
+    fn push_sources(&mut self, raw: &RawTopology, globals: &[GlobalConfig]) {
+        if raw.push.is_some() {
+            for (i, g) in raw.leaves.iter().enumerate() {
+                if g.value.group.value == PUSH_TIER {
+                    self.err(&g.value.group, format!("leaves[{i}].group"), "the name \"push\" is the push tier's");
+                }
+            }
+            for (i, g) in raw.globals.iter().enumerate() {
+                if g.value.name.value == PUSH_TIER {
+                    self.err(&g.value.name, format!("globals[{i}].name"), "the name \"push\" is the push tier's");
+                }
+            }
+        }
+        for (i, (g, rg)) in globals.iter().zip(&raw.globals).enumerate() {
+            let Some(k) = rg.value.from.iter().position(|f| f.value == PUSH_TIER) else { continue };
+            let f = &rg.value.from[k];
+            if raw.push.is_none() {
+                self.err(f, format!("globals[{i}].from[{k}]"), "from: push, but the topology has no push: tier");
+            } else if g.dedup == DedupMode::Failover {
+                self.err(
+                    f,
+                    format!("globals[{i}].from[{k}]"),
+                    "pulling the push tier needs dedup: {mode: merge} (each push node holds a different part of the ring, so failover cannot elect one)",
+                );
+            }
+        }
     }
 
     fn demo(&mut self, d: &Spanned<RawDemo>) -> Option<DemoConfig> {
@@ -1430,16 +1517,14 @@ impl Validator {
             && let Some(listen) = rp.value.listen.as_ref()
             && let Some((host, port)) = self.listen(listen, "push.listen")
         {
+            let retention = self.positive_duration(rp.value.retention.as_ref(), "push.retention", d.retention);
             for index in 0..pc.nodes {
                 let Some(addr) = self.offset_port(&host, port, index, listen, "push.listen") else { break };
-                let node = self.node(
-                    format!("push-{index}"),
-                    NodeRole::Push { index },
-                    addr,
-                    d,
-                    base_labels(&[]),
-                    d.retention,
-                );
+                let name = format!("push-{index}");
+                // The replica label tells a series' owners apart at the global (merge dedup).
+                let mut labels = base_labels(&[]);
+                labels.push(Label::new(&d.replica_label, &name));
+                let node = self.node(name, NodeRole::Push { index }, addr, d, labels, retention);
                 nodes.push((node, listen.referenced, "push.listen".to_string()));
             }
         }
