@@ -18,5 +18,5 @@ mod rendezvous;
 mod sharder;
 
 pub use hashmod::hashmod;
-pub use rendezvous::rendezvous;
+pub use rendezvous::{rendezvous, rendezvous_top};
 pub use sharder::{DEFAULT_SHARD_BY, SHARD_SEPARATOR, ShardError, ShardStrategy, Sharder};

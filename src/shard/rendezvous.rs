@@ -23,6 +23,18 @@ pub fn rendezvous(key: &str, shards: u32) -> u32 {
     best
 }
 
+/// The `k` shards of `0..shards` that score `key` highest, best first (all of them when
+/// `k >= shards`): the owners of a key on a replicated ring. A shard's score does not depend on
+/// the others, so adding a shard only ever puts it into some keys' lists (pushing their last
+/// owner out) and removing one only lets the next-best shard in.
+pub fn rendezvous_top(key: &[u8], shards: u32, k: u32) -> Vec<u32> {
+    let mut scored: Vec<(u64, u32)> =
+        (0..shards).map(|s| (xxh3_64_with_seed(key, shard_seed(s)), s)).collect();
+    // Highest score first; on a tie the lower shard, as `rendezvous` does.
+    scored.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    scored.into_iter().take(k as usize).map(|(_, s)| s).collect()
+}
+
 /// A well-mixed seed per shard, so neighbouring shard numbers score keys independently.
 fn shard_seed(shard: u32) -> u64 {
     xxh3_64(&shard.to_le_bytes())
@@ -67,6 +79,20 @@ mod tests {
                 if before != n {
                     assert_eq!(before, after, "{k} moved although its shard {before} survived");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn the_top_one_is_the_rendezvous_owner() {
+        for k in keys().iter().take(2000) {
+            for n in 1..=6u32 {
+                let top = rendezvous_top(k.as_bytes(), n, 3.min(n));
+                assert_eq!(top[0], rendezvous(k, n));
+                let mut dedup = top.clone();
+                dedup.sort_unstable();
+                dedup.dedup();
+                assert_eq!(dedup.len(), top.len(), "distinct owners");
             }
         }
     }

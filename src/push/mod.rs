@@ -1,0 +1,4 @@
+//! The push tier: nodes that accept pushed samples (remote write, Pushgateway-style text) and
+//! keep each series on the nodes the ring (`ring`) makes its owners.
+
+pub mod ring;
