@@ -215,6 +215,15 @@ enum Command {
         #[command(flatten)]
         node_args: NodeArgs,
     },
+    /// Run one push node of a topology (the push tier's ring).
+    Push {
+        #[arg(long)]
+        topology: PathBuf,
+        #[arg(long)]
+        node: String,
+        #[command(flatten)]
+        node_args: NodeArgs,
+    },
     /// TSDB tools.
     Tsdb {
         #[command(subcommand)]
@@ -288,6 +297,7 @@ pub fn main() -> ExitCode {
         }
         Command::Leaf { topology, node, node_args } => run::leaf(&topology, &node, node_args.options()),
         Command::Global { topology, node, node_args } => run::global(&topology, &node, node_args.options()),
+        Command::Push { topology, node, node_args } => run::push(&topology, &node, node_args.options()),
         Command::Tsdb { command: TsdbCommand::Import { data_dir, file, block_duration } } => {
             import::run(&data_dir, &file, block_duration)
         }

@@ -64,6 +64,11 @@ pub(super) fn leaf(file: &Path, name: &str, opts: role::NodeOptions) -> anyhow::
     with_shutdown(|token| async move { role::leaf::run(&t, &n, &opts, token).await })
 }
 
+pub(super) fn push(file: &Path, name: &str, opts: role::NodeOptions) -> anyhow::Result<ExitCode> {
+    let (t, n) = node(file, name)?;
+    with_shutdown(|token| async move { role::push::run(&t, &n, &opts, token).await })
+}
+
 pub(super) fn global(file: &Path, name: &str, opts: role::NodeOptions) -> anyhow::Result<ExitCode> {
     let (t, n) = node(file, name)?;
     with_shutdown(|token| async move { role::global::run(&t, &n, &opts, token).await })

@@ -62,6 +62,15 @@ impl HttpClient {
         self.authorize(self.http.get(url))
     }
 
+    /// A request of any method to `url` with the configured credentials.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+    ) -> Result<reqwest::RequestBuilder, ClientError> {
+        self.authorize(self.http.request(method, url))
+    }
+
     /// A POST to `url` with the configured credentials.
     pub fn post(&self, url: &str) -> Result<reqwest::RequestBuilder, ClientError> {
         self.authorize(self.http.post(url))

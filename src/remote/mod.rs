@@ -136,19 +136,94 @@ pub struct RemoteState {
 
 /// `POST /api/v1/write` and `POST /api/v1/read`; their metrics go to `registry`.
 pub fn router(state: RemoteState, registry: &Registry) -> Router {
-    let writer = Arc::new(write::Receiver::new(
-        state.storage,
-        state.write_limits,
-        state.clock,
-        state.metadata,
+    let writer = WriteReceiver::new(&state, registry).0;
+    read_router(&state, registry).route("/api/v1/write", post(write::handle).with_state(writer))
+}
+
+/// A node's remote-write receiver as a value, for a role that routes writes itself (a push node
+/// stores the series it owns and forwards the others): the same decoding, limits, storing,
+/// answers and metrics as `POST /api/v1/write` of [`router`].
+#[derive(Clone)]
+pub struct WriteReceiver(Arc<write::Receiver>);
+
+/// What storing one request did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Samples stored (or already there with the same value).
+    pub stored: u64,
+    /// Samples in the request.
+    pub total: u64,
+    /// What was refused and why, when anything was.
+    pub refused: Option<String>,
+}
+
+impl WriteReceiver {
+    pub fn new(state: &RemoteState, registry: &Registry) -> WriteReceiver {
+        WriteReceiver(Arc::new(write::Receiver::new(
+            state.storage.clone(),
+            state.write_limits,
+            state.clock.clone(),
+            state.metadata.clone(),
+            registry,
+        )))
+    }
+
+    /// The protocol of a request (from its content type and encoding) and its body, within the
+    /// body limit.
+    pub async fn read(
+        &self,
+        req: axum::extract::Request,
+    ) -> Result<(codec::WriteProto, axum::body::Bytes), RemoteError> {
+        let proto = write::request_proto(&req).inspect_err(|e| self.0.count_unknown(e.status()))?;
+        let body = read_body(req, self.0.limits().max_body_bytes).await?;
+        Ok((proto, body))
+    }
+
+    /// Decodes a body of either protocol into the 1.0 message (see `write::Receiver::decode_v1`).
+    pub fn decode(&self, proto: codec::WriteProto, body: &[u8]) -> Result<proto::WriteRequest, RemoteError> {
+        self.0.decode_v1(proto, body)
+    }
+
+    /// Stores a decoded request (blocking: appends, WAL write) and counts it as a request of
+    /// `proto`.
+    pub fn store(&self, proto: codec::WriteProto, req: &proto::WriteRequest) -> Result<Stored, RemoteError> {
+        let r = self.0.store_v1(req);
+        let status = match &r {
+            Ok((out, _)) if out.refused_total() > 0 => StatusCode::BAD_REQUEST,
+            Ok(_) => StatusCode::NO_CONTENT,
+            Err(e) => e.status(),
+        };
+        self.0.count_request(proto, status);
+        let (out, total) = r?;
+        self.0.count_outcome(&out);
+        Ok(Stored {
+            stored: out.stored,
+            total,
+            refused: (out.refused_total() > 0).then(|| out.summary(total)),
+        })
+    }
+
+    /// The whole `POST /api/v1/write` of a plain node.
+    pub async fn handle(&self, req: axum::extract::Request) -> Response {
+        write::handle(axum::extract::State(self.0.clone()), req).await
+    }
+
+    /// Sets the 2.0 written-count headers on an answer.
+    pub fn written_headers(resp: &mut Response, samples: u64) {
+        write::written_headers(resp, samples);
+    }
+}
+
+/// `POST /api/v1/read` alone (a push node routes its writes itself).
+pub fn read_router(state: &RemoteState, registry: &Registry) -> Router {
+    let reader = Arc::new(read::Reader::new(
+        state.queryable.clone(),
+        state.external_labels.clone(),
+        state.read_limits,
         registry,
     ));
-    let reader =
-        Arc::new(read::Reader::new(state.queryable, state.external_labels, state.read_limits, registry));
     reader.register_gauge(registry);
-    Router::new()
-        .route("/api/v1/write", post(write::handle).with_state(writer))
-        .route("/api/v1/read", post(read::handle).with_state(reader))
+    Router::new().route("/api/v1/read", post(read::handle).with_state(reader))
 }
 
 /// Reads a request body of at most `limit` bytes (413 at once when `Content-Length` says more,

@@ -113,7 +113,7 @@ impl Reason {
 #[derive(Debug, Default)]
 pub(super) struct Outcome {
     /// Float samples stored (or already stored with the same value).
-    stored: u64,
+    pub(super) stored: u64,
     refused: [u64; REASONS.len()],
     exemplars: u64,
     /// Metadata entries (1.0) or series' metadata (2.0) kept, and not kept (the store is full).
@@ -134,12 +134,12 @@ impl Outcome {
         }
     }
 
-    fn refused_total(&self) -> u64 {
+    pub(super) fn refused_total(&self) -> u64 {
         self.refused.iter().sum()
     }
 
     /// `"3 of 10 samples not stored: 2 out of order, 1 …; first: …"`.
-    fn summary(&self, total: u64) -> String {
+    pub(super) fn summary(&self, total: u64) -> String {
         let parts: Vec<String> = REASONS
             .iter()
             .filter(|r| self.refused[**r as usize] > 0)
@@ -230,7 +230,7 @@ impl Receiver {
         Receiver { storage, limits, clock, metrics, last_warned: AtomicI64::new(i64::MIN), received }
     }
 
-    fn count(&self, out: &Outcome) {
+    pub(super) fn count_outcome(&self, out: &Outcome) {
         self.metrics.received.with(&[]).inc_by(out.stored as f64);
         for r in REASONS {
             let n = out.refused[r as usize];
@@ -267,28 +267,7 @@ impl Receiver {
             WriteProto::V1 => {
                 let req = proto::WriteRequest::decode(data.as_slice())
                     .map_err(|e| RemoteError::Decode { message: codec::PROTO_V1, error: e.to_string() })?;
-                let total = self.check_counts(
-                    req.timeseries.len(),
-                    req.timeseries.iter().map(|s| s.samples.len() + s.histograms.len()),
-                )?;
-                let mut batch = Batch::new(self.storage.as_ref(), max_t);
-                (batch.out.metadata, batch.out.metadata_ignored) =
-                    self.received.record(req.metadata.iter().map(|m| Entry {
-                        family: &m.metric_family_name,
-                        kind: metric_type_from_proto(m.r#type),
-                        help: &m.help,
-                        unit: &m.unit,
-                    }));
-                for ts in &req.timeseries {
-                    let labels = series_labels(ts.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
-                    batch.series(
-                        labels,
-                        ts.samples.iter().map(|s| (s.timestamp, s.value)),
-                        &ts.histograms,
-                        ts.exemplars.len(),
-                    )?;
-                }
-                Ok((batch.commit()?, total))
+                self.store_v1(&req)
             }
             WriteProto::V2 => {
                 let req = v2::Request::decode(data.as_slice())
@@ -332,6 +311,66 @@ impl Receiver {
         }
     }
 
+    /// Stores a decoded Remote-Write 1.0 request (the whole of it, or nothing when the storage
+    /// fails); blocking. Returns what it did and the request's sample count.
+    pub(super) fn store_v1(&self, req: &proto::WriteRequest) -> Result<(Outcome, u64), RemoteError> {
+        let max_t = (self.clock)().saturating_add(MAX_AHEAD_MS);
+        let total = self.check_counts(
+            req.timeseries.len(),
+            req.timeseries.iter().map(|s| s.samples.len() + s.histograms.len()),
+        )?;
+        let mut batch = Batch::new(self.storage.as_ref(), max_t);
+        (batch.out.metadata, batch.out.metadata_ignored) =
+            self.received.record(req.metadata.iter().map(|m| Entry {
+                family: &m.metric_family_name,
+                kind: metric_type_from_proto(m.r#type),
+                help: &m.help,
+                unit: &m.unit,
+            }));
+        for ts in &req.timeseries {
+            let labels = series_labels(ts.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+            batch.series(
+                labels,
+                ts.samples.iter().map(|s| (s.timestamp, s.value)),
+                &ts.histograms,
+                ts.exemplars.len(),
+            )?;
+        }
+        Ok((batch.commit()?, total))
+    }
+
+    /// Decodes a request body of either protocol into the 1.0 message (2.0's symbol references
+    /// resolved and checked, its per-series metadata turned into 1.0 family metadata), within
+    /// this receiver's limits: what a push node routes to the owners of each series.
+    pub(super) fn decode_v1(
+        &self,
+        proto: WriteProto,
+        body: &[u8],
+    ) -> Result<proto::WriteRequest, RemoteError> {
+        let data = codec::decompress(body, self.limits.max_decompressed_bytes)?;
+        let req = match proto {
+            WriteProto::V1 => proto::WriteRequest::decode(data.as_slice())
+                .map_err(|e| RemoteError::Decode { message: codec::PROTO_V1, error: e.to_string() })?,
+            WriteProto::V2 => {
+                let req = v2::Request::decode(data.as_slice())
+                    .map_err(|e| RemoteError::Decode { message: codec::PROTO_V2, error: e.to_string() })?;
+                for (i, ts) in req.timeseries.iter().enumerate() {
+                    check_refs(i, &ts.labels_refs, req.symbols.len())?;
+                    check_metadata_refs(i, ts.metadata.as_ref(), req.symbols.len())?;
+                    for e in &ts.exemplars {
+                        check_refs(i, &e.labels_refs, req.symbols.len())?;
+                    }
+                }
+                v2_to_v1(req)
+            }
+        };
+        self.check_counts(
+            req.timeseries.len(),
+            req.timeseries.iter().map(|s| s.samples.len() + s.histograms.len()),
+        )?;
+        Ok(req)
+    }
+
     /// Refuses a request over the series or sample limit; returns its sample count.
     fn check_counts(
         &self,
@@ -347,6 +386,52 @@ impl Receiver {
         }
         Ok(samples as u64)
     }
+}
+
+/// A checked 2.0 request as the 1.0 message: labels and exemplars resolved, series metadata as
+/// family metadata (one entry per family), created timestamps dropped (nothing stores them).
+fn v2_to_v1(req: v2::Request) -> proto::WriteRequest {
+    let sym = |r: u32| req.symbols.get(r as usize).cloned().unwrap_or_default();
+    let labels = |refs: &[u32]| -> Vec<proto::Label> {
+        refs.chunks_exact(2).map(|p| proto::Label { name: sym(p[0]), value: sym(p[1]) }).collect()
+    };
+    let mut metadata: Vec<proto::MetricMetadata> = Vec::new();
+    let mut timeseries = Vec::with_capacity(req.timeseries.len());
+    for ts in &req.timeseries {
+        let l = labels(&ts.labels_refs);
+        if let Some(m) = ts.metadata.filter(|m| m.r#type != 0 || m.help_ref != 0 || m.unit_ref != 0)
+            && let Some(name) = l.iter().find(|l| l.name == METRIC_NAME)
+        {
+            let family = family_name(&name.value, metric_type_from_proto(m.r#type)).to_string();
+            if !metadata.iter().any(|x| x.metric_family_name == family) {
+                metadata.push(proto::MetricMetadata {
+                    r#type: m.r#type,
+                    metric_family_name: family,
+                    help: sym(m.help_ref),
+                    unit: sym(m.unit_ref),
+                });
+            }
+        }
+        timeseries.push(proto::TimeSeries {
+            labels: l,
+            samples: ts
+                .samples
+                .iter()
+                .map(|s| proto::Sample { value: s.value, timestamp: s.timestamp })
+                .collect(),
+            exemplars: ts
+                .exemplars
+                .iter()
+                .map(|e| proto::Exemplar {
+                    labels: labels(&e.labels_refs),
+                    value: e.value,
+                    timestamp: e.timestamp,
+                })
+                .collect(),
+            histograms: ts.histograms.clone(),
+        });
+    }
+    proto::WriteRequest { timeseries, metadata }
 }
 
 /// Label references must come in name/value pairs and point into the symbol table.
@@ -499,17 +584,67 @@ impl<'a> Batch<'a> {
     }
 }
 
+/// The protocol a write request speaks, from its headers.
+pub(super) fn request_proto(req: &Request) -> Result<WriteProto, RemoteError> {
+    let header = |name| req.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    codec::parse_content_type(header(header::CONTENT_TYPE))
+        .and_then(|p| codec::check_content_encoding(header(header::CONTENT_ENCODING)).map(|()| p))
+}
+
+impl Receiver {
+    /// Counts a stored request and turns its outcome into the answer: `204`, or `400` with the
+    /// summary of what was refused; 2.0 answers carry the written counts.
+    pub(super) fn answer(&self, proto: WriteProto, result: Result<(Outcome, u64), RemoteError>) -> Response {
+        let (status, mut resp, written) = match result {
+            Ok((out, total)) => {
+                self.count_outcome(&out);
+                let written = out.stored;
+                if out.refused_total() == 0 {
+                    (StatusCode::NO_CONTENT, StatusCode::NO_CONTENT.into_response(), written)
+                } else {
+                    let summary = out.summary(total);
+                    self.warn_refused(&summary);
+                    let e = RemoteError::Refused(summary);
+                    (e.status(), e.into_response(), written)
+                }
+            }
+            Err(e) => (e.status(), e.into_response(), 0),
+        };
+        self.count_request(proto, status);
+        if proto == WriteProto::V2 {
+            written_headers(&mut resp, written);
+        }
+        resp
+    }
+
+    pub(super) fn count_request(&self, proto: WriteProto, status: StatusCode) {
+        self.metrics.requests.with(&[proto.as_str(), status.as_str()]).inc();
+    }
+
+    pub(super) fn count_unknown(&self, status: StatusCode) {
+        self.metrics.requests.with(&["unknown", status.as_str()]).inc();
+    }
+
+    pub(super) fn limits(&self) -> WriteLimits {
+        self.limits
+    }
+}
+
+/// The counts a 2.0 answer carries.
+pub(super) fn written_headers(resp: &mut Response, samples: u64) {
+    let h = resp.headers_mut();
+    h.insert("X-Prometheus-Remote-Write-Samples-Written", HeaderValue::from(samples));
+    // Nothing of these is ever stored: native histograms are refused, exemplars ignored.
+    h.insert("X-Prometheus-Remote-Write-Histograms-Written", HeaderValue::from(0u64));
+    h.insert("X-Prometheus-Remote-Write-Exemplars-Written", HeaderValue::from(0u64));
+}
+
 /// `POST /api/v1/write`.
 pub(super) async fn handle(State(rx): State<Arc<Receiver>>, req: Request) -> Response {
-    let proto = {
-        let header = |name| req.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok());
-        codec::parse_content_type(header(header::CONTENT_TYPE))
-            .and_then(|p| codec::check_content_encoding(header(header::CONTENT_ENCODING)).map(|()| p))
-    };
-    let proto = match proto {
+    let proto = match request_proto(&req) {
         Ok(p) => p,
         Err(e) => {
-            rx.metrics.requests.with(&["unknown", e.status().as_str()]).inc();
+            rx.count_unknown(e.status());
             return e.into_response();
         }
     };
@@ -523,30 +658,7 @@ pub(super) async fn handle(State(rx): State<Arc<Receiver>>, req: Request) -> Res
         }
         Err(e) => Err(e),
     };
-    let (status, mut resp, written) = match result {
-        Ok((out, total)) => {
-            rx.count(&out);
-            let written = out.stored;
-            if out.refused_total() == 0 {
-                (StatusCode::NO_CONTENT, StatusCode::NO_CONTENT.into_response(), written)
-            } else {
-                let summary = out.summary(total);
-                rx.warn_refused(&summary);
-                let e = RemoteError::Refused(summary);
-                (e.status(), e.into_response(), written)
-            }
-        }
-        Err(e) => (e.status(), e.into_response(), 0),
-    };
-    rx.metrics.requests.with(&[proto.as_str(), status.as_str()]).inc();
-    if proto == WriteProto::V2 {
-        let h = resp.headers_mut();
-        h.insert("X-Prometheus-Remote-Write-Samples-Written", HeaderValue::from(written));
-        // Nothing of these is ever stored: native histograms are refused, exemplars ignored.
-        h.insert("X-Prometheus-Remote-Write-Histograms-Written", HeaderValue::from(0u64));
-        h.insert("X-Prometheus-Remote-Write-Exemplars-Written", HeaderValue::from(0u64));
-    }
-    resp
+    rx.answer(proto, result)
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! Roles: each wires the library's parts into one kind of process — `leaf` (scrape + store +
 //! serve), `global` (pull every leaf replica + dedup + store + serve), `demo` (a synthetic
-//! exporter), and `up` (a supervisor running a whole topology on one host). This is the only
+//! exporter), `push` (a node of the push tier's ring), and `up` (a supervisor running a whole topology on one host). This is the only
 //! layer besides `cli` that uses `anyhow`.
 
 pub mod demo;
 pub mod global;
 pub mod leaf;
+pub mod push;
 mod server;
 pub mod shutdown;
 pub mod storage;

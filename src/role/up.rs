@@ -48,7 +48,7 @@ pub fn node_args(
         role => {
             let mut args =
                 vec![role.kind().into(), "--topology".into(), t, "--node".into(), node.name.clone()];
-            if matches!(role, NodeRole::Leaf { .. } | NodeRole::Global { .. }) {
+            if matches!(role, NodeRole::Leaf { .. } | NodeRole::Global { .. } | NodeRole::Push { .. }) {
                 args.extend(node_flags.iter().cloned());
             }
             args
@@ -70,10 +70,6 @@ pub async fn run(
     let mut logs = JoinSet::new();
     let mut running: Vec<Running> = Vec::new();
     for node in &topology.nodes {
-        if matches!(node.role, NodeRole::Push { .. }) {
-            eprintln!("promtier up: not starting {}: the push role is not part of this build yet", node.name);
-            continue;
-        }
         let mut cmd = Command::new(&exe);
         cmd.args(node_args(topology_file, topology, node, node_flags))
             .env(SUPERVISOR_ENV, std::process::id().to_string())

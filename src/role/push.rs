@@ -1,0 +1,198 @@
+//! The push role: a node of the push tier's ring. Accepts remote-write pushes from any sender
+//! and routes each series to its owners (`push::distribute`: stored here when this node owns it,
+//! forwarded or kept as a hint otherwise, acknowledged at the write quorum), replays the hints it
+//! keeps for owners that were down (`push::forward`), and serves what it stores like a leaf:
+//! `/federate`, the fast link, PromQL and the rest of the HTTP API, remote read, `/metrics`.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::{Context, bail};
+use axum::routing::post;
+use tokio_util::sync::CancellationToken;
+
+use super::{NodeOptions, server, storage};
+use crate::api::{self, ApiState, NodeInfo};
+use crate::federate::frontier::TrackedStorage;
+use crate::federate::{self, DEFAULT_LOOKBACK, FederateState};
+use crate::http::client::HttpClient;
+use crate::metrics::{Collect, MetricsWriter, Registry};
+use crate::model::MetricType;
+use crate::promql::Engine;
+use crate::push::distribute::{PushTier, handle_write};
+use crate::push::forward::Peer;
+use crate::push::hints::HintQueue;
+use crate::push::ring::Ring;
+use crate::storage::Storage;
+use crate::topology::{Node, NodeRole, Topology};
+
+/// Pushes arrive a little after their samples' time (senders batch for a few seconds): the fast
+/// link promises nothing newer than this far behind the clock, and a push older than that is
+/// logged as a late commit (see `federate::frontier`).
+const PUSH_LAG_MS: i64 = 15_000;
+
+/// Runs the push `node` of `topology` until `shutdown`.
+pub async fn run(
+    topology: &Topology,
+    node: &Node,
+    opts: &NodeOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let NodeRole::Push { index } = &node.role else {
+        bail!("node {:?} is a {} node, not a push node", node.name, node.role.kind());
+    };
+    let cfg = topology.push.as_ref().context("the topology has no push tier")?;
+    let db = storage::open(node, &opts.storage, &[]).await?;
+    let frontier = Arc::new(super::open_frontier(node)?);
+    let stored: Arc<dyn Storage> = Arc::new(TrackedStorage::new(Arc::new(db.clone()), frontier.clone()));
+    let registry = Arc::new(Registry::new());
+    crate::metrics::register_process_metrics(&registry, &node.name);
+    super::telemetry::register_db_metrics(&registry, db.clone());
+    frontier.set_base(Box::new(|now| now - PUSH_LAG_MS));
+    frontier.register_metrics(&registry);
+
+    // The other nodes of the ring, each with the hints kept for it.
+    let client = HttpClient::new(&cfg.client, false).context("push: client for the other push nodes")?;
+    let mut peers: Vec<Option<Arc<Peer>>> = Vec::new();
+    for n in &topology.nodes {
+        let NodeRole::Push { index: i } = n.role else { continue };
+        if i == *index {
+            peers.push(None);
+            continue;
+        }
+        let hints = HintQueue::open(&node.data_dir.join("hints").join(&n.name), cfg.max_hint_bytes)
+            .with_context(|| format!("hints for {}", n.name))?;
+        let base = format!("{}://{}", n.web.scheme(), n.advertise);
+        peers.push(Some(Arc::new(Peer::new(
+            i,
+            n.name.clone(),
+            base,
+            client.clone(),
+            hints,
+            node.name.clone(),
+        ))));
+    }
+    register_hint_metrics(&registry, &peers);
+
+    let received = Arc::new(crate::remote::ReceivedMetadata::default());
+    let metadata: crate::remote::send::MetadataSource = {
+        let r = received.clone();
+        Arc::new(move || r.list())
+    };
+    let remote_state = crate::remote::RemoteState {
+        storage: stored.clone(),
+        queryable: Arc::new(db.clone()),
+        external_labels: node.external_labels.clone(),
+        write_limits: opts.remote_write,
+        read_limits: crate::remote::ReadLimits::default(),
+        clock: Arc::new(crate::model::now_ms),
+        metadata: received,
+    };
+    let receiver = crate::remote::WriteReceiver::new(&remote_state, &registry);
+    let tier = Arc::new(PushTier::new(
+        *index,
+        Ring::from_config(cfg),
+        cfg.write_quorum,
+        peers.clone(),
+        receiver,
+        &registry,
+    ));
+
+    let listener = server::bind(&node.listen, &node.web).await?;
+    tracing::info!(
+        node = %node.name,
+        listen = %node.listen,
+        nodes = cfg.nodes,
+        replication_factor = cfg.replication_factor,
+        write_quorum = cfg.write_quorum,
+        "push node started"
+    );
+    let ready_storage = stored.clone();
+    let fed = federate::router(FederateState {
+        storage: stored.clone(),
+        external_labels: node.external_labels.clone(),
+        lookback: DEFAULT_LOOKBACK,
+        clock: Arc::new(crate::model::now_ms),
+        ready: Arc::new(move || ready_storage.ready().is_ok()),
+        frontier,
+        coverage: Arc::new(crate::model::Coverage::default),
+        page_limits: super::page_limits(&topology.fast_link),
+    });
+    let ready_storage = stored.clone();
+    let status = super::leaf::status_info(topology, node, opts, db.clone());
+    let app = fed
+        .merge(api::router(ApiState {
+            node: Arc::new(NodeInfo {
+                name: node.name.clone(),
+                role: format!("push (ring of {}, replication factor {})", cfg.nodes, cfg.replication_factor),
+                cluster: topology.cluster.clone(),
+                external_labels: node.external_labels.clone(),
+                started: SystemTime::now(),
+            }),
+            registry: registry.clone(),
+            targets: Arc::new(crate::scrape::TargetsSnapshot::default),
+            ready: Arc::new(move || ready_storage.ready().map_err(|e| e.to_string())),
+            storage: Some(Arc::new(db.clone())),
+            raw_storage: None,
+            warnings: Arc::new(Vec::new),
+            engine: Arc::new(Engine::new(opts.query.clone())),
+            clock: Arc::new(crate::model::now_ms),
+            metadata,
+            status: Arc::new(status),
+            queries: api::QueryLimiter::new(opts.queries, &registry),
+        }))
+        .merge(crate::remote::read_router(&remote_state, &registry))
+        .route("/api/v1/write", post(handle_write).with_state(tier))
+        .layer(axum::extract::DefaultBodyLimit::max(crate::api::MAX_REQUEST_BODY));
+
+    let replays = {
+        let mut set = tokio::task::JoinSet::new();
+        for p in peers.iter().flatten() {
+            set.spawn(p.clone().replay(shutdown.clone()));
+        }
+        async move { while set.join_next().await.is_some() {} }
+    };
+    let (_, served, _) = tokio::join!(
+        replays,
+        server::serve(listener, app, shutdown.clone()),
+        storage::run_until_shutdown(db.clone(), &opts.storage, shutdown.clone()),
+    );
+    storage::close(db).await;
+    tracing::info!(node = %node.name, "push node stopped");
+    served
+}
+
+/// Hints waiting per peer, and what happened to them.
+fn register_hint_metrics(registry: &Registry, peers: &[Option<Arc<Peer>>]) {
+    let peers: Vec<Arc<Peer>> = peers.iter().flatten().cloned().collect();
+    let collect = move |w: &mut MetricsWriter| {
+        let stats: Vec<_> = peers.iter().map(|p| (p.name.as_str(), p.hints.stats())).collect();
+        w.family(
+            "promtier_push_hints_pending",
+            "Writes kept for an unreachable owner, not delivered yet.",
+            MetricType::Gauge,
+        );
+        for (name, s) in &stats {
+            w.sample("promtier_push_hints_pending", &[("peer", name)], s.pending as f64);
+        }
+        w.family(
+            "promtier_push_hints_pending_bytes",
+            "Bytes of the hints kept for an owner.",
+            MetricType::Gauge,
+        );
+        for (name, s) in &stats {
+            w.sample("promtier_push_hints_pending_bytes", &[("peer", name)], s.pending_bytes as f64);
+        }
+        w.family(
+            "promtier_push_hints_total",
+            "Hints written, delivered, and dropped (over max_hint_size, or damaged on disk), per owner, since the node started.",
+            MetricType::Counter,
+        );
+        for (name, s) in &stats {
+            for (event, v) in [("written", s.written), ("delivered", s.delivered), ("dropped", s.dropped)] {
+                w.sample("promtier_push_hints_total", &[("peer", name), ("event", event)], v as f64);
+            }
+        }
+    };
+    registry.register(Arc::new(collect) as Arc<dyn Collect>);
+}
