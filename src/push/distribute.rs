@@ -17,6 +17,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use prost::Message;
 
+use super::catchup::CatchUp;
 use super::forward::{Delivery, FORWARDED_HEADER, Peer};
 use super::hints::{Forward, Method};
 use super::ring::Ring;
@@ -33,6 +34,8 @@ pub struct PushTier {
     /// The other nodes, by index (`None` at this node's own index).
     pub peers: Vec<Option<Arc<Peer>>>,
     pub receiver: WriteReceiver,
+    /// This node's own writes while it catches up after a start.
+    pub catch_up: Arc<CatchUp>,
     metrics: TierMetrics,
 }
 
@@ -50,6 +53,7 @@ impl PushTier {
         quorum: u32,
         peers: Vec<Option<Arc<Peer>>>,
         receiver: WriteReceiver,
+        catch_up: Arc<CatchUp>,
         registry: &Registry,
     ) -> PushTier {
         let metrics = TierMetrics {
@@ -72,7 +76,7 @@ impl PushTier {
         metrics.no_quorum.with(&[]);
         registry.register(metrics.copies.clone() as Arc<dyn Collect>);
         registry.register(metrics.no_quorum.clone() as Arc<dyn Collect>);
-        PushTier { index, ring, quorum, peers, receiver, metrics }
+        PushTier { index, ring, quorum, peers, receiver, catch_up, metrics }
     }
 
     /// Splits `req` by owner: each owner's part, and each distinct owner set in the request.
@@ -115,9 +119,19 @@ impl PushTier {
             if owner as u32 == self.index {
                 let tier = self.clone();
                 tasks.spawn(async move {
-                    let r = tokio::task::spawn_blocking(move || tier.receiver.store(proto_in, &part)).await;
+                    let r = tokio::task::spawn_blocking(move || match tier.catch_up.queue_if_active(&part) {
+                        Ok(true) => Ok(None),
+                        Ok(false) => {
+                            tier.receiver.store(proto_in, &part).map(Some).map_err(|e| e.to_string())
+                        }
+                        Err(e) => Err(e.to_string()),
+                    })
+                    .await;
                     let d = match r {
-                        Ok(Ok(s)) => Delivery::Stored { refused: s.refused },
+                        Ok(Ok(Some(s))) => Delivery::Stored { refused: s.refused },
+                        Ok(Ok(None)) => {
+                            Delivery::Hinted { why: "this node is catching up after a start".into() }
+                        }
                         Ok(Err(e)) => Delivery::Failed { why: format!("here: {e}") },
                         Err(e) => Delivery::Failed { why: format!("here: {e}") },
                     };
@@ -229,4 +243,29 @@ pub async fn handle_write(State(tier): State<Arc<PushTier>>, req: Request) -> Re
     let samples: u64 = req.timeseries.iter().map(|t| t.samples.len() as u64).sum();
     let (out, sets) = tier.distribute(proto_in, req).await;
     tier.answer(proto_in, samples, &out, &sets)
+}
+
+/// `GET /api/v1/push/hints`: the hints this node holds per other node, and whether it is
+/// catching up itself.
+pub async fn handle_hints(State(tier): State<Arc<PushTier>>) -> Response {
+    let mut data = serde_json::Map::new();
+    for p in tier.peers.iter().flatten() {
+        let s = p.hints.stats();
+        data.insert(
+            p.name.clone(),
+            serde_json::json!({
+                "pending": s.pending,
+                "pending_bytes": s.pending_bytes,
+                "written": s.written,
+                "delivered": s.delivered,
+                "dropped": s.dropped,
+            }),
+        );
+    }
+    axum::Json(serde_json::json!({
+        "status": "success",
+        "data": data,
+        "catching_up": tier.catch_up.is_active(),
+    }))
+    .into_response()
 }

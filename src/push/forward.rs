@@ -16,6 +16,8 @@ use crate::http::client::HttpClient;
 
 /// Header marking a write one push node forwards to another: store it, do not route it again.
 pub const FORWARDED_HEADER: &str = "x-promtier-forwarded";
+/// Where a push node lists the hints it holds for each other node.
+pub const HINTS_PATH: &str = "/api/v1/push/hints";
 /// Bound on one forwarded request.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
@@ -132,6 +134,18 @@ impl Peer {
                 }
             }
         }
+    }
+
+    /// How many hints this peer holds for the node named `node`; `None` when it cannot be
+    /// asked.
+    pub async fn hints_held_for(&self, node: &str) -> Option<u64> {
+        let url = format!("{}{HINTS_PATH}", self.base_url);
+        let resp = self.client.get(&url).ok()?.timeout(Duration::from_secs(5)).send().await.ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&resp.bytes().await.ok()?).ok()?;
+        Some(v["data"][node]["pending"].as_u64().unwrap_or(0))
     }
 
     /// Sends this peer's hints, oldest first, whenever there are any, until `shutdown`.

@@ -1,6 +1,7 @@
 //! The push tier: nodes that accept pushed samples (remote write, Pushgateway-style text) and
 //! keep each series on the nodes the ring (`ring`) makes its owners.
 
+pub mod catchup;
 pub mod distribute;
 pub mod forward;
 pub mod hints;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::{Context, bail};
-use axum::routing::post;
+use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 
 use super::{NodeOptions, server, storage};
@@ -19,8 +19,9 @@ use crate::http::client::HttpClient;
 use crate::metrics::{Collect, MetricsWriter, Registry};
 use crate::model::MetricType;
 use crate::promql::Engine;
-use crate::push::distribute::{PushTier, handle_write};
-use crate::push::forward::Peer;
+use crate::push::catchup::CatchUp;
+use crate::push::distribute::{PushTier, handle_hints, handle_write};
+use crate::push::forward::{HINTS_PATH, Peer};
 use crate::push::hints::HintQueue;
 use crate::push::ring::Ring;
 use crate::storage::Storage;
@@ -89,12 +90,17 @@ pub async fn run(
         metadata: received,
     };
     let receiver = crate::remote::WriteReceiver::new(&remote_state, &registry);
+    let catch_up = Arc::new(CatchUp::new(
+        HintQueue::open(&node.data_dir.join("hints").join("_catch_up"), u64::MAX)
+            .context("the catch-up queue")?,
+    ));
     let tier = Arc::new(PushTier::new(
         *index,
         Ring::from_config(cfg),
         cfg.write_quorum,
         peers.clone(),
-        receiver,
+        receiver.clone(),
+        catch_up.clone(),
         &registry,
     ));
 
@@ -142,6 +148,7 @@ pub async fn run(
             queries: api::QueryLimiter::new(opts.queries, &registry),
         }))
         .merge(crate::remote::read_router(&remote_state, &registry))
+        .route(HINTS_PATH, get(handle_hints).with_state(tier.clone()))
         .route("/api/v1/write", post(handle_write).with_state(tier))
         .layer(axum::extract::DefaultBodyLimit::max(crate::api::MAX_REQUEST_BODY));
 
@@ -152,7 +159,14 @@ pub async fn run(
         }
         async move { while set.join_next().await.is_some() {} }
     };
-    let (_, served, _) = tokio::join!(
+    let catching_up = catch_up.run(
+        node.name.clone(),
+        peers.iter().flatten().cloned().collect(),
+        receiver,
+        shutdown.clone(),
+    );
+    let (_, _, served, _) = tokio::join!(
+        catching_up,
         replays,
         server::serve(listener, app, shutdown.clone()),
         storage::run_until_shutdown(db.clone(), &opts.storage, shutdown.clone()),

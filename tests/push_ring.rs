@@ -1,0 +1,306 @@
+//! The push tier with real processes on 127.0.0.1 (issue 13): three push nodes with replication
+//! factor 2 and a global pulling them under merge dedup. A driver plays 200 instances, each
+//! pushing its own series by remote write every round to "its" node and, when that one fails, to
+//! the next (as a load balancer would). Every instance's series live on exactly its two ring
+//! owners; with one node SIGKILLed every push is still acknowledged and the global's answers stay
+//! complete; brought back, the node catches up from the hints the others kept (its sample counts
+//! equal its co-owners').
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::cluster::*;
+use common::*;
+use promtier::model::{Labels, now_ms};
+use promtier::push::ring::Ring;
+use promtier::remote::{codec, proto};
+use prost::Message;
+
+const INSTANCES: usize = 200;
+const NODES: usize = 3;
+const BOUND: Duration = Duration::from_secs(120);
+const DRIVERS: usize = 8;
+
+fn instance(i: usize) -> String {
+    format!("inst-{i:03}")
+}
+
+/// One instance's push of round `round` at `t`: two counters and a gauge.
+fn body(i: usize, round: u64, t: i64) -> Vec<u8> {
+    let inst = instance(i);
+    let series = |name: &str, extra: Option<(&str, &str)>, v: f64| {
+        let mut labels = vec![
+            proto::Label { name: "__name__".into(), value: name.into() },
+            proto::Label { name: "instance".into(), value: inst.clone() },
+            proto::Label { name: "job".into(), value: "pushtest".into() },
+        ];
+        if let Some((k, val)) = extra {
+            labels.push(proto::Label { name: k.into(), value: val.into() });
+        }
+        labels.sort_by(|a, b| a.name.cmp(&b.name));
+        proto::TimeSeries {
+            labels,
+            samples: vec![proto::Sample { value: v, timestamp: t }],
+            ..Default::default()
+        }
+    };
+    let r = round as f64;
+    let req = proto::WriteRequest {
+        timeseries: vec![
+            series("pushtest_requests_total", Some(("path", "/a")), r * (i as f64 + 1.0)),
+            series("pushtest_requests_total", Some(("path", "/b")), r * 2.0),
+            series("pushtest_temperature", None, i as f64 + r * 0.5),
+        ],
+        metadata: Vec::new(),
+    };
+    codec::compress(&req.encode_to_vec()).expect("snappy")
+}
+
+/// Pushes one round for every instance; returns the instances whose push no node acknowledged,
+/// and how many pushes went to another node than the instance's own.
+fn push_round(nodes: &[SocketAddr], round: u64, t: i64) -> (Vec<String>, usize) {
+    let failed = std::sync::Mutex::new(Vec::new());
+    let moved = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for d in 0..DRIVERS {
+            let (failed, moved) = (&failed, &moved);
+            s.spawn(move || {
+                let client = reqwest::blocking::Client::builder()
+                    .timeout(Duration::from_secs(15))
+                    .build()
+                    .expect("client");
+                for i in (d..INSTANCES).step_by(DRIVERS) {
+                    let b = body(i, round, t);
+                    let mut last = String::new();
+                    let ok = (0..nodes.len()).any(|k| {
+                        let node = nodes[(i + k) % nodes.len()];
+                        let r = client
+                            .post(format!("http://{node}/api/v1/write"))
+                            .header("Content-Type", "application/x-protobuf")
+                            .header("Content-Encoding", "snappy")
+                            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+                            .body(b.clone())
+                            .send();
+                        match r {
+                            Ok(resp) if resp.status().is_success() => {
+                                if k > 0 {
+                                    moved.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                }
+                                true
+                            }
+                            Ok(resp) => {
+                                last =
+                                    format!("{node}: {} {}", resp.status(), resp.text().unwrap_or_default());
+                                false
+                            }
+                            Err(e) => {
+                                last = format!("{node}: {e}");
+                                false
+                            }
+                        }
+                    });
+                    if !ok {
+                        failed.lock().expect("lock").push(format!("{}: {last}", instance(i)));
+                    }
+                }
+            });
+        }
+    });
+    (failed.into_inner().expect("lock"), moved.into_inner())
+}
+
+/// Samples per instance of `pushtest_temperature` over the last 15 minutes, as `node` answers.
+fn counts(node: SocketAddr) -> Option<BTreeMap<String, f64>> {
+    let (rows, _) =
+        try_instant(node, "count_over_time(pushtest_temperature[15m])", now_ms() as f64 / 1000.0)?;
+    Some(rows.into_iter().filter_map(|(l, v)| Some((l.get("instance")?.clone(), v))).collect())
+}
+
+fn hints_pending(node: SocketAddr, peer: &str) -> Option<u64> {
+    let (status, body) = http_get(node, "/api/v1/push/hints", Duration::from_secs(5)).ok()?;
+    if status != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v["catching_up"].as_bool().filter(|c| !c)?;
+    v["data"][peer]["pending"].as_u64()
+}
+
+fn catching_up(node: SocketAddr) -> Option<bool> {
+    let (status, body) = http_get(node, "/api/v1/push/hints", Duration::from_secs(5)).ok()?;
+    (status == 200).then_some(())?;
+    serde_json::from_str::<serde_json::Value>(&body).ok()?["catching_up"].as_bool()
+}
+
+fn start_push(dir: &Path, topology: &str, i: usize) -> ChildGuard {
+    start_promtier(
+        &format!("push-{i}"),
+        &["push", "--topology", topology, "--node", &format!("push-{i}")],
+        &dir.join(format!("push-{i}.log")),
+    )
+}
+
+#[test]
+fn three_push_nodes_rf2_survive_a_kill_and_the_returning_node_catches_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = free_port_block(NODES as u16 + 1);
+    let global_port = base + NODES as u16;
+    let topology = dir.path().join("t.yaml");
+    std::fs::write(
+        &topology,
+        format!(
+            "cluster: pt\n\
+             defaults: {{data_dir: '{}', scrape_interval: 1s}}\n\
+             jobs: []\n\
+             push: {{nodes: {NODES}, replication_factor: 2, listen: '127.0.0.1:{base}'}}\n\
+             globals:\n  - name: global\n    from: [push]\n    listen: '127.0.0.1:{global_port}'\n\
+             \x20   federate: {{interval: 1s, timeout: 900ms}}\n    dedup: {{mode: merge}}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("topology");
+    let t = topology.to_str().expect("utf8");
+    let nodes: Vec<SocketAddr> = (0..NODES).map(|i| ([127, 0, 0, 1], base + i as u16).into()).collect();
+    let global: SocketAddr = ([127, 0, 0, 1], global_port).into();
+    let mut procs: Vec<Option<ChildGuard>> = (0..NODES).map(|i| Some(start_push(dir.path(), t, i))).collect();
+    let _global = start_promtier(
+        "global",
+        &["global", "--topology", t, "--node", "global-a"],
+        &dir.path().join("global.log"),
+    );
+    let logs = |name: &str| {
+        let s = std::fs::read_to_string(dir.path().join(format!("{name}.log"))).unwrap_or_default();
+        s[s.len().saturating_sub(4000)..].to_string()
+    };
+    for (i, n) in nodes.iter().enumerate() {
+        wait_until(
+            &format!("push-{i} to have caught up after its start"),
+            BOUND,
+            || logs(&format!("push-{i}")),
+            || (catching_up(*n)? == false).then_some(()),
+        );
+    }
+
+    let ring = Ring::new(NODES as u32, 2, vec!["job".into(), "instance".into()]);
+    let owners = |i: usize| -> Vec<u32> {
+        let l = Labels::from_pairs(&[("job", "pushtest"), ("instance", &instance(i))]);
+        let mut o = ring.owners(&ring.key_of(&l));
+        o.sort_unstable();
+        o
+    };
+    let round = std::cell::Cell::new(0u64);
+    let run_rounds = |n: u64, nodes: &[SocketAddr]| {
+        let mut moved = 0;
+        for _ in 0..n {
+            let started = Instant::now();
+            let (failed, m) = push_round(nodes, round.get(), now_ms());
+            assert!(
+                failed.is_empty(),
+                "round {}: pushes not acknowledged: {:?}",
+                round.get(),
+                &failed[..failed.len().min(5)]
+            );
+            moved += m;
+            round.set(round.get() + 1);
+            // Pace the rounds about a second apart (the driver's schedule, not a wait for a state).
+            std::thread::sleep(Duration::from_millis(1000).saturating_sub(started.elapsed()));
+        }
+        moved
+    };
+
+    // Every instance's series on exactly its two owners.
+    run_rounds(5, &nodes);
+    wait_until(
+        "each node to hold exactly the instances it owns",
+        BOUND,
+        || logs("push-0"),
+        || {
+            for (k, n) in nodes.iter().enumerate() {
+                let have: BTreeSet<String> = counts(*n)?.into_keys().collect();
+                let want: BTreeSet<String> =
+                    (0..INSTANCES).filter(|i| owners(*i).contains(&(k as u32))).map(instance).collect();
+                if have != want {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    );
+
+    // One node SIGKILLed: every push is still acknowledged (the instances that pushed to it move
+    // to the next node) and the global keeps answering with every sample.
+    let killed = 1usize;
+    if let Some(p) = procs[killed].take() {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.id() as i32), nix::sys::signal::Signal::SIGKILL)
+            .expect("kill");
+        drop(p);
+    }
+    let moved = run_rounds(10, &nodes);
+    assert!(
+        moved >= 10 * (INSTANCES / NODES) - 10,
+        "the instances of the killed node should have moved: {moved}"
+    );
+    let pushed = round.get() as f64;
+    wait_until(
+        "the global to answer every round of every instance",
+        BOUND,
+        || logs("global"),
+        || {
+            let c = counts(global)?;
+            (c.len() == INSTANCES && c.values().all(|v| *v == pushed)).then_some(())
+        },
+    );
+    for (k, n) in nodes.iter().enumerate().filter(|(k, _)| *k != killed) {
+        let pending = hints_pending(*n, &format!("push-{killed}")).expect("hints");
+        assert!(pending > 0, "push-{k} keeps no hints for the killed node");
+    }
+
+    // Back: it catches up from the hints, and then holds what its co-owners hold.
+    procs[killed] = Some(start_push(dir.path(), t, killed));
+    run_rounds(5, &nodes);
+    let total = round.get() as f64;
+    let last = std::cell::RefCell::new(String::new());
+    wait_until(
+        "the returning node to hold every round of the instances it owns",
+        BOUND,
+        || format!("{}\n{}", last.borrow(), logs(&format!("push-{killed}"))),
+        || {
+            for (k, n) in nodes.iter().enumerate().filter(|(k, _)| *k != killed) {
+                let p = hints_pending(*n, &format!("push-{killed}"))?;
+                if p > 0 {
+                    *last.borrow_mut() = format!("push-{k} still holds {p} hints");
+                    return None;
+                }
+            }
+            let per_node: Vec<BTreeMap<String, f64>> =
+                nodes.iter().map(|n| counts(*n)).collect::<Option<_>>()?;
+            for i in 0..INSTANCES {
+                let o = owners(i);
+                let c: Vec<f64> = o
+                    .iter()
+                    .map(|k| per_node[*k as usize].get(&instance(i)).copied().unwrap_or(0.0))
+                    .collect();
+                if c.iter().any(|x| *x != total) {
+                    *last.borrow_mut() =
+                        format!("{}: owners {o:?} hold {c:?} of {total} rounds", instance(i));
+                    return None;
+                }
+            }
+            Some(())
+        },
+    );
+    // The global still answers every round once, whichever owner it reads.
+    wait_until(
+        "the global to answer every round after the return",
+        BOUND,
+        || logs("global"),
+        || {
+            let c = counts(global)?;
+            (c.len() == INSTANCES && c.values().all(|v| *v == total)).then_some(())
+        },
+    );
+}
