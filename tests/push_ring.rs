@@ -458,3 +458,115 @@ fn adding_a_fourth_node_moves_a_quarter_of_the_copies_without_a_gap_or_a_double(
     assert!(delta.iter().all(|(_, v)| *v == 2.0 * (total - 1.0)), "{delta:?}");
     drop(global_proc);
 }
+
+/// Raw samples of every series matching `selector` over the last `range` in Prometheus: labels
+/// (without `__name__`'s absence mattering: sorted pairs) → (t ms, value bits).
+fn prometheus_raw(
+    prom: SocketAddr,
+    selector: &str,
+    range: &str,
+    at: f64,
+) -> Option<BTreeMap<Vec<(String, String)>, Vec<(i64, u64)>>> {
+    let q: String = url::form_urlencoded::byte_serialize(format!("{selector}[{range}]").as_bytes()).collect();
+    let (status, body) =
+        http_get(prom, &format!("/api/v1/query?query={q}&time={at}"), Duration::from_secs(10)).ok()?;
+    (status == 200).then_some(())?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let mut out = BTreeMap::new();
+    for r in v["data"]["result"].as_array()? {
+        let mut labels: Vec<(String, String)> = r["metric"]
+            .as_object()?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+            .collect();
+        labels.sort();
+        let samples = r["values"]
+            .as_array()?
+            .iter()
+            .filter_map(|p| {
+                let t = (p[0].as_f64()? * 1000.0).round() as i64;
+                let v: f64 = p[1].as_str()?.parse().ok()?;
+                Some((t, v.to_bits()))
+            })
+            .collect();
+        out.insert(labels, samples);
+    }
+    Some(out)
+}
+
+/// A real Prometheus scraping a demo exporter, with `remote_write` pointed at one push node: its
+/// series land on the owners of their `job`/`instance` key (and on no other node), with the very
+/// samples Prometheus stored.
+#[test]
+fn a_real_prometheus_remote_writes_into_the_ring() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = free_port_block(4);
+    let demo_port = base + 3;
+    let topology = dir.path().join("t.yaml");
+    std::fs::write(
+        &topology,
+        format!(
+            "cluster: pt\n\
+             defaults: {{data_dir: '{}'}}\n\
+             jobs: []\n\
+             push: {{nodes: 3, replication_factor: 2, listen: '127.0.0.1:{base}'}}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("topology");
+    let t = topology.to_str().expect("utf8");
+    let nodes: Vec<SocketAddr> = (0..3).map(|i| ([127, 0, 0, 1], base + i as u16).into()).collect();
+    let _procs: Vec<ChildGuard> = (0..3).map(|i| start_push(dir.path(), t, i)).collect();
+    let demo_addr = format!("127.0.0.1:{demo_port}");
+    let _demo = start_promtier(
+        "demo",
+        &["demo", "--listen", &demo_addr, "--series", "100"],
+        &dir.path().join("demo.log"),
+    );
+    let prom = Prometheus::start(&format!(
+        "global: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
+         scrape_configs:\n  - job_name: demo\n    static_configs: [{{targets: ['{demo_addr}']}}]\n\
+         remote_write:\n  - url: http://{}/api/v1/write\n    queue_config: {{batch_send_deadline: 1s, min_backoff: 100ms}}\n",
+        nodes[0]
+    ));
+    let ring = Ring::new(3, 2, vec!["job".into(), "instance".into()]);
+    let key = ring.key_of(&Labels::from_pairs(&[("job", "demo"), ("instance", &demo_addr)]));
+    let owners = ring.owners(&key);
+    let logs = || {
+        let s = std::fs::read_to_string(dir.path().join("push-0.log")).unwrap_or_default();
+        format!("{}\n{}", &s[s.len().saturating_sub(3000)..], prom.log())
+    };
+    // Let Prometheus scrape a while, then compare everything up to a time it has surely sent.
+    wait_until("Prometheus to have scraped for 10 s", BOUND, logs, || {
+        let m = prometheus_raw(prom.addr(), "up", "1m", now_ms() as f64 / 1000.0)?;
+        (m.values().next()?.len() >= 10).then_some(())
+    });
+    let at = (now_ms() - 3_000) as f64 / 1000.0;
+    let want = prometheus_raw(prom.addr(), "{job=\"demo\"}", "5m", at).expect("Prometheus data");
+    assert!(want.len() >= 100, "{} series", want.len());
+    let last = std::cell::RefCell::new(String::new());
+    wait_until(
+        "the owners to hold what Prometheus stored",
+        BOUND,
+        || format!("{}\n{}", last.borrow(), logs()),
+        || {
+            for k in 0..3u32 {
+                let have = prometheus_raw(nodes[k as usize], "{job=\"demo\"}", "5m", at)?;
+                if !owners.contains(&k) {
+                    assert!(
+                        have.is_empty(),
+                        "push-{k} is no owner of the demo target but holds {} series",
+                        have.len()
+                    );
+                    continue;
+                }
+                if have != want {
+                    let missing = want.keys().filter(|l| have.get(*l) != want.get(*l)).count();
+                    *last.borrow_mut() = format!("push-{k}: {missing} of {} series differ", want.len());
+                    return None;
+                }
+            }
+            Some(())
+        },
+    );
+}
