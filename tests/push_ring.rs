@@ -459,14 +459,12 @@ fn adding_a_fourth_node_moves_a_quarter_of_the_copies_without_a_gap_or_a_double(
     drop(global_proc);
 }
 
+/// Raw samples by series: sorted label pairs → (t ms, value bits).
+type Raw = BTreeMap<Vec<(String, String)>, Vec<(i64, u64)>>;
+
 /// Raw samples of every series matching `selector` over the last `range` in Prometheus: labels
 /// (without `__name__`'s absence mattering: sorted pairs) → (t ms, value bits).
-fn prometheus_raw(
-    prom: SocketAddr,
-    selector: &str,
-    range: &str,
-    at: f64,
-) -> Option<BTreeMap<Vec<(String, String)>, Vec<(i64, u64)>>> {
+fn prometheus_raw(prom: SocketAddr, selector: &str, range: &str, at: f64) -> Option<Raw> {
     let q: String = url::form_urlencoded::byte_serialize(format!("{selector}[{range}]").as_bytes()).collect();
     let (status, body) =
         http_get(prom, &format!("/api/v1/query?query={q}&time={at}"), Duration::from_secs(10)).ok()?;
