@@ -29,17 +29,20 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+mod support;
 
 use promtier::model::Labels;
 use promtier::storage::Appendable;
 use promtier::tsdb::db::write_head_blocks;
 use promtier::tsdb::fs::RealFs;
 use promtier::tsdb::{Head, HeadOptions};
+use support::{Proc, free_port, tool};
 
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 60 * MINUTE;
@@ -92,64 +95,6 @@ impl Scale {
             day_interval_s: env("DAY_INTERVAL_S", 15),
             tiny: false,
         }
-    }
-}
-
-fn tool(name: &str, env: &str) -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os(env) {
-        return Some(PathBuf::from(p));
-    }
-    std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|c| c.is_file()))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// A child process stopped (SIGTERM, then kill) when dropped.
-struct Proc(Child);
-
-impl Proc {
-    fn spawn(what: &str, cmd: &mut Command, log: &Path) -> Proc {
-        let out = std::fs::File::create(log).expect("create a log file");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log"))
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        Proc(child)
-    }
-
-    /// Panics (with the end of `log`) when the process has exited.
-    fn check_alive(&mut self, what: &str, log: &Path) {
-        if let Ok(Some(status)) = self.0.try_wait() {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            let tail: String = text.chars().rev().take(3000).collect::<Vec<_>>().into_iter().rev().collect();
-            panic!("{what} exited ({status}); end of its log:\n{tail}");
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.0.id()) {
-            let _ =
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -10,15 +10,18 @@
 //! Run: `cargo bench --bench promql_vs_prometheus` (needs `prometheus` and `promtool` on PATH,
 //! or PROMETHEUS_BIN / PROMTOOL_BIN). Options by environment: `ROUNDS` (default 15).
 
+mod support;
+
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use support::{Proc, free_port, tool};
 
 const X_SERIES_PER_TARGET: usize = 10_000;
 const X_TARGETS: usize = 8;
@@ -26,43 +29,6 @@ const H_TARGETS: usize = 2;
 const H_PER_TARGET: usize = 1_000; // histograms per target, 10 buckets each
 const LONG_SERIES: usize = 1_000;
 const BOUNDS: [&str; 10] = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"];
-
-fn tool(name: &str, env: &str) -> PathBuf {
-    if let Some(p) = std::env::var_os(env) {
-        return PathBuf::from(p);
-    }
-    std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|c| c.is_file()))
-        .unwrap_or_else(|| panic!("{name} is not on PATH (or set {env})"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// A child process stopped (SIGTERM, then kill) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.0.id()) {
-            let _ =
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Serves one body to the first two requests and an empty one afterwards (so that the leaf's
 /// later scrapes cost nothing while we measure), until dropped.
@@ -233,7 +199,10 @@ fn main() {
     // `cargo bench` passes `--bench`; nothing else is expected.
     let rounds: usize = std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(15);
     let promtier = PathBuf::from(env!("CARGO_BIN_EXE_promtier"));
-    let (prometheus, promtool) = (tool("prometheus", "PROMETHEUS_BIN"), tool("promtool", "PROMTOOL_BIN"));
+    let need = |name: &str, env: &str| {
+        tool(name, env).unwrap_or_else(|| panic!("{name} is not on PATH (or set {env})"))
+    };
+    let (prometheus, promtool) = (need("prometheus", "PROMETHEUS_BIN"), need("promtool", "PROMTOOL_BIN"));
     let dir = tempfile::tempdir().expect("tempdir");
     let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as i64;
     let end = now / 60_000 * 60_000 - 60_000;
