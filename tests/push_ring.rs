@@ -137,11 +137,14 @@ fn catching_up(node: SocketAddr) -> Option<bool> {
 }
 
 fn start_push(dir: &Path, topology: &str, i: usize) -> ChildGuard {
-    start_promtier(
-        &format!("push-{i}"),
-        &["push", "--topology", topology, "--node", &format!("push-{i}")],
-        &dir.join(format!("push-{i}.log")),
-    )
+    start_push_with(dir, topology, i, &[])
+}
+
+fn start_push_with(dir: &Path, topology: &str, i: usize, extra: &[&str]) -> ChildGuard {
+    let name = format!("push-{i}");
+    let mut args = vec!["push", "--topology", topology, "--node", &name];
+    args.extend_from_slice(extra);
+    start_promtier(&name, &args, &dir.join(format!("push-{i}.log")))
 }
 
 #[test]
@@ -494,7 +497,8 @@ fn prometheus_raw(prom: SocketAddr, selector: &str, range: &str, at: f64) -> Opt
 
 /// A real Prometheus scraping a demo exporter, with `remote_write` pointed at one push node: its
 /// series land on the owners of their `job`/`instance` key (and on no other node), with the very
-/// samples Prometheus stored.
+/// samples Prometheus stored — malformed and oversized pushes meanwhile get 400 and 413 with the
+/// reason and disturb nothing.
 #[test]
 fn a_real_prometheus_remote_writes_into_the_ring() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -514,7 +518,9 @@ fn a_real_prometheus_remote_writes_into_the_ring() {
     .expect("topology");
     let t = topology.to_str().expect("utf8");
     let nodes: Vec<SocketAddr> = (0..3).map(|i| ([127, 0, 0, 1], base + i as u16).into()).collect();
-    let _procs: Vec<ChildGuard> = (0..3).map(|i| start_push(dir.path(), t, i)).collect();
+    let _procs: Vec<ChildGuard> = (0..3)
+        .map(|i| start_push_with(dir.path(), t, i, &["--remote-write.max-body-bytes", "1048576"]))
+        .collect();
     let demo_addr = format!("127.0.0.1:{demo_port}");
     let _demo = start_promtier(
         "demo",
@@ -539,6 +545,26 @@ fn a_real_prometheus_remote_writes_into_the_ring() {
         let m = prometheus_raw(prom.addr(), "up", "1m", now_ms() as f64 / 1000.0)?;
         (m.values().next()?.len() >= 10).then_some(())
     });
+    // Bad pushes get a clear answer and change nothing else.
+    let client = reqwest::blocking::Client::new();
+    let post = |body: Vec<u8>| {
+        let r = client
+            .post(format!("http://{}/api/v1/write", nodes[1]))
+            .header("Content-Type", "application/x-protobuf")
+            .header("Content-Encoding", "snappy")
+            .body(body)
+            .send()
+            .expect("post");
+        (r.status().as_u16(), r.text().unwrap_or_default())
+    };
+    let (status, text) = post(b"not snappy at all".to_vec());
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("snappy"), "{text}");
+    let (status, text) = post(codec::compress(b"\x0a\xff\xff\xff\xff\x0f").expect("snappy"));
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("decoding"), "{text}");
+    let (status, text) = post(vec![0u8; 2 << 20]);
+    assert_eq!(status, 413, "{text}");
     let at = (now_ms() - 3_000) as f64 / 1000.0;
     let want = prometheus_raw(prom.addr(), "{job=\"demo\"}", "5m", at).expect("Prometheus data");
     assert!(want.len() >= 100, "{} series", want.len());
