@@ -15,6 +15,8 @@
 //!   from one client config (credentials, TLS, client certificates).
 //! - [`scrape`]: discovery, target ownership, scrape loops, staleness.
 //! - [`federate`]: `/federate` with Prometheus's semantics.
+//! - [`push`]: the push tier's core — a Pushgateway-compatible group store (grouping keys,
+//!   replace/merge semantics, consistency checks, snapshots with staleness, persistence).
 //! - [`remote`]: Prometheus remote storage — the remote-write receiver (samples, metadata), the
 //!   remote-read server, and the WAL-fed remote-write sender (Remote-Write 1.0 and 2.0).
 //! - [`api`]: Prometheus HTTP API endpoints, health, readiness, status page.
@@ -39,6 +41,7 @@ pub mod model;
 pub mod plan;
 pub mod promql;
 pub mod promqltest;
+pub mod push;
 pub mod relabel;
 pub mod remote;
 pub mod role;
