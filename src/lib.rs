@@ -18,7 +18,8 @@
 //! - [`remote`]: Prometheus remote storage — the remote-write receiver (samples, metadata), the
 //!   remote-read server, and the WAL-fed remote-write sender (Remote-Write 1.0 and 2.0).
 //! - [`push`]: the push tier — the ring that owns each pushed series, forwarding to owners with a
-//!   write quorum, durable hints for owners that are down, the Pushgateway-compatible group store.
+//!   write quorum, durable hints for owners that are down, the Pushgateway-compatible group store
+//!   (grouping keys, replace/merge semantics, consistency checks, snapshots, persistence).
 //! - [`api`]: Prometheus HTTP API endpoints, health, readiness, status page.
 //! - [`promqltest`]: the PromQL test-script language (load/clear/eval), for conformance runs.
 //! - [`plan`]: which node scrapes which target, and what a resize would move.

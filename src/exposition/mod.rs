@@ -13,6 +13,10 @@ mod writer;
 pub use parser::{
     Entry, KnownLine, LabelPairs, ParseError, ParseErrorKind, SeriesLine, TextFormat, TextParser,
 };
+// The sample-value grammar and the `le`/`quantile` spelling, for callers that read or write
+// the same values outside a scrape (the push gateway's stored groups).
+pub(crate) use lex::parse_float;
+pub(crate) use writer::write_openmetrics_float;
 pub use writer::{
     write_float, write_help_line, write_label_value, write_name, write_series_line, write_type_line,
 };

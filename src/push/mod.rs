@@ -1,8 +1,10 @@
 //! The push tier: nodes that accept pushed samples (remote write, Pushgateway-style text) and
-//! keep each series on the nodes the ring (`ring`) makes its owners.
+//! keep each series on the nodes the ring (`ring`) makes its owners; the Pushgateway-compatible
+//! group store (`gateway`) holds what text pushes left.
 
 pub mod catchup;
 pub mod distribute;
 pub mod forward;
+pub mod gateway;
 pub mod hints;
 pub mod ring;
