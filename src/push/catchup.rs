@@ -15,13 +15,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use prost::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::forward::Peer;
-use super::hints::{Forward, HintError, HintQueue, Method};
-use crate::remote::codec::{self, WriteProto};
-use crate::remote::{WriteReceiver, proto};
+use super::hints::{Forward, HintError, HintQueue};
+
+/// Stores one queued write here (blocking); why not, when it cannot.
+pub type Apply = Arc<dyn Fn(&Forward) -> Result<(), String> + Send + Sync>;
 
 /// How often the other nodes are asked whether they still hold hints for this one.
 const POLL: Duration = Duration::from_millis(500);
@@ -47,24 +47,21 @@ impl CatchUp {
         self.active.load(Ordering::Acquire)
     }
 
-    /// Queues `req` when catching up (`Ok(true)`); `Ok(false)` means store it now.
-    pub fn queue_if_active(&self, req: &proto::WriteRequest) -> Result<bool, HintError> {
-        if !self.is_active() {
-            return Ok(false);
+    /// Queues the write `forward()` builds when catching up (`Ok(None)`); otherwise applies it
+    /// now with `now()`.
+    pub fn queue_or<T>(
+        &self,
+        forward: impl FnOnce() -> Forward,
+        now: impl FnOnce() -> T,
+    ) -> Result<Option<T>, HintError> {
+        if self.is_active() {
+            let _g = self.lock.lock();
+            if self.is_active() {
+                self.queue.push(&forward())?;
+                return Ok(None);
+            }
         }
-        let _g = self.lock.lock();
-        if !self.is_active() {
-            return Ok(false);
-        }
-        let body = codec::compress(&req.encode_to_vec()).unwrap_or_default();
-        self.queue.push(&Forward {
-            method: Method::Post,
-            path: "/api/v1/write".into(),
-            content_type: codec::PROTOBUF_CONTENT_TYPE.into(),
-            content_encoding: "snappy".into(),
-            body,
-        })?;
-        Ok(true)
+        Ok(Some(now()))
     }
 
     /// Waits until no reachable peer holds hints for `me` (or the bound passes), then stores
@@ -73,7 +70,7 @@ impl CatchUp {
         self: Arc<Self>,
         me: String,
         peers: Vec<Arc<Peer>>,
-        receiver: WriteReceiver,
+        apply: Apply,
         shutdown: CancellationToken,
     ) {
         let started = tokio::time::Instant::now();
@@ -103,14 +100,9 @@ impl CatchUp {
         loop {
             // Store what is queued, then switch under the lock once it is empty.
             while let Ok(Some(f)) = self.queue.peek() {
-                let rx = receiver.clone();
-                let r = tokio::task::spawn_blocking(move || {
-                    let req = rx.decode(WriteProto::V1, &f.body)?;
-                    rx.store(WriteProto::V1, &req)
-                })
-                .await;
-                match r {
-                    Ok(Ok(_)) => {}
+                let apply = apply.clone();
+                match tokio::task::spawn_blocking(move || apply(&f)).await {
+                    Ok(Ok(())) => {}
                     Ok(Err(e)) => {
                         tracing::warn!(node = %me, error = %e, "push: a queued write could not be stored")
                     }

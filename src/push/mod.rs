@@ -6,5 +6,6 @@ pub mod catchup;
 pub mod distribute;
 pub mod forward;
 pub mod gateway;
+pub mod groups;
 pub mod hints;
 pub mod ring;

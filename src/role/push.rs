@@ -2,13 +2,16 @@
 //! and routes each series to its owners (`push::distribute`: stored here when this node owns it,
 //! forwarded or kept as a hint otherwise, acknowledged at the write quorum), replays the hints it
 //! keeps for owners that were down (`push::forward`), and serves what it stores like a leaf:
-//! `/federate`, the fast link, PromQL and the rest of the HTTP API, remote read, `/metrics`.
+//! `/federate`, the fast link, PromQL and the rest of the HTTP API, remote read, `/metrics`. Takes
+//! Pushgateway pushes too (`PUT/POST/DELETE /metrics/job/…`): each group lives on the owners of
+//! its grouping key, saved before the push is answered, its series stored every scrape interval
+//! (`push::groups`).
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::{Context, bail};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use tokio_util::sync::CancellationToken;
 
 use super::{NodeOptions, server, storage};
@@ -20,8 +23,9 @@ use crate::metrics::{Collect, MetricsWriter, Registry};
 use crate::model::MetricType;
 use crate::promql::Engine;
 use crate::push::catchup::CatchUp;
-use crate::push::distribute::{PushTier, handle_hints, handle_write};
+use crate::push::distribute::{PushTier, TierParts, handle_group, handle_hints, handle_write};
 use crate::push::forward::{HINTS_PATH, Peer};
+use crate::push::groups::Groups;
 use crate::push::hints::HintQueue;
 use crate::push::ring::Ring;
 use crate::storage::Storage;
@@ -94,13 +98,20 @@ pub async fn run(
         HintQueue::open(&node.data_dir.join("hints").join("_catch_up"), u64::MAX)
             .context("the catch-up queue")?,
     ));
+    let groups = Arc::new(
+        Groups::open(node.data_dir.join("push-groups.json")).context("the saved Pushgateway groups")?,
+    );
     let tier = Arc::new(PushTier::new(
-        *index,
-        Ring::from_config(cfg),
-        cfg.write_quorum,
-        peers.clone(),
-        receiver.clone(),
-        catch_up.clone(),
+        TierParts {
+            index: *index,
+            ring: Ring::from_config(cfg),
+            quorum: cfg.write_quorum,
+            peers: peers.clone(),
+            receiver: receiver.clone(),
+            catch_up: catch_up.clone(),
+            groups: groups.clone(),
+            shutdown: shutdown.clone(),
+        },
         &registry,
     ));
 
@@ -149,7 +160,8 @@ pub async fn run(
         }))
         .merge(crate::remote::read_router(&remote_state, &registry))
         .route(HINTS_PATH, get(handle_hints).with_state(tier.clone()))
-        .route("/api/v1/write", post(handle_write).with_state(tier))
+        .route("/metrics/job/{*grouping}", any(handle_group).with_state(tier.clone()))
+        .route("/api/v1/write", post(handle_write).with_state(tier.clone()))
         .layer(axum::extract::DefaultBodyLimit::max(crate::api::MAX_REQUEST_BODY));
 
     let replays = {
@@ -159,15 +171,17 @@ pub async fn run(
         }
         async move { while set.join_next().await.is_some() {} }
     };
-    let catching_up = catch_up.run(
-        node.name.clone(),
-        peers.iter().flatten().cloned().collect(),
-        receiver,
-        shutdown.clone(),
-    );
-    let (_, _, served, _) = tokio::join!(
+    let apply: crate::push::catchup::Apply = {
+        let tier = tier.clone();
+        Arc::new(move |f| tier.apply_forward(f))
+    };
+    let catching_up =
+        catch_up.run(node.name.clone(), peers.iter().flatten().cloned().collect(), apply, shutdown.clone());
+    let (_, _, _, _, served, _) = tokio::join!(
         catching_up,
         replays,
+        groups.clone().run_saver(shutdown.clone()),
+        groups.clone().run_snapshots(stored.clone(), cfg.group_interval, shutdown.clone()),
         server::serve(listener, app, shutdown.clone()),
         storage::run_until_shutdown(db.clone(), &opts.storage, shutdown.clone()),
     );

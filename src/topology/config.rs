@@ -634,6 +634,9 @@ pub struct PushConfig {
     pub max_hint_bytes: u64,
     /// How push nodes reach each other (forwarding) and how globals reach them.
     pub client: Arc<ClientConfig>,
+    /// How often a push node stores its Pushgateway groups' series (`defaults.scrape_interval`,
+    /// as a Prometheus scraping a Pushgateway would).
+    pub group_interval: Duration,
 }
 
 impl PushConfig {

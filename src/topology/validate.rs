@@ -1407,6 +1407,7 @@ impl Validator {
             key,
             max_hint_bytes,
             client: d.client.clone(),
+            group_interval: d.scrape_interval,
         })
     }
 

@@ -568,3 +568,75 @@ impl VictoriaMetrics {
         Some(out)
     }
 }
+
+/// `prometheus-pushgateway` on `PATH`, or `$PUSHGATEWAY_BIN`.
+fn pushgateway_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("PUSHGATEWAY_BIN") {
+        return PathBuf::from(p);
+    }
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p).map(|d| d.join("prometheus-pushgateway")).find(|c| c.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "this test needs the real Pushgateway: `apt-get install prometheus-pushgateway`, or set \
+                 PUSHGATEWAY_BIN=/path/to/pushgateway"
+            )
+        })
+}
+
+/// A real Pushgateway on 127.0.0.1, memory only, stopped when dropped.
+pub(crate) struct Pushgateway {
+    // Field order: the process stops before its directory goes.
+    process: ChildGuard,
+    pub(crate) addr: SocketAddr,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Pushgateway {
+    pub(crate) fn start() -> Pushgateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A port free a moment ago may be taken before the Pushgateway binds it: then try another.
+        for attempt in 1..=3 {
+            let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+            let log = dir.path().join(format!("pushgateway-{attempt}.log"));
+            let out = File::create(&log).expect("log file");
+            let child = Command::new(pushgateway_binary())
+                .arg(format!("--web.listen-address={addr}"))
+                .arg("--persistence.file=")
+                .arg("--log.level=debug")
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().expect("clone log handle"))
+                .stderr(out)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start the Pushgateway: {e}"));
+            let mut process = ChildGuard::new(format!("pushgateway on {addr}"), child);
+            let ready = wait_until(
+                "the Pushgateway to be ready",
+                Duration::from_secs(60),
+                || std::fs::read_to_string(&log).unwrap_or_default(),
+                || {
+                    if process.exited().is_some() {
+                        return Some(false);
+                    }
+                    matches!(http_get(addr, "/-/ready", Duration::from_secs(2)), Ok((200, _))).then_some(true)
+                },
+            );
+            if ready {
+                return Pushgateway { process, addr, log, _dir: dir };
+            }
+        }
+        panic!("the Pushgateway did not start on any of three ports");
+    }
+
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the server (dropping it does too, also on a panic).
+    pub(crate) fn stop(mut self) {
+        self.process.stop();
+    }
+}
