@@ -1355,7 +1355,11 @@ impl Validator {
                 let mut out: Vec<String> = Vec::new();
                 for (i, l) in k.value.iter().enumerate() {
                     if !is_valid_label_name(&l.value) {
-                        self.err(l, format!("push.key[{i}]"), format!("{:?} is not a valid label name", l.value));
+                        self.err(
+                            l,
+                            format!("push.key[{i}]"),
+                            format!("{:?} is not a valid label name", l.value),
+                        );
                     } else if out.contains(&l.value) {
                         self.err(l, format!("push.key[{i}]"), format!("label {:?} is named twice", l.value));
                     } else {
@@ -1374,7 +1378,11 @@ impl Validator {
                     1 << 30
                 }
                 None => {
-                    self.err(b, "push.max_hint_size", format!("invalid size {:?} (e.g. 512MiB, 2GiB)", b.value));
+                    self.err(
+                        b,
+                        "push.max_hint_size",
+                        format!("invalid size {:?} (e.g. 512MiB, 2GiB)", b.value),
+                    );
                     1 << 30
                 }
             },
@@ -1409,12 +1417,20 @@ impl Validator {
         if raw.push.is_some() {
             for (i, g) in raw.leaves.iter().enumerate() {
                 if g.value.group.value == PUSH_TIER {
-                    self.err(&g.value.group, format!("leaves[{i}].group"), "the name \"push\" is the push tier's");
+                    self.err(
+                        &g.value.group,
+                        format!("leaves[{i}].group"),
+                        "the name \"push\" is the push tier's",
+                    );
                 }
             }
             for (i, g) in raw.globals.iter().enumerate() {
                 if g.value.name.value == PUSH_TIER {
-                    self.err(&g.value.name, format!("globals[{i}].name"), "the name \"push\" is the push tier's");
+                    self.err(
+                        &g.value.name,
+                        format!("globals[{i}].name"),
+                        "the name \"push\" is the push tier's",
+                    );
                 }
             }
         }
@@ -1422,7 +1438,11 @@ impl Validator {
             let Some(k) = rg.value.from.iter().position(|f| f.value == PUSH_TIER) else { continue };
             let f = &rg.value.from[k];
             if raw.push.is_none() {
-                self.err(f, format!("globals[{i}].from[{k}]"), "from: push, but the topology has no push: tier");
+                self.err(
+                    f,
+                    format!("globals[{i}].from[{k}]"),
+                    "from: push, but the topology has no push: tier",
+                );
             } else if g.dedup == DedupMode::Failover {
                 self.err(
                     f,
@@ -1517,10 +1537,11 @@ impl Validator {
             && let Some(listen) = rp.value.listen.as_ref()
             && let Some((host, port)) = self.listen(listen, "push.listen")
         {
-            let retention = self.positive_duration(rp.value.retention.as_ref(), "push.retention", d.retention);
+            let retention =
+                self.positive_duration(rp.value.retention.as_ref(), "push.retention", d.retention);
             for index in 0..pc.nodes {
                 let Some(addr) = self.offset_port(&host, port, index, listen, "push.listen") else { break };
-                let name = format!("push-{index}");
+                let name = PushConfig::node_name(index);
                 // The replica label tells a series' owners apart at the global (merge dedup).
                 let mut labels = base_labels(&[]);
                 labels.push(Label::new(&d.replica_label, &name));
