@@ -175,15 +175,21 @@ enum Command {
         /// The topology file.
         topology: PathBuf,
     },
-    /// Show the nodes of a topology and which node scrapes which target.
+    /// Show the nodes of a topology, which node scrapes which target, and the push ring.
     Plan {
         /// The topology file.
         topology: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
-        /// Also show which targets would move if GROUP had N shards (repeatable).
+        /// Also show which targets would move if GROUP had N shards; `push=N`: what N push
+        /// nodes would move over the sample key set (repeatable).
         #[arg(long, value_name = "GROUP=N")]
         resize: Vec<String>,
+        /// Show the push nodes owning the series key with these label values, e.g.
+        /// `job=backup,instance=db-1:9100` or `{job="backup", instance="db-1:9100"}` (quote
+        /// values containing commas; labels outside the ring key are ignored; repeatable).
+        #[arg(long, value_name = "LABEL=VALUE,...")]
+        push_key: Vec<String>,
     },
     /// Run every node of a topology on this host (default: the built-in quickstart cluster).
     Up {
@@ -289,7 +295,9 @@ pub fn main() -> ExitCode {
     init_logging(&cli.log_level, cli.log_format);
     let result = match cli.command {
         Command::Check { topology } => check::run(&topology),
-        Command::Plan { topology, format, resize } => plan::run(&topology, format == Format::Json, &resize),
+        Command::Plan { topology, format, resize, push_key } => {
+            plan::run(&topology, format == Format::Json, &resize, &push_key)
+        }
         Command::Up { topology, query_limits, remote_write_limits } => {
             let mut flags = query_limits.node_flags();
             flags.extend(remote_write_limits.node_flags());

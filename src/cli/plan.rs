@@ -1,4 +1,5 @@
-//! `promtier plan`: the nodes and target assignment of a topology, as text or JSON.
+//! `promtier plan`: the nodes and target assignment of a topology (and its push ring), as text
+//! or JSON.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -6,9 +7,14 @@ use std::process::ExitCode;
 use crate::plan;
 use crate::topology;
 
-pub(super) fn run(file: &Path, json: bool, resize: &[String]) -> anyhow::Result<ExitCode> {
+pub(super) fn run(
+    file: &Path,
+    json: bool,
+    resize: &[String],
+    push_keys: &[String],
+) -> anyhow::Result<ExitCode> {
     let t = topology::load(file)?;
-    let p = plan::plan(&t, resize)?;
+    let p = plan::plan(&t, resize, push_keys)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&p)?);
     } else {

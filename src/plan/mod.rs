@@ -1,6 +1,9 @@
 //! The plan of a topology: every node with its role and address, and which nodes scrape which
 //! target — computed with exactly the pipeline the leaves run (discovery, job defaults,
-//! `relabel_configs`, the shard rule). With a resize, also which targets would move.
+//! `relabel_configs`, the shard rule). With a resize, also which targets would move. A push tier
+//! gets its own part (`push`): its ring, balance, key owners and what a resize of it moves.
+
+mod push;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -9,7 +12,9 @@ use serde::Serialize;
 
 use crate::scrape::{JobDiscovery, finish_target, relabel_target};
 use crate::topology::redact::redact_url;
-use crate::topology::{LeafGroup, NodeRole, Topology};
+use crate::topology::{LeafGroup, NodeRole, PUSH_TIER, Topology};
+
+pub use push::{NodeKeys, PlanBalance, PlanPush, PlanPushKey, PushResize};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct PlanNode {
@@ -102,6 +107,9 @@ pub struct Plan {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub remote_write: Vec<PlanRemote>,
     pub storage: Vec<PlanStorage>,
+    /// The push tier, when the topology has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push: Option<PlanPush>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,10 +119,17 @@ pub enum PlanError {
     BadResize(String),
     #[error("--resize: no leaf group {0:?}")]
     UnknownGroup(String),
+    #[error("{0}: the topology has no push: tier")]
+    NoPushTier(String),
+    #[error("--resize {arg}: fewer push nodes than the replication factor ({replication_factor})")]
+    PushBelowReplication { arg: String, replication_factor: u32 },
+    #[error("--push-key {arg:?}: {reason}")]
+    BadPushKey { arg: String, reason: String },
 }
 
-/// Computes the plan of `topology`, plus the effect of each `GROUP=N` resize.
-pub fn plan(topology: &Topology, resizes: &[String]) -> Result<Plan, PlanError> {
+/// Computes the plan of `topology`, plus the effect of each `GROUP=N` resize (`push=N` resizes
+/// the push tier) and the owners of each `--push-key` (`LABEL=VALUE,…`).
+pub fn plan(topology: &Topology, resizes: &[String], push_keys: &[String]) -> Result<Plan, PlanError> {
     let nodes = topology
         .nodes
         .iter()
@@ -162,10 +177,16 @@ pub fn plan(topology: &Topology, resizes: &[String]) -> Result<Plan, PlanError> 
     }
     targets.sort();
     let mut resize = Vec::new();
+    let mut push_resizes = Vec::new();
     for r in resizes {
         let (name, n) = r.split_once('=').ok_or_else(|| PlanError::BadResize(r.clone()))?;
         let n: u32 =
             n.trim().parse().ok().filter(|n| *n >= 1).ok_or_else(|| PlanError::BadResize(r.clone()))?;
+        // `push` is the push tier's name unless a leaf group has it (only possible without one).
+        if name.trim() == PUSH_TIER && topology.leaf_group(PUSH_TIER).is_none() {
+            push_resizes.push((r.clone(), n));
+            continue;
+        }
         let g = topology.leaf_group(name.trim()).ok_or_else(|| PlanError::UnknownGroup(name.to_string()))?;
         let mut resized = g.clone();
         resized.sharder = crate::shard::Sharder::new(g.sharder.strategy(), n)
@@ -234,7 +255,8 @@ pub fn plan(topology: &Topology, resizes: &[String]) -> Result<Plan, PlanError> 
             }
         })
         .collect();
-    Ok(Plan { nodes, remote_read, targets, dropped, warnings, resize, remote_write, storage })
+    let push = push::plan_push(topology, &push_resizes, push_keys)?;
+    Ok(Plan { nodes, remote_read, targets, dropped, warnings, resize, remote_write, storage, push })
 }
 
 /// One line about a `remote_write` entry: name, URL (password replaced), protocol, disk bound.
@@ -374,6 +396,9 @@ pub fn render_text(p: &Plan) -> String {
             let _ = writeln!(s, "  {:<14} {:<16} {}", r.group, r.name, r.url);
         }
     }
+    if let Some(push) = &p.push {
+        push::render_ring(push, &mut s);
+    }
     for r in &p.resize {
         let pct = if r.targets == 0 { 0.0 } else { 100.0 * r.moves.len() as f64 / r.targets as f64 };
         let _ = writeln!(
@@ -388,6 +413,9 @@ pub fn render_text(p: &Plan) -> String {
         for m in &r.moves {
             let _ = writeln!(s, "  {:<14} {:<28} shard {} -> {}", m.job, m.target, m.from_shard, m.to_shard);
         }
+    }
+    if let Some(push) = &p.push {
+        push::render_resizes(push, &mut s);
     }
     s
 }

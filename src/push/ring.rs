@@ -74,33 +74,53 @@ impl Ring {
         per
     }
 
-    /// Of `keys`' (key, owner) pairs on this ring, how many `other` does not have: the copies a
-    /// change from this ring to `other` has to place anew. Also how many keys change owners.
+    /// What a change from this ring to `other` does to `keys`: the (key, owner) pairs `other`
+    /// has and this ring has not (the copies to place anew), per node that receives them, and
+    /// the pairs this ring has and `other` has not, per node that gives them up.
     pub fn moves<'a>(&self, other: &Ring, keys: impl IntoIterator<Item = &'a [u8]>) -> Moves {
-        let mut m = Moves::default();
+        let mut m = Moves {
+            received: vec![0; other.nodes as usize],
+            given_up: vec![0; self.nodes as usize],
+            ..Moves::default()
+        };
         for k in keys {
             let (a, b) = (self.owners(k), other.owners(k));
-            let new = b.iter().filter(|o| !a.contains(o)).count() as u64;
+            let mut new = 0;
+            for o in b.iter().filter(|o| !a.contains(o)) {
+                m.received[*o as usize] += 1;
+                new += 1;
+            }
+            let mut lost = 0;
+            for o in a.iter().filter(|o| !b.contains(o)) {
+                m.given_up[*o as usize] += 1;
+                lost += 1;
+            }
             m.keys += 1;
             m.copies += b.len() as u64;
             m.new_copies += new;
-            if new > 0 {
-                m.keys_moved += 1;
-            }
+            m.keys_moved += u64::from(new > 0);
+            m.keys_losing += u64::from(lost > 0);
         }
         m
     }
 }
 
 /// What a ring change moves, over a set of keys.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Moves {
     pub keys: u64,
     /// Keys with at least one new owner.
     pub keys_moved: u64,
+    /// Keys with at least one owner the changed ring drops (on a shrink, those a removed node
+    /// owned; with an unchanged replication factor, the same keys as `keys_moved`).
+    pub keys_losing: u64,
     /// (key, owner) pairs after the change, and those that are new.
     pub copies: u64,
     pub new_copies: u64,
+    /// New pairs per node of the changed ring (indexed by node).
+    pub received: Vec<u64>,
+    /// Pairs each node of this ring no longer has after the change (indexed by node).
+    pub given_up: Vec<u64>,
 }
 
 #[cfg(test)]
@@ -152,10 +172,28 @@ mod tests {
             }
         }
         let m = before.moves(&after, ks.iter().map(Vec::as_slice));
+        assert_eq!(m.received[..3], [0, 0, 0]);
+        assert_eq!(m.received[3], m.new_copies);
+        assert_eq!(m.given_up.iter().sum::<u64>(), m.new_copies);
+        assert_eq!(m.keys_losing, m.keys_moved);
         let copies = m.new_copies as f64 / m.copies as f64;
         let keys = m.keys_moved as f64 / m.keys as f64;
         assert!((copies - 0.25).abs() < 0.02, "{copies}");
         assert!((keys - 0.5).abs() < 0.02, "{keys}");
+    }
+
+    #[test]
+    fn removing_a_node_gives_its_keys_to_the_survivors() {
+        let ks = keys(20_000);
+        let (before, after) = (ring(4, 2), ring(3, 2));
+        let owned_by_3 = ks.iter().filter(|k| before.owners(k).contains(&3)).count() as u64;
+        let m = before.moves(&after, ks.iter().map(Vec::as_slice));
+        assert_eq!(m.given_up[..3], [0, 0, 0]);
+        assert_eq!(m.given_up[3], owned_by_3);
+        assert_eq!(m.keys_losing, owned_by_3);
+        assert_eq!(m.new_copies, owned_by_3);
+        assert_eq!(m.received.len(), 3);
+        assert!(m.received.iter().all(|r| *r > owned_by_3 / 4), "{:?}", m.received);
     }
 
     #[test]

@@ -640,6 +640,11 @@ pub struct PushConfig {
 }
 
 impl PushConfig {
+    /// The name of push node `index`: `push-<index>` (a node's place on the ring is its index).
+    pub fn node_name(index: u32) -> String {
+        format!("{PUSH_TIER}-{index}")
+    }
+
     /// The write quorum when the topology gives none: a majority of the owners, but never all
     /// of them when there are two or more, so that a write survives one owner being down.
     pub fn default_quorum(replication_factor: u32) -> u32 {

@@ -1542,7 +1542,7 @@ impl Validator {
                 self.positive_duration(rp.value.retention.as_ref(), "push.retention", d.retention);
             for index in 0..pc.nodes {
                 let Some(addr) = self.offset_port(&host, port, index, listen, "push.listen") else { break };
-                let name = format!("push-{index}");
+                let name = PushConfig::node_name(index);
                 // The replica label tells a series' owners apart at the global (merge dedup).
                 let mut labels = base_labels(&[]);
                 labels.push(Label::new(&d.replica_label, &name));
