@@ -17,7 +17,7 @@
 //! CPU per sample of `3 nodes RF 1` over `1 node`.
 //!
 //! Run: `cargo bench --bench push` (needs `prometheus` on PATH, or PROMETHEUS_BIN). Scale by
-//! environment: `INSTANCES` (500), `SERIES_PER_INSTANCE` (20), `ROUNDS` (30),
+//! environment: `INSTANCES` (500), `SERIES_PER_INSTANCE` (20), `ROUNDS` (100),
 //! `SAMPLES_PER_ROUND` (5), `CLIENTS` (4). Without `--bench` (as `cargo test --all-targets` runs
 //! it) it runs at a tiny scale and skips Prometheus when it is missing; timings are printed,
 //! never asserted.
@@ -59,7 +59,7 @@ impl Scale {
         Scale {
             instances: env("INSTANCES", 500),
             series_per_instance: env("SERIES_PER_INSTANCE", 20),
-            rounds: env("ROUNDS", 30),
+            rounds: env("ROUNDS", 100),
             samples_per_round: env("SAMPLES_PER_ROUND", 5),
             clients: env("CLIENTS", 4),
         }

@@ -386,13 +386,16 @@ pub(super) fn render_resizes(p: &PlanPush, s: &mut String) {
             );
             let _ = writeln!(
                 s,
-                "  drain first   re-replicate the removed nodes' keys to their new owners (received by,"
+                "  drain first   remove a node only once every global pulling the tier has pulled what it"
             );
             let _ = writeln!(
                 s,
-                "                above) before removing them, or those keys keep their history only on their"
+                "                holds (promtier_federation_lag_seconds); its keys' new samples then go to"
             );
-            let _ = writeln!(s, "                surviving owners");
+            let _ = writeln!(
+                s,
+                "                the new owners (received by, above), their history stays at the globals"
+            );
         }
         let _ = writeln!(s, "  balance after max/mean {:.3}", r.max_over_mean_after);
     }
