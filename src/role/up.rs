@@ -160,21 +160,30 @@ fn print_summary(t: &Topology) {
     for n in &t.nodes {
         println!("  {:<16} {:<7} {:<22} {}/", n.name, n.role.kind(), n.listen, n.base_url());
     }
+    // Where to look first: the top global (the one no other global pulls), else a leaf.
+    let pulled: std::collections::HashSet<&str> =
+        t.globals.iter().flat_map(|g| g.from.iter().map(String::as_str)).collect();
+    let top = t
+        .nodes
+        .iter()
+        .find(|n| matches!(&n.role, NodeRole::Global { name, .. } if !pulled.contains(name.as_str())));
     let first_leaf = t.nodes.iter().find(|n| matches!(n.role, NodeRole::Leaf { .. }));
-    if let Some(l) = first_leaf {
-        let url = l.base_url();
+    if let Some(n) = top.or(first_leaf) {
+        let url = n.base_url();
         // A hint of the flags a secured cluster needs, never the credentials themselves.
         let mut flags = String::new();
-        if l.web.tls.is_some() {
+        if n.web.tls.is_some() {
             flags.push_str("--cacert CA.pem ");
         }
-        if !l.web.users.is_empty() {
+        if !n.web.users.is_empty() {
             flags.push_str("-u USER ");
         }
+        let what = if top.is_some() { "query the cluster" } else { "status page" };
         println!();
-        println!("  status page:  {url}/");
+        println!("  {what}:  {url}/   ({})", n.name);
+        println!("  PromQL:       curl -sg {flags}'{url}/api/v1/query?query=count(up==1)'");
         println!("  targets:      curl -s {flags}{url}/api/v1/targets");
-        println!("  federate:     curl -s {flags}'{url}/federate?match[]=up'");
+        println!("  federate:     curl -sg {flags}'{url}/federate?match[]=up'");
     }
     println!("  Ctrl-C stops every node.");
 }
