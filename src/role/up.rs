@@ -172,7 +172,7 @@ fn print_summary(t: &Topology) {
             flags.push_str("-u USER ");
         }
         println!();
-        println!("  status page:  {url}/");
+        println!("  console:      {url}/");
         println!("  targets:      curl -s {flags}{url}/api/v1/targets");
         println!("  federate:     curl -s {flags}'{url}/federate?match[]=up'");
     }
