@@ -20,7 +20,8 @@
 //! - [`push`]: the push tier — the ring that owns each pushed series, forwarding to owners with a
 //!   write quorum, durable hints for owners that are down, the Pushgateway-compatible group store
 //!   (grouping keys, replace/merge semantics, consistency checks, snapshots, persistence).
-//! - [`api`]: Prometheus HTTP API endpoints, health, readiness, status page.
+//! - [`api`]: Prometheus HTTP API endpoints, health, readiness, the topology as a node sees it,
+//!   the web console (`assets/console/`) and a plain status page.
 //! - [`promqltest`]: the PromQL test-script language (load/clear/eval), for conformance runs.
 //! - [`plan`]: which node scrapes which target, and what a resize would move.
 //! - [`role`]: processes — leaf, demo exporter, and `up` (a whole topology on one host).

@@ -279,7 +279,7 @@ fn global_sends_one_copy_to_victoriametrics_and_prometheus_through_an_outage_and
         assert_eq!(dropped, 0.0, "{reason}");
     }
     // The status page shows the queues.
-    let (_, page) = http_get(global, "/", Duration::from_secs(10)).expect("status page");
+    let (_, page) = http_get(global, "/status", Duration::from_secs(10)).expect("status page");
     assert!(
         page.contains("<h2>Remote write</h2>") && page.contains(">vm<") && page.contains(">prom<"),
         "{page}"

@@ -239,7 +239,7 @@ fn global_sends_v2_with_metadata_to_a_leaf_and_names_a_receiver_that_only_speaks
         .find(|l| l.contains("does not speak Remote-Write 2.0"))
         .unwrap_or_else(|| panic!("no log line names the cause:\n{}", logs()));
     assert!(line.contains(fix) && line.contains(&prom.addr().to_string()), "{line}");
-    let (_, page) = http_get(global, "/", Duration::from_secs(10)).expect("status page");
+    let (_, page) = http_get(global, "/status", Duration::from_secs(10)).expect("status page");
     assert!(
         page.contains("does not speak Remote-Write 2.0")
             && page.contains("protobuf_message: prometheus.WriteRequest"),

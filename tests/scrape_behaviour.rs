@@ -351,7 +351,7 @@ fn issue_9_refused_samples_show_on_the_target_until_a_clean_scrape() {
         "2 of 3 samples not stored: 1 out of order (older than the series' newest sample), \
          1 with a duplicate timestamp and another value"
     );
-    let (status, page) = http_get(leaf, "/", Duration::from_secs(10)).expect("status page");
+    let (status, page) = http_get(leaf, "/status", Duration::from_secs(10)).expect("status page");
     assert_eq!(status, 200);
     assert!(page.contains("<td class=warn>2 of 3 samples not stored: 1 out of order"), "{page}");
     // One warning with the counts, however many scrapes refused samples since.
@@ -381,6 +381,6 @@ fn issue_9_refused_samples_show_on_the_target_until_a_clean_scrape() {
     // A clean scrape clears the error.
     server.routes.refuse.store(false, Ordering::SeqCst);
     wait_target(leaf, "refuse", "up", str::is_empty, leaf_log);
-    let (_, page) = http_get(leaf, "/", Duration::from_secs(10)).expect("status page");
+    let (_, page) = http_get(leaf, "/status", Duration::from_secs(10)).expect("status page");
     assert!(!page.contains("not stored"), "{page}");
 }

@@ -1,8 +1,10 @@
 //! The node's HTTP surface apart from `/federate`: the Prometheus API v1 endpoints (PromQL
-//! queries, series and label lookups, metadata, status, targets), health and readiness,
-//! `/metrics`, and the HTML status page. Responses and errors use Prometheus's JSON shapes; access
-//! control and CORS are the listener's (`http`).
+//! queries, series and label lookups, metadata, status, targets), the topology as this node sees
+//! it, health and readiness, `/metrics`, the web console at `/` and a plain status page at
+//! `/status`. Responses and errors use Prometheus's JSON shapes; access control and CORS are the
+//! listener's (`http`).
 
+mod console;
 pub mod dedup;
 mod json;
 mod limit;
@@ -12,6 +14,7 @@ mod query;
 mod series;
 mod status;
 mod targets;
+mod topology;
 
 use std::sync::Arc;
 
@@ -22,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 
+use crate::dedup::Elector;
 use crate::metrics::Registry;
 use crate::promql::Engine;
 use crate::scrape::{MetricMetadata, TargetsSnapshot};
@@ -30,6 +34,7 @@ use crate::storage::Queryable;
 pub use limit::{MAX_REQUEST_BODY, QueryLimiter, QueryLimits};
 pub use page::NodeInfo;
 pub use status::{HeadInfo, StatusInfo};
+pub use topology::{ClusterMap, SourceState};
 
 /// What the API handlers read.
 #[derive(Clone)]
@@ -56,6 +61,12 @@ pub struct ApiState {
     pub status: Arc<StatusInfo>,
     /// Permits of the concurrent-query limit (PromQL, series and label lookups).
     pub queries: Arc<QueryLimiter>,
+    /// The cluster this node belongs to, for `/api/v1/status/topology`; `None` outside a topology.
+    pub cluster: Option<Arc<ClusterMap>>,
+    /// What a global knows of the sources it pulls (empty on other nodes).
+    pub sources: Arc<dyn Fn() -> Vec<SourceState> + Send + Sync>,
+    /// The elections of a failover global, shown beside its sources.
+    pub elector: Option<Arc<Elector>>,
 }
 
 impl ApiState {
@@ -74,6 +85,9 @@ impl ApiState {
             metadata: Arc::new(Vec::new),
             status: Arc::new(StatusInfo::default()),
             queries: QueryLimiter::new(QueryLimits::default(), &Registry::new()),
+            cluster: None,
+            sources: Arc::new(Vec::new),
+            elector: None,
         }
     }
 }
@@ -81,7 +95,9 @@ impl ApiState {
 /// Routes everything but `/federate`.
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .route("/", get(page::index))
+        .route("/", get(console::index))
+        .route("/console/{*file}", get(console::asset))
+        .route("/status", get(page::index))
         .route("/-/healthy", get(healthy).head(healthy))
         .route("/-/ready", get(ready).head(ready))
         .route("/metrics", get(metrics))
@@ -99,6 +115,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/status/flags", get(status::flags))
         .route("/api/v1/status/config", get(status::config))
         .route("/api/v1/status/tsdb", get(status::tsdb))
+        .route("/api/v1/status/topology", get(topology::topology))
         .with_state(state)
 }
 

@@ -1,5 +1,6 @@
-//! The node's HTML status page: who this node is, its external labels, and its targets' health,
-//! with links to the machine-readable endpoints.
+//! The node's plain HTML status page at `/status`: who this node is, its external labels, its
+//! targets' health and its remote-write queues, with links to the machine-readable endpoints.
+//! Rendered on the server and refreshing itself, it needs no script (the console at `/` does).
 
 use std::fmt::Write;
 use std::time::SystemTime;
@@ -40,7 +41,7 @@ pub(super) async fn index(State(st): State<ApiState>) -> Html<String> {
          <p>cluster <code>{cluster}</code> · external labels <code>{labels}</code> · running {uptime}s · \
          <a href=/federate?match[]=%7B__name__%3D~%22.%2B%22%7D>/federate</a> · \
          <a href=/metrics>/metrics</a> · <a href=/api/v1/targets>/api/v1/targets</a> · \
-         <a href=/-/ready>/-/ready</a></p>",
+         <a href=/-/ready>/-/ready</a> · <a href=/>console</a></p>",
         name = esc(&n.name),
         role = esc(&n.role),
         cluster = esc(&n.cluster),

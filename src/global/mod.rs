@@ -470,6 +470,11 @@ impl GlobalIngest {
         snap
     }
 
+    /// Every source with its current status, for the topology view.
+    pub fn sources(&self) -> Vec<(Source, SourceStatus)> {
+        self.sources.iter().map(|(source, status)| (source.clone(), status.lock().clone())).collect()
+    }
+
     /// Partial-response warnings: replica sets with no healthy replica (failover), or sources
     /// that are down (other modes).
     pub fn warnings(&self) -> Vec<String> {

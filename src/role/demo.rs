@@ -47,7 +47,8 @@ pub async fn run(listen: &str, opts: DemoOptions, shutdown: CancellationToken) -
     server::serve(listener, app, shutdown).await
 }
 
-/// The exporter's routes: `/metrics` and a one-line `/`.
+/// The exporter's routes: `/metrics`, a one-line `/`, and `/-/healthy` (probed by the consoles'
+/// topology view).
 pub fn router(opts: DemoOptions) -> Router {
     let n_paths = (opts.series as usize).saturating_sub(8) / SERIES_PER_PATH;
     let paths = (0..n_paths.max(1)).map(|i| format!("/api/v1/resource{i}")).collect();
@@ -55,6 +56,7 @@ pub fn router(opts: DemoOptions) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/", get(|| async { "promtier demo exporter: see /metrics\n" }))
+        .route("/-/healthy", get(|| async { "promtier demo exporter is Healthy.\n" }))
         .with_state(demo)
 }
 

@@ -1,9 +1,10 @@
 //! The global role: pulls every source of its `from:` groups (dedup as configured), stores the
 //! result, and serves `/federate` and the fast link (so globals stack), the targets API with the
-//! sources' health, the dedup API, remote write and remote read, `/metrics` and the status page;
-//! and sends what it stores to its `remote_write` endpoints (one WAL-fed queue each). Queries
-//! (the API and remote read) also see its `remote_read` stores, for what is older than its own
-//! data; `/federate` and the fast link serve only what it stores.
+//! sources' health, the dedup API, remote write and remote read, `/metrics`, the console (with
+//! the topology as the global sees it) and the status page; and sends what it stores to its
+//! `remote_write` endpoints (one WAL-fed queue each). Queries (the API and remote read) also see
+//! its `remote_read` stores, for what is older than its own data; `/federate` and the fast link
+//! serve only what it stores.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -137,6 +138,7 @@ pub async fn run(
     let ready_storage = storage.clone();
     let targets_ingest = ingest.clone();
     let warnings_ingest = ingest.clone();
+    let sources_ingest = ingest.clone();
     let mut status = super::leaf::status_info(topology, node, opts, db.clone());
     status.remote_write = crate::remote::send::status_source(&queues);
     app = app.merge(api::router(ApiState {
@@ -158,6 +160,9 @@ pub async fn run(
         metadata: metadata.clone(),
         status: Arc::new(status),
         queries: api::QueryLimiter::new(opts.queries, &registry),
+        cluster: Some(Arc::new(api::ClusterMap::new(topology, &node.name))),
+        sources: Arc::new(move || source_states(&sources_ingest)),
+        elector: ingest.elector().cloned(),
     }));
     if let Some(e) = ingest.elector() {
         app = app.merge(api::dedup::router(e.clone()));
@@ -183,4 +188,21 @@ pub async fn run(
     super::storage::close(db).await;
     tracing::info!(node = %node.name, "global stopped");
     served
+}
+
+/// What the topology view shows of the global's sources.
+fn source_states(ingest: &GlobalIngest) -> Vec<api::SourceState> {
+    ingest
+        .sources()
+        .into_iter()
+        .map(|(source, st)| api::SourceState {
+            node: source.node,
+            shard: source.shard,
+            replica: source.replica,
+            health: st.health,
+            last_error: st.last_error,
+            last_pull: st.last_pull,
+            stored_until: st.cursor,
+        })
+        .collect()
 }

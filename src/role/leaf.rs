@@ -1,9 +1,9 @@
 //! The leaf role: scrapes the targets its shard owns into its own TSDB (in the node's data
 //! directory) and serves `/federate` (and the fast link), PromQL and the rest of the Prometheus
-//! HTTP API, remote write and remote read, `/metrics`, the targets API and the status page, and
-//! sends what it stores to its group's `remote_write` endpoints (one WAL-fed queue each). The
-//! TSDB's maintenance and WAL syncing run beside the scrapes; the TSDB is closed (final WAL sync)
-//! after everything stopped.
+//! HTTP API, remote write and remote read, `/metrics`, the targets API, the console and the
+//! status page, and sends what it stores to its group's `remote_write` endpoints (one WAL-fed
+//! queue each). The TSDB's maintenance and WAL syncing run beside the scrapes; the TSDB is closed
+//! (final WAL sync) after everything stopped.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -136,6 +136,9 @@ pub async fn run(
         metadata,
         status: Arc::new(status),
         queries: api::QueryLimiter::new(opts.queries, &registry),
+        cluster: Some(Arc::new(api::ClusterMap::new(topology, &node.name))),
+        sources: Arc::new(Vec::new),
+        elector: None,
     }));
 
     // Remote write lands in the same tracked storage as the scrapes (the fast link sees it);

@@ -157,6 +157,9 @@ pub async fn run(
             metadata,
             status: Arc::new(status),
             queries: api::QueryLimiter::new(opts.queries, &registry),
+            cluster: Some(Arc::new(api::ClusterMap::new(topology, &node.name))),
+            sources: Arc::new(Vec::new),
+            elector: None,
         }))
         .merge(crate::remote::read_router(&remote_state, &registry))
         .route(HINTS_PATH, get(handle_hints).with_state(tier.clone()))

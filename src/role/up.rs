@@ -178,9 +178,9 @@ fn print_summary(t: &Topology) {
         if !n.web.users.is_empty() {
             flags.push_str("-u USER ");
         }
-        let what = if top.is_some() { "query the cluster" } else { "status page" };
+        let what = if top.is_some() { "query the cluster:" } else { "a leaf:" };
         println!();
-        println!("  {what}:  {url}/   ({})", n.name);
+        println!("  {what:<13} {url}/   (console of {})", n.name);
         println!("  PromQL:       curl -sg {flags}'{url}/api/v1/query?query=count(up==1)'");
         println!("  targets:      curl -s {flags}{url}/api/v1/targets");
         println!("  federate:     curl -sg {flags}'{url}/federate?match[]=up'");
