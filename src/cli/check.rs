@@ -1,6 +1,7 @@
 //! `promtier check`: validates a topology file with exactly the loader the nodes use, and says
-//! which accepted keys are not implemented yet.
+//! which accepted keys are not implemented yet (none at present).
 
+use std::fmt::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -14,7 +15,9 @@ pub(super) fn run(file: &Path) -> anyhow::Result<ExitCode> {
                 t.jobs.iter().map(|j| j.static_configs.iter().map(|g| g.targets.len()).sum::<usize>()).sum();
             let file_sd = t.jobs.iter().filter(|j| !j.file_sd_configs.is_empty()).count();
             let demo = t.nodes.iter().filter(|n| matches!(n.role, NodeRole::Demo { .. })).count();
-            println!(
+            let mut out = String::new();
+            let _ = writeln!(
+                out,
                 "{}: valid: cluster {:?}, {} jobs ({} static targets{}), {} leaf groups, {} leaves, {} globals, {} push nodes{}",
                 file.display(),
                 t.cluster,
@@ -29,7 +32,8 @@ pub(super) fn run(file: &Path) -> anyhow::Result<ExitCode> {
             );
             for g in &t.leaf_groups {
                 for r in &g.remote_write {
-                    println!(
+                    let _ = writeln!(
+                        out,
                         "  leaf group {:?} (each node): {}",
                         g.name,
                         crate::plan::describe_remote_write(r)
@@ -38,12 +42,13 @@ pub(super) fn run(file: &Path) -> anyhow::Result<ExitCode> {
             }
             for g in &t.globals {
                 for r in &g.remote_write {
-                    println!("  global {:?}: {}", g.name, crate::plan::describe_remote_write(r));
+                    let _ = writeln!(out, "  global {:?}: {}", g.name, crate::plan::describe_remote_write(r));
                 }
                 for r in &g.remote_read {
-                    println!("  global {:?}: {}", g.name, crate::plan::describe_remote_read(r));
+                    let _ = writeln!(out, "  global {:?}: {}", g.name, crate::plan::describe_remote_read(r));
                 }
             }
+            super::emit(&out)?;
             for w in &t.warnings {
                 eprintln!("warning: {}", w.render(file));
             }

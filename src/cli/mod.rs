@@ -271,6 +271,17 @@ enum TsdbCommand {
     },
 }
 
+/// Writes a command's output to stdout. A reader that went away first (`promtier plan | head`)
+/// is no error: the output simply ends there, as for any Unix filter.
+fn emit(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = crate::model::parse_duration(s).map_err(|e| e.to_string())?;
     if d.is_zero() { Err("must be positive".into()) } else { Ok(d) }

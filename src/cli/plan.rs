@@ -16,9 +16,9 @@ pub(super) fn run(
     let t = topology::load(file)?;
     let p = plan::plan(&t, resize, push_keys)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&p)?);
+        super::emit(&format!("{}\n", serde_json::to_string_pretty(&p)?))?;
     } else {
-        print!("{}", plan::render_text(&p));
+        super::emit(&plan::render_text(&p))?;
     }
     Ok(ExitCode::SUCCESS)
 }
