@@ -22,6 +22,12 @@
 //!   `key_file`, and [`EXAMPLE_PASSWORD`] for `password_file`. Any other missing file — a bearer
 //!   token, a file_sd list — fails the test with its name.
 //!
+//! Then the commands the example's header shows (`curl …`, `promtool …`; for `quickstart.yaml`
+//! also those of the README's quickstart) run against it, ports moved as above, from the copy's
+//! directory: each must exit 0 and print something, an API answer `"status":"success"`. A
+//! command that would ask for a password on the terminal (`-u USER`) gets [`EXAMPLE_PASSWORD`],
+//! and `curl` a `--max-time`. So the documented commands cannot rot.
+//!
 //! The examples run one after the other: 1-10 s each in a debug build on two cores (the one with
 //! VictoriaMetrics the longest, its sender batching for 5 s), about 30 s for the eight.
 
@@ -146,6 +152,16 @@ fn run_example(example: &Path) {
         );
     }
     assert!(!up_log().contains(") exited with"), "{name}: a node exited while running\n{}", up_log());
+    let mut commands = header_commands(&text);
+    if name == "quickstart.yaml" {
+        let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .expect("README.md");
+        commands.extend(readme_commands(&readme));
+        assert!(commands.len() >= 4, "the README's quickstart commands were not found: {commands:?}");
+    }
+    for c in &commands {
+        run_documented(c, &ports, dir.path(), &name);
+    }
 
     up.stop();
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -441,4 +457,103 @@ impl Reader {
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The `curl` and `promtool` commands of an example's header comment (continuation lines
+/// joined, trailing comments dropped).
+fn header_commands(text: &str) -> Vec<String> {
+    let header: Vec<&str> =
+        text.lines().take_while(|l| l.starts_with('#')).map(|l| l.trim_start_matches('#').trim()).collect();
+    commands_in(&header)
+}
+
+/// The `curl` and `promtool` commands of the README's shell blocks.
+fn readme_commands(readme: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut in_sh = false;
+    for l in readme.lines() {
+        match (in_sh, l.trim_start().starts_with("```")) {
+            (false, true) => in_sh = l.trim() == "```sh",
+            (true, true) => in_sh = false,
+            (true, false) => lines.push(l.trim()),
+            (false, false) => {}
+        }
+    }
+    commands_in(&lines)
+}
+
+fn commands_in(lines: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let l = lines[i];
+        let start = ["curl ", "promtool "].iter().filter_map(|c| l.find(c)).min();
+        i += 1;
+        let Some(start) = start else { continue };
+        let mut cmd = strip_comment(&l[start..]).to_string();
+        while cmd.ends_with('\\') && i < lines.len() {
+            cmd.pop();
+            cmd.push(' ');
+            cmd.push_str(strip_comment(lines[i]));
+            i += 1;
+        }
+        out.push(cmd.trim().to_string());
+    }
+    out
+}
+
+/// `cmd` without a trailing `# comment` (a `#` after blanks, outside quotes).
+fn strip_comment(cmd: &str) -> &str {
+    let mut quote: Option<char> = None;
+    let mut prev_blank = false;
+    for (i, c) in cmd.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '#') if prev_blank => return cmd[..i].trim_end(),
+            _ => {}
+        }
+        prev_blank = c == ' ';
+    }
+    cmd.trim_end()
+}
+
+/// Runs one documented command against the running copy (see the module comment).
+fn run_documented(cmd: &str, ports: &BTreeMap<u16, u16>, cwd: &Path, name: &str) {
+    let mut moved = Value::from(cmd);
+    rewrite_ports(&mut moved, ports);
+    let mut cmd = moved.as_str().expect("string").to_string();
+    if let Some(rest) = cmd.strip_prefix("curl ") {
+        cmd = format!("curl --max-time 20 {rest}");
+    }
+    // `-u USER` alone would ask for the password on a terminal.
+    let words: Vec<String> = cmd.split(' ').map(str::to_string).collect();
+    let mut fixed = Vec::with_capacity(words.len());
+    let mut user_next = false;
+    for w in words {
+        if user_next && !w.contains(':') {
+            fixed.push(format!("{w}:{EXAMPLE_PASSWORD}"));
+        } else {
+            fixed.push(w.clone());
+        }
+        user_next = w == "-u";
+    }
+    let cmd = fixed.join(" ");
+    let out = std::process::Command::new("sh")
+        .args(["-c", &cmd])
+        .current_dir(cwd)
+        .output()
+        .unwrap_or_else(|e| panic!("{name}: cannot run {cmd}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{name}: documented command failed ({}): {cmd}\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(!stdout.trim().is_empty(), "{name}: documented command printed nothing: {cmd}\n{stderr}");
+    if stdout.trim_start().starts_with("{\"status\"") {
+        assert!(stdout.contains("\"status\":\"success\""), "{name}: {cmd}\n{stdout}");
+    }
+    eprintln!("{name}: ran {cmd}");
 }
