@@ -479,14 +479,7 @@ impl GlobalIngest {
     /// that are down (other modes).
     pub fn warnings(&self) -> Vec<String> {
         if let Some(e) = &self.elector {
-            return e
-                .view(Instant::now())
-                .into_iter()
-                .filter(|v| !v.healthy)
-                .map(|v| {
-                    format!("replica set {:?} has no healthy replica; its data may be incomplete", v.shard)
-                })
-                .collect();
+            return failover_warnings(&e.view(Instant::now()));
         }
         // Other modes store every replica: a set is missing only when all its replicas are down.
         let mut sets: Vec<(&str, bool)> = Vec::new();
@@ -508,5 +501,64 @@ impl GlobalIngest {
     /// When the newest data of any source arrived (for freshness checks).
     pub fn last_pull(&self) -> Option<SystemTime> {
         self.sources.iter().filter_map(|(_, s)| s.lock().last_pull).max()
+    }
+}
+
+/// Partial-response warnings of a failover global: a replica set with no healthy replica, and
+/// one pinned to a replica that is not healthy (a pin overrides the election, so that set's
+/// newest data stops until the replica is back or the pin is lifted).
+fn failover_warnings(views: &[crate::dedup::ShardView]) -> Vec<String> {
+    let mut out = Vec::new();
+    for v in views {
+        if !v.healthy {
+            out.push(format!("replica set {:?} has no healthy replica; its data may be incomplete", v.shard));
+        } else if let Some(p) = &v.pinned
+            && v.replicas.iter().any(|r| &r.replica == p && !r.healthy)
+        {
+            out.push(format!(
+                "replica set {:?} is pinned to replica {p:?}, which is not healthy; its newest data is missing until that replica is back or unpinned",
+                v.shard
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod warning_tests {
+    use super::failover_warnings;
+    use crate::dedup::{ReplicaView, ShardView};
+
+    fn set(pinned: Option<&str>, healthy: [bool; 2]) -> ShardView {
+        let replicas: Vec<ReplicaView> = ["a", "b"]
+            .iter()
+            .zip(healthy)
+            .map(|(r, h)| ReplicaView {
+                replica: r.to_string(),
+                healthy: h,
+                coverage: None,
+                short: None,
+                last_error: None,
+            })
+            .collect();
+        ShardView {
+            shard: "apps-0".into(),
+            elected: Some("a".into()),
+            pinned: pinned.map(str::to_string),
+            healthy: healthy.iter().any(|h| *h),
+            replicas,
+            failovers: 0,
+        }
+    }
+
+    #[test]
+    fn a_set_pinned_to_a_dead_replica_warns_even_with_a_healthy_peer() {
+        assert!(failover_warnings(&[set(None, [true, false])]).is_empty());
+        assert!(failover_warnings(&[set(Some("a"), [true, false])]).is_empty());
+        let w = failover_warnings(&[set(Some("b"), [true, false])]);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("pinned to replica \"b\""), "{w:?}");
+        let w = failover_warnings(&[set(None, [false, false])]);
+        assert!(w[0].contains("no healthy replica"), "{w:?}");
     }
 }
