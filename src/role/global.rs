@@ -179,7 +179,10 @@ pub async fn run(
         opts.remote_write,
         &registry,
     );
-    let (_, _, served, _) = tokio::join!(
+    let reloader = Arc::new(super::reload::Reloader::new(topology, node, None));
+    let app = app.merge(reloader.clone().router());
+    let (_, _, _, served, _) = tokio::join!(
+        reloader.on_sighup(shutdown.clone()),
         ingest.run(shutdown.clone()),
         crate::remote::send::run_all(queues, shutdown.clone()),
         server::serve(listener, app, shutdown.clone()),

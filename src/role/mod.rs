@@ -7,6 +7,7 @@ pub mod demo;
 pub mod global;
 pub mod leaf;
 pub mod push;
+pub mod reload;
 mod server;
 pub mod shutdown;
 pub mod storage;

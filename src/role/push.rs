@@ -180,7 +180,10 @@ pub async fn run(
     };
     let catching_up =
         catch_up.run(node.name.clone(), peers.iter().flatten().cloned().collect(), apply, shutdown.clone());
-    let (_, _, _, _, served, _) = tokio::join!(
+    let reloader = Arc::new(super::reload::Reloader::new(topology, node, None));
+    let app = app.merge(reloader.clone().router());
+    let (_, _, _, _, _, served, _) = tokio::join!(
+        reloader.on_sighup(shutdown.clone()),
         catching_up,
         replays,
         groups.clone().run_saver(shutdown.clone()),

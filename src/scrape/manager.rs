@@ -49,6 +49,25 @@ struct Running {
     handle: JoinHandle<()>,
 }
 
+impl Pool {
+    fn new(job: Arc<ScrapeConfig>) -> Pool {
+        let client = match ScrapeClient::new(&job) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!(job = %job.job_name, error = %e, "job disabled: cannot build its HTTP client");
+                None
+            }
+        };
+        Pool { discovery: JobDiscovery::new(&job), job, client, running: HashMap::new(), dropped: Vec::new() }
+    }
+}
+
+/// Whether two versions of a job scrape alike (so its loops may go on). Credentials compare
+/// by value; the rest by its full description.
+fn same_job(a: &ScrapeConfig, b: &ScrapeConfig) -> bool {
+    a.client == b.client && format!("{a:?}") == format!("{b:?}")
+}
+
 struct Pool {
     job: Arc<ScrapeConfig>,
     discovery: JobDiscovery,
@@ -60,10 +79,25 @@ struct Pool {
 /// Runs the scrape loops of one node.
 pub struct ScrapeManager {
     storage: Arc<dyn Storage>,
-    filter: Arc<dyn TargetFilter>,
+    /// Which targets this node keeps (replaced by [`ScrapeManager::reconfigure`]).
+    filter: Mutex<Arc<dyn TargetFilter>>,
     metrics: Arc<ScrapeMetrics>,
     offset_seed: u64,
     pools: Mutex<Vec<Pool>>,
+    /// Held by a discovery round and by a reconfiguration, so neither sees the other half done.
+    round: tokio::sync::Mutex<()>,
+    /// Starts a discovery round at once (after a reconfiguration).
+    wake: tokio::sync::Notify,
+}
+
+/// What a reconfiguration changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reconfigured {
+    /// Jobs started, restarted (their configuration changed), stopped, and kept as they were.
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    pub kept: Vec<String>,
 }
 
 impl ScrapeManager {
@@ -75,26 +109,74 @@ impl ScrapeManager {
         registry: &Registry,
         offset_seed: u64,
     ) -> ScrapeManager {
-        let pools = jobs
-            .into_iter()
-            .map(|job| {
-                let client = match ScrapeClient::new(&job) {
-                    Ok(c) => Some(c),
-                    Err(e) => {
-                        tracing::error!(job = %job.job_name, error = %e, "job disabled: cannot build its HTTP client");
-                        None
-                    }
-                };
-                Pool { discovery: JobDiscovery::new(&job), job, client, running: HashMap::new(), dropped: Vec::new() }
-            })
-            .collect();
+        let pools = jobs.into_iter().map(Pool::new).collect();
         ScrapeManager {
             storage,
-            filter,
+            filter: Mutex::new(filter),
             metrics: Arc::new(ScrapeMetrics::new(registry)),
             offset_seed,
             pools: Mutex::new(pools),
+            round: tokio::sync::Mutex::new(()),
+            wake: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Applies new jobs and a new target filter (a reloaded topology) without a restart: a job
+    /// whose configuration is unchanged keeps its scrape loops, and its targets are matched
+    /// against the new filter at once (a target the node no longer owns stops and goes stale; the
+    /// others go on without a gap); a changed job restarts its loops; a removed one stops them
+    /// (their series go stale); a new one starts.
+    pub async fn reconfigure(
+        &self,
+        jobs: Vec<Arc<ScrapeConfig>>,
+        filter: Arc<dyn TargetFilter>,
+    ) -> Reconfigured {
+        let _round = self.round.lock().await;
+        let mut report = Reconfigured::default();
+        let stopping = {
+            let mut pools = self.pools.lock();
+            *self.filter.lock() = filter;
+            let mut old: HashMap<String, Pool> =
+                pools.drain(..).map(|p| (p.job.job_name.clone(), p)).collect();
+            let mut stopping = Vec::new();
+            let mut stop = |mut p: Pool| {
+                for (_, r) in p.running.drain() {
+                    r.removed.cancel();
+                    stopping.push(r.handle);
+                }
+            };
+            for job in jobs {
+                match old.remove(&job.job_name) {
+                    Some(mut p) if same_job(&p.job, &job) => {
+                        // Read the targets again, against the new filter, in the next round.
+                        p.discovery = JobDiscovery::new(&p.job);
+                        report.kept.push(job.job_name.clone());
+                        pools.push(p);
+                    }
+                    previous => {
+                        match previous {
+                            Some(p) => {
+                                report.changed.push(job.job_name.clone());
+                                stop(p);
+                            }
+                            None => report.added.push(job.job_name.clone()),
+                        }
+                        pools.push(Pool::new(job));
+                    }
+                }
+            }
+            for (name, p) in old {
+                report.removed.push(name);
+                stop(p);
+            }
+            stopping
+        };
+        // Stopped loops write their staleness markers before this returns.
+        for h in stopping {
+            let _ = h.await;
+        }
+        self.wake.notify_one();
+        report
     }
 
     /// Follows discovery until `shutdown`, then stops every loop (without staleness markers:
@@ -102,10 +184,14 @@ impl ScrapeManager {
     pub async fn run(&self, shutdown: CancellationToken) {
         let loops_shutdown = shutdown.child_token();
         loop {
-            self.refresh(&loops_shutdown).await;
+            {
+                let _round = self.round.lock().await;
+                self.refresh(&loops_shutdown).await;
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(DISCOVERY_POLL) => {}
+                _ = self.wake.notified() => {}
             }
         }
         loops_shutdown.cancel();
@@ -163,7 +249,8 @@ impl ScrapeManager {
         groups: &[crate::topology::TargetGroup],
         shutdown: &CancellationToken,
     ) -> Vec<JoinHandle<()>> {
-        let (active, dropped) = build_targets(&pool.job, groups, self.filter.as_ref());
+        let filter = self.filter.lock().clone();
+        let (active, dropped) = build_targets(&pool.job, groups, filter.as_ref());
         pool.dropped = dropped;
         let wanted: HashMap<u64, Target> = active.into_iter().map(|t| (t.hash(), t)).collect();
         let mut stopping = Vec::new();

@@ -1,0 +1,213 @@
+//! Live reload of a leaf (issue 14): the topology file changes while the leaf scrapes, and
+//! `POST /-/reload` (then `SIGHUP`) applies it without a restart. Growing the group from one shard
+//! to two and adding a job: the targets the leaf keeps are scraped on without a gap, the ones that
+//! move to the new shard go stale here and are scraped by the new shard's leaf, the new job's
+//! targets start. An invalid file and a change of the node's own address are refused with the
+//! reason, and the running configuration stays. SIGHUP reloads as well (removing the job again).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use promtier::model::now_ms;
+
+const BOUND: Duration = Duration::from_secs(60);
+const TARGETS: u16 = 6;
+
+fn topology(demo_base: u16, leaf_base: u16, shards: u32, extra_job: bool, leaf_port_shift: u16) -> String {
+    let targets: Vec<String> = (0..TARGETS).map(|i| format!("'127.0.0.1:{}'", demo_base + i)).collect();
+    let mut jobs =
+        format!("  - job_name: demo\n    static_configs: [{{targets: [{}]}}]\n", targets.join(", "));
+    let mut group_jobs = "demo".to_string();
+    if extra_job {
+        jobs.push_str(&format!(
+            "  - job_name: extra\n    metrics_path: /metrics\n    static_configs: [{{targets: ['127.0.0.1:{demo_base}']}}]\n"
+        ));
+        group_jobs.push_str(", extra");
+    }
+    format!(
+        "cluster: reload\n\
+         defaults: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
+         jobs:\n{jobs}\
+         leaves:\n  - {{group: apps, jobs: [{group_jobs}], shards: {shards}, listen: '127.0.0.1:{}'}}\n",
+        leaf_base + leaf_port_shift
+    )
+}
+
+/// `up` samples per target (instance) of `job` on `leaf` since `since`.
+fn up_samples(leaf: SocketAddr, job: &str, since: i64) -> Option<BTreeMap<String, Vec<(i64, f64)>>> {
+    let sel: String =
+        url::form_urlencoded::byte_serialize(format!("up{{job=\"{job}\"}}").as_bytes()).collect();
+    let stored = common::cluster::try_stored(leaf, &sel, since)?;
+    Some(stored.into_iter().filter_map(|(l, s)| Some((l.get("instance")?.to_string(), s))).collect())
+}
+
+fn reload(leaf: SocketAddr) -> (u16, String) {
+    let r = reqwest::blocking::Client::new()
+        .post(format!("http://{leaf}/-/reload"))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .expect("POST /-/reload");
+    (r.status().as_u16(), r.text().unwrap_or_default())
+}
+
+fn active_targets(leaf: SocketAddr) -> Option<BTreeSet<(String, String)>> {
+    let data = api_data(leaf, "/api/v1/targets")?;
+    Some(
+        data["activeTargets"]
+            .as_array()?
+            .iter()
+            .filter_map(|t| {
+                Some((
+                    t["labels"]["job"].as_str()?.to_string(),
+                    t["labels"]["instance"].as_str()?.to_string(),
+                ))
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn a_leaf_takes_a_new_shard_count_and_a_new_job_live_and_refuses_what_it_cannot_apply() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Demo ports whose targets fall on both shards once there are two (hashmod of the address).
+    let demo_base = loop {
+        let b = free_port_block(TARGETS);
+        let shards: BTreeSet<u64> =
+            (0..TARGETS).map(|i| promtier::shard::hashmod(&format!("127.0.0.1:{}", b + i), 2)).collect();
+        if shards.len() == 2 {
+            break b;
+        }
+    };
+    let leaf_base = free_port_block(3);
+    let file = dir.path().join("t.yaml");
+    let t = file.to_str().expect("utf8");
+    std::fs::write(&file, topology(demo_base, leaf_base, 1, false, 0)).expect("topology");
+    let _demos: Vec<ChildGuard> = (0..TARGETS)
+        .map(|i| {
+            let addr = format!("127.0.0.1:{}", demo_base + i);
+            start_promtier(
+                "demo",
+                &["demo", "--listen", &addr, "--series", "20", "--seed", &i.to_string()],
+                &dir.path().join(format!("demo-{i}.log")),
+            )
+        })
+        .collect();
+    let log0 = dir.path().join("apps-0-a.log");
+    let mut leaf0 = start_promtier("apps-0-a", &["leaf", "--topology", t, "--node", "apps-0-a"], &log0);
+    let leaf0_addr: SocketAddr = ([127, 0, 0, 1], leaf_base).into();
+    let logs = |p: &Path| {
+        let s = std::fs::read_to_string(p).unwrap_or_default();
+        s[s.len().saturating_sub(4000)..].to_string()
+    };
+    wait_until(
+        "apps-0-a to scrape every target",
+        BOUND,
+        || logs(&log0),
+        || {
+            let up = up_samples(leaf0_addr, "demo", 0)?;
+            (up.len() == TARGETS as usize && up.values().all(|s| s.len() >= 3)).then_some(())
+        },
+    );
+
+    // Two shards and a second job: the plan says which targets move to shard 1.
+    std::fs::write(&file, topology(demo_base, leaf_base, 2, true, 0)).expect("topology v2");
+    let plan = std::process::Command::new(promtier_binary())
+        .args(["plan", t, "--format", "json"])
+        .output()
+        .expect("plan");
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("plan JSON");
+    let shard_of: BTreeMap<(String, String), u64> = plan["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .map(|x| {
+            (
+                (x["job"].as_str().unwrap_or("").to_string(), x["target"].as_str().unwrap_or("").to_string()),
+                x["shard"].as_u64().unwrap_or(9),
+            )
+        })
+        .collect();
+    let kept: BTreeSet<String> =
+        shard_of.iter().filter(|((j, _), s)| j == "demo" && **s == 0).map(|((_, t), _)| t.clone()).collect();
+    let moved: BTreeSet<String> =
+        shard_of.iter().filter(|((j, _), s)| j == "demo" && **s == 1).map(|((_, t), _)| t.clone()).collect();
+    assert_eq!(kept.len() + moved.len(), TARGETS as usize);
+    assert!(!kept.is_empty() && !moved.is_empty(), "targets on both shards: {shard_of:?}");
+    let log1 = dir.path().join("apps-1-a.log");
+    let _leaf1 = start_promtier("apps-1-a", &["leaf", "--topology", t, "--node", "apps-1-a"], &log1);
+    let leaf1_addr: SocketAddr = ([127, 0, 0, 1], leaf_base + 1).into();
+    let before = now_ms();
+    let (status, text) = reload(leaf0_addr);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("added [\"extra\"]") && text.contains("kept [\"demo\"]"), "{text}");
+    let want: BTreeSet<(String, String)> =
+        shard_of.iter().filter(|(_, s)| **s == 0).map(|((j, t), _)| (j.clone(), t.clone())).collect();
+    wait_until(
+        "apps-0-a to scrape exactly what shard 0 owns",
+        BOUND,
+        || logs(&log0),
+        || (active_targets(leaf0_addr)? == want).then_some(()),
+    );
+    let want1: BTreeSet<(String, String)> =
+        shard_of.iter().filter(|(_, s)| **s == 1).map(|((j, t), _)| (j.clone(), t.clone())).collect();
+    wait_until(
+        "apps-1-a to scrape what shard 1 owns",
+        BOUND,
+        || logs(&log1),
+        || (active_targets(leaf1_addr)? == want1).then_some(()),
+    );
+    // Kept targets: scraped on through the reload, no sample more than two intervals apart.
+    let since = before - 10_000;
+    wait_until(
+        "5 s of scrapes after the reload",
+        BOUND,
+        || logs(&log0),
+        || {
+            let up = up_samples(leaf0_addr, "demo", since)?;
+            kept.iter()
+                .all(|k| up.get(k).and_then(|s| s.last()).is_some_and(|l| l.0 > before + 5_000))
+                .then_some(())
+        },
+    );
+    let up = up_samples(leaf0_addr, "demo", since).expect("samples");
+    for k in &kept {
+        let s = &up[k];
+        let worst = s.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap_or(0);
+        assert!(worst <= 2_000, "{k}: a {worst} ms gap across the reload: {s:?}");
+        assert!(s.iter().all(|x| !x.1.is_nan()), "{k} went stale although it stayed: {s:?}");
+    }
+    // Moved targets: stale here (a staleness marker), live on the new shard.
+    for m in &moved {
+        let s = &up[m];
+        assert!(s.last().is_some_and(|x| x.1.is_nan()), "{m} moved but is not stale here: {s:?}");
+    }
+
+    // Refused: an invalid file, and a change of the node's own address. The targets stay.
+    std::fs::write(&file, "cluster: reload\njobs: [\n").expect("broken file");
+    let (status, text) = reload(leaf0_addr);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("not valid"), "{text}");
+    std::fs::write(&file, topology(demo_base, leaf_base, 2, true, 2)).expect("moved address");
+    let (status, text) = reload(leaf0_addr);
+    assert_eq!(status, 409, "{text}");
+    assert!(text.contains("its address"), "{text}");
+    assert_eq!(active_targets(leaf0_addr).expect("targets"), want, "a refused reload changed the targets");
+
+    // SIGHUP reloads too: back to one job.
+    std::fs::write(&file, topology(demo_base, leaf_base, 2, false, 0)).expect("topology v3");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(leaf0.id() as i32), nix::sys::signal::Signal::SIGHUP)
+        .expect("SIGHUP");
+    let want3: BTreeSet<(String, String)> = want.iter().filter(|(j, _)| j == "demo").cloned().collect();
+    wait_until(
+        "SIGHUP to drop the extra job",
+        BOUND,
+        || logs(&log0),
+        || (active_targets(leaf0_addr)? == want3).then_some(()),
+    );
+    assert!(leaf0.exited().is_none(), "SIGHUP stopped the leaf\n{}", logs(&log0));
+}
