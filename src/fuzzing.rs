@@ -320,7 +320,7 @@ pub fn fast_link(body: &[u8]) -> Result<(), Violation> {
         true,
     );
     for _ in 0..2 {
-        match state.ingest(&head, body, Some("replica"), &source, None) {
+        match state.ingest(&head, body, &["replica".to_string()], &source, None) {
             Ok((_, stats)) => {
                 if stats.samples + stats.overlap > decoded {
                     return Err(format!(

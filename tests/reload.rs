@@ -211,3 +211,134 @@ fn a_leaf_takes_a_new_shard_count_and_a_new_job_live_and_refuses_what_it_cannot_
     );
     assert!(leaf0.exited().is_none(), "SIGHUP stopped the leaf\n{}", logs(&log0));
 }
+
+fn topology_with_global(demo_base: u16, leaf_base: u16, global_port: u16, shards: u32) -> String {
+    format!(
+        "{}globals:\n  - name: global\n    from: [apps]\n    listen: '127.0.0.1:{global_port}'\n\
+         \x20   federate: {{interval: 1s, timeout: 900ms, shard_label: drop}}\n\
+         \x20   dedup: {{mode: failover, failover_timeout: 5s}}\n",
+        topology(demo_base, leaf_base, shards, false, 0)
+    )
+}
+
+/// Resharding with a global that drops the shard label (`federate.shard_label: drop`): the group
+/// grows from one shard to two (the new leaf started, the old one reloaded, the global restarted
+/// on the new topology, which it reads at start); at the global each moved target stays one
+/// series, scraped on across the move with no gap and no counter reset.
+#[test]
+fn a_moved_target_stays_one_series_at_a_global_that_drops_the_shard_label() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo_base = loop {
+        let b = free_port_block(TARGETS);
+        let shards: BTreeSet<u64> =
+            (0..TARGETS).map(|i| promtier::shard::hashmod(&format!("127.0.0.1:{}", b + i), 2)).collect();
+        if shards.len() == 2 {
+            break b;
+        }
+    };
+    let leaf_base = free_port_block(2);
+    let global_port = free_port_block(1);
+    let file = dir.path().join("t.yaml");
+    let t = file.to_str().expect("utf8");
+    std::fs::write(&file, topology_with_global(demo_base, leaf_base, global_port, 1)).expect("topology");
+    let _demos: Vec<ChildGuard> = (0..TARGETS)
+        .map(|i| {
+            let addr = format!("127.0.0.1:{}", demo_base + i);
+            start_promtier(
+                "demo",
+                &["demo", "--listen", &addr, "--series", "20", "--seed", &i.to_string()],
+                &dir.path().join(format!("demo-{i}.log")),
+            )
+        })
+        .collect();
+    let log0 = dir.path().join("apps-0-a.log");
+    let _leaf0 = start_promtier("apps-0-a", &["leaf", "--topology", t, "--node", "apps-0-a"], &log0);
+    let leaf0: SocketAddr = ([127, 0, 0, 1], leaf_base).into();
+    let glog = dir.path().join("global.log");
+    let mut global_proc =
+        Some(start_promtier("global", &["global", "--topology", t, "--node", "global-a"], &glog));
+    let global: SocketAddr = ([127, 0, 0, 1], global_port).into();
+    let logs = |p: &Path| {
+        let s = std::fs::read_to_string(p).unwrap_or_default();
+        s[s.len().saturating_sub(4000)..].to_string()
+    };
+    let started = now_ms();
+    wait_until(
+        "the global to hold every target's up",
+        BOUND,
+        || logs(&glog),
+        || {
+            let up = up_samples(global, "demo", 0)?;
+            (up.len() == TARGETS as usize && up.values().all(|s| s.len() >= 3)).then_some(())
+        },
+    );
+
+    // Two shards: the new leaf first (a moved target is scraped twice for a moment rather than
+    // not at all), then the old leaf reloads, then the global restarts on the new topology.
+    std::fs::write(&file, topology_with_global(demo_base, leaf_base, global_port, 2)).expect("v2");
+    let moved: BTreeSet<String> = (0..TARGETS)
+        .map(|i| format!("127.0.0.1:{}", demo_base + i))
+        .filter(|a| promtier::shard::hashmod(a, 2) == 1)
+        .collect();
+    let log1 = dir.path().join("apps-1-a.log");
+    let _leaf1 = start_promtier("apps-1-a", &["leaf", "--topology", t, "--node", "apps-1-a"], &log1);
+    let leaf1: SocketAddr = ([127, 0, 0, 1], leaf_base + 1).into();
+    wait_until(
+        "apps-1-a to scrape the moved targets",
+        BOUND,
+        || logs(&log1),
+        || {
+            let up = up_samples(leaf1, "demo", 0)?;
+            (up.len() == moved.len() && up.values().all(|s| s.len() >= 2)).then_some(())
+        },
+    );
+    let (status, text) = reload(leaf0);
+    assert_eq!(status, 200, "{text}");
+    drop(global_proc.take());
+    global_proc = Some(start_promtier("global", &["global", "--topology", t, "--node", "global-a"], &glog));
+    let moved_at = now_ms();
+    wait_until(
+        "the global to hold 8 s past the move",
+        BOUND,
+        || logs(&glog),
+        || {
+            let up = up_samples(global, "demo", started)?;
+            moved
+                .iter()
+                .all(|m| up.get(m).and_then(|s| s.last()).is_some_and(|l| l.0 > moved_at + 8_000))
+                .then_some(())
+        },
+    );
+    // One series per target (no shard label), continuous across the move.
+    let sel: String = url::form_urlencoded::byte_serialize(b"up{job=\"demo\"}").collect();
+    let stored = common::cluster::try_stored(global, &sel, started).expect("the global's data");
+    assert_eq!(
+        stored.len(),
+        TARGETS as usize,
+        "one series per target: {:?}",
+        stored.keys().collect::<Vec<_>>()
+    );
+    for (labels, s) in &stored {
+        assert!(labels.get("shard").is_none(), "{labels} kept its shard label");
+        let worst = s.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap_or(0);
+        assert!(worst <= 2_500, "{labels}: a {worst} ms gap at the global");
+        assert!(s.iter().all(|x| x.1 == 1.0 || x.1.is_nan()), "{labels}: not up throughout: {s:?}");
+        // The old shard's staleness marker for a moved target (written when it let the target go)
+        // is the only one, and samples of the new shard follow it at once.
+        let stale: Vec<usize> = s.iter().enumerate().filter(|(_, x)| x.1.is_nan()).map(|(i, _)| i).collect();
+        let instance = labels.get("instance").unwrap_or("");
+        if moved.contains(instance) {
+            assert!(stale.len() <= 1, "{labels}: more than one staleness marker: {s:?}");
+            assert!(stale.iter().all(|i| *i + 1 < s.len()), "{labels}: stale at the end: {s:?}");
+        } else {
+            assert!(stale.is_empty(), "{labels} stayed on its shard but went stale: {s:?}");
+        }
+    }
+    // A demo counter of a moved target: no reset at the global across the move.
+    let m = moved.iter().next().expect("a moved target");
+    let q = format!("resets(demo_http_requests_total{{instance=\"{m}\"}}[10m])");
+    let (rows, _) = common::cluster::instant(global, &q, now_ms() as f64 / 1000.0);
+    assert!(!rows.is_empty(), "no counter of {m} at the global");
+    assert!(rows.iter().all(|(_, v)| *v == 0.0), "a counter of {m} reset across the move: {rows:?}");
+    drop(global_proc);
+}

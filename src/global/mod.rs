@@ -48,8 +48,9 @@ pub(crate) struct PullSettings {
     pub(crate) fast_link: bool,
     /// Samples per fast-link page to ask for.
     pub(crate) page_samples: Option<usize>,
-    pub(crate) dedup: DedupMode,
-    pub(crate) replica_label: String,
+    /// Labels removed from pulled series before they are stored: the replica label in failover
+    /// mode (one series per replica set), the shard label with `federate.shard_label: drop`.
+    pub(crate) strip: Vec<String>,
     /// Most bytes of body one pull may read (`federate.body_size_limit`; 0: no limit).
     pub(crate) body_size_limit: usize,
     /// Whether pulled series' labels win over the labels attached to their source
@@ -160,8 +161,16 @@ impl GlobalIngest {
             selectors: global.federate_match.clone(),
             fast_link: global.fast_link,
             page_samples: global.page_samples,
-            dedup: global.dedup,
-            replica_label: topology.replica_label.clone(),
+            strip: {
+                let mut s = Vec::new();
+                if global.dedup == DedupMode::Failover {
+                    s.push(topology.replica_label.clone());
+                }
+                if global.drop_shard_label {
+                    s.push(topology.shard_label.clone());
+                }
+                s
+            },
             body_size_limit: global.federate_body_size_limit,
             honor_labels: global.honor_labels,
         });

@@ -23,7 +23,7 @@ use crate::federate::stream::StreamReader;
 use crate::model::{Coverage, Labels, MatchOp, Matcher, now_ms};
 use crate::scrape::{Health, IngestState, SampleContext, ScrapeClient};
 use crate::storage::Storage;
-use crate::topology::{DedupMode, Source, SourceKind};
+use crate::topology::{Source, SourceKind};
 
 /// A source's latest state.
 #[derive(Debug, Clone, Default)]
@@ -342,7 +342,7 @@ impl Puller {
         guard: Option<Arc<SwitchGuard>>,
         stream_state: &mut Option<StreamState>,
     ) -> Result<(Outcome, crate::federate::stream::StreamHeader), Outcome> {
-        let strip = (self.settings.dedup == DedupMode::Failover).then(|| self.settings.replica_label.clone());
+        let strip = self.settings.strip.clone();
         let mut url = format!("{}/federate/stream?v=2&since={since}", self.source.base_url());
         if let Some((epoch, seq)) = seen {
             url.push_str(&format!("&epoch={epoch}&seq={seq}"));
@@ -361,7 +361,7 @@ impl Puller {
         let mut state = stream_state.take().unwrap_or_default();
         let source = self.source_context();
         let joined = tokio::task::spawn_blocking(move || {
-            let r = state.ingest(storage.as_ref(), &body, strip.as_deref(), &source, guard.as_deref());
+            let r = state.ingest(storage.as_ref(), &body, &strip, &source, guard.as_deref());
             (state, r)
         })
         .await
@@ -392,10 +392,10 @@ impl Puller {
             Ok(b) => b,
             Err(e) => return Outcome::failed(e.to_string()),
         };
-        let strip = (self.settings.dedup == DedupMode::Failover).then(|| self.settings.replica_label.clone());
-        let storage: Arc<dyn Storage> = match &strip {
-            Some(label) => Arc::new(StripLabel { inner: self.storage.clone(), label: label.clone() }),
-            None => self.storage.clone(),
+        let storage: Arc<dyn Storage> = if self.settings.strip.is_empty() {
+            self.storage.clone()
+        } else {
+            Arc::new(StripLabel { inner: self.storage.clone(), labels: self.settings.strip.clone() })
         };
         let mut state = text_state.take().unwrap_or_default();
         let ctx = self.source_context();

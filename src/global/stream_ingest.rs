@@ -61,10 +61,12 @@ pub(crate) enum StreamIngestError {
 /// text `/federate` would — with `honor_labels` the series' own win and `instance` is never
 /// added (`/federate` marks every series with one), without it the source's win and the series'
 /// own move to `exported_…`. The text path gets the same through `IngestState`.
-pub(crate) fn source_labels(labels: Labels, strip: Option<&str>, source: &SampleContext) -> Option<Labels> {
-    let labels = match strip {
-        Some(name) if labels.has(name) => labels.without(&[name]),
-        _ => labels,
+pub(crate) fn source_labels(labels: Labels, strip: &[String], source: &SampleContext) -> Option<Labels> {
+    let labels = if strip.iter().any(|n| labels.has(n)) {
+        let names: Vec<&str> = strip.iter().map(String::as_str).collect();
+        labels.without(&names)
+    } else {
+        labels
     };
     let marked_empty = if labels.has("instance") { Vec::new() } else { vec!["instance".to_string()] };
     crate::scrape::sample_labels(labels, &marked_empty, source)
@@ -75,7 +77,7 @@ impl StreamState {
         &mut self,
         storage: &dyn Appendable,
         body: &[u8],
-        strip: Option<&str>,
+        strip: &[String],
         source: &SampleContext,
         guard: Option<&SwitchGuard>,
     ) -> Result<(StreamHeader, StreamStats), StreamIngestError> {
@@ -203,7 +205,7 @@ mod tests {
             ("job", "node"),
             ("replica", "b"),
         ]);
-        let honored = source_labels(pulled.clone(), Some("replica"), &source(true));
+        let honored = source_labels(pulled.clone(), &["replica".to_string()], &source(true));
         assert_eq!(
             honored,
             Some(Labels::from_pairs(&[
@@ -215,7 +217,7 @@ mod tests {
         );
         // Without honor_labels the source's labels win; the series' own get `exported_` (twice
         // where `exported_job` is taken), as Prometheus federation stores them.
-        let renamed = source_labels(pulled, Some("replica"), &source(false));
+        let renamed = source_labels(pulled, &["replica".to_string()], &source(false));
         assert_eq!(
             renamed,
             Some(Labels::from_pairs(&[
@@ -231,11 +233,11 @@ mod tests {
         // `instance=""`), it gets the source's `job`, and `instance` only without honor_labels.
         let bare = Labels::from_pairs(&[("__name__", "m")]);
         assert_eq!(
-            source_labels(bare.clone(), None, &source(true)),
+            source_labels(bare.clone(), &[], &source(true)),
             Some(Labels::from_pairs(&[("__name__", "m"), ("job", "federate")]))
         );
         assert_eq!(
-            source_labels(bare, None, &source(false)),
+            source_labels(bare, &[], &source(false)),
             Some(Labels::from_pairs(&[("__name__", "m"), ("instance", "leaf:9100"), ("job", "federate")]))
         );
     }
@@ -262,7 +264,7 @@ mod tests {
         encode_page(&leaf, &all, &Labels::empty(), &req, &pos, Coverage::default(), &mut page)?;
         for (honor, job) in [(true, "node"), (false, "federate")] {
             let global = Head::default();
-            let (_, stats) = StreamState::default().ingest(&global, &page, None, &source(honor), None)?;
+            let (_, stats) = StreamState::default().ingest(&global, &page, &[], &source(honor), None)?;
             assert_eq!(stats.samples, 3);
             let q = global.querier(0, 10_000)?;
             let stored =

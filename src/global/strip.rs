@@ -1,5 +1,6 @@
-//! A storage view that removes the replica label from everything appended through it (what
-//! failover dedup stores), and otherwise passes through.
+//! A storage view that removes labels from everything appended through it — the replica label
+//! (what failover dedup stores), the shard label (`federate.shard_label: drop`) — and otherwise
+//! passes through.
 
 use std::sync::Arc;
 
@@ -10,12 +11,12 @@ use crate::storage::{
 
 pub(crate) struct StripLabel {
     pub(crate) inner: Arc<dyn Storage>,
-    pub(crate) label: String,
+    pub(crate) labels: Vec<String>,
 }
 
 struct StripAppender<'a> {
     inner: Box<dyn Appender + 'a>,
-    label: &'a str,
+    labels: Vec<&'a str>,
 }
 
 impl Appender for StripAppender<'_> {
@@ -26,8 +27,8 @@ impl Appender for StripAppender<'_> {
         t: i64,
         v: f64,
     ) -> Result<SeriesRef, AppendError> {
-        if labels.has(self.label) {
-            self.inner.append(cached, &labels.without(&[self.label]), t, v)
+        if self.labels.iter().any(|l| labels.has(l)) {
+            self.inner.append(cached, &labels.without(&self.labels), t, v)
         } else {
             self.inner.append(cached, labels, t, v)
         }
@@ -48,7 +49,10 @@ impl Appender for StripAppender<'_> {
 
 impl Appendable for StripLabel {
     fn appender(&self) -> Box<dyn Appender + '_> {
-        Box::new(StripAppender { inner: self.inner.appender(), label: &self.label })
+        Box::new(StripAppender {
+            inner: self.inner.appender(),
+            labels: self.labels.iter().map(String::as_str).collect(),
+        })
     }
 }
 

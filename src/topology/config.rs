@@ -455,6 +455,9 @@ pub struct GlobalConfig {
     /// `match[]` selectors sent to each source.
     pub federate_match: Vec<String>,
     pub honor_labels: bool,
+    /// Store pulled series without the leaves' shard label (`federate.shard_label: drop`), so a
+    /// target that moves to another shard stays one series.
+    pub drop_shard_label: bool,
     /// Pull promtier sources over the streamed fast link (default) rather than text `/federate`.
     pub fast_link: bool,
     /// Samples per fast-link page to ask for (`None`: the source's bound).

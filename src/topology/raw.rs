@@ -238,6 +238,8 @@ pub(crate) struct RawFederate {
     pub(crate) page_samples: Option<S<i64>>,
     /// Most bytes of body one pull may read (a size, `0` for no limit).
     pub(crate) body_size_limit: Option<S<String>>,
+    /// `keep` (default) or `drop` the leaves' shard label when storing.
+    pub(crate) shard_label: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

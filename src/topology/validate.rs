@@ -1222,6 +1222,19 @@ impl Validator {
                 federate_timeout,
                 federate_match,
                 honor_labels: fed.and_then(|f| f.honor_labels).unwrap_or(true),
+                drop_shard_label: match fed.and_then(|f| f.shard_label.as_ref()) {
+                    None => false,
+                    Some(v) if v.value == "keep" => false,
+                    Some(v) if v.value == "drop" => true,
+                    Some(v) => {
+                        self.err(
+                            v,
+                            format!("{p}.federate.shard_label"),
+                            format!("shard_label must be keep or drop, got {:?}", v.value),
+                        );
+                        false
+                    }
+                },
                 fast_link: fed.and_then(|f| f.fast_link).unwrap_or(true),
                 page_samples,
                 // Set by `federate_body_limits`, which knows the fast-link page bound.
