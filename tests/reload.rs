@@ -38,6 +38,33 @@ fn topology(demo_base: u16, leaf_base: u16, shards: u32, extra_job: bool, leaf_p
     )
 }
 
+/// The first of `TARGETS` free ports whose targets fall on both shards once there are two
+/// (`hashmod` of the address), so a resize moves some and keeps some.
+fn demo_ports_on_both_shards() -> u16 {
+    loop {
+        let b = free_port_block(TARGETS);
+        let shards: BTreeSet<u64> =
+            (0..TARGETS).map(|i| promtier::shard::hashmod(&format!("127.0.0.1:{}", b + i), 2)).collect();
+        if shards.len() == 2 {
+            return b;
+        }
+    }
+}
+
+/// A demo exporter on each of the `TARGETS` ports from `base`.
+fn start_demos(dir: &Path, base: u16) -> Vec<ChildGuard> {
+    (0..TARGETS)
+        .map(|i| {
+            let addr = format!("127.0.0.1:{}", base + i);
+            start_promtier(
+                "demo",
+                &["demo", "--listen", &addr, "--series", "20", "--seed", &i.to_string()],
+                &dir.join(format!("demo-{i}.log")),
+            )
+        })
+        .collect()
+}
+
 /// `up` samples per target (instance) of `job` on `leaf` since `since`.
 fn up_samples(leaf: SocketAddr, job: &str, since: i64) -> Option<BTreeMap<String, Vec<(i64, f64)>>> {
     let sel: String =
@@ -74,29 +101,12 @@ fn active_targets(leaf: SocketAddr) -> Option<BTreeSet<(String, String)>> {
 #[test]
 fn a_leaf_takes_a_new_shard_count_and_a_new_job_live_and_refuses_what_it_cannot_apply() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // Demo ports whose targets fall on both shards once there are two (hashmod of the address).
-    let demo_base = loop {
-        let b = free_port_block(TARGETS);
-        let shards: BTreeSet<u64> =
-            (0..TARGETS).map(|i| promtier::shard::hashmod(&format!("127.0.0.1:{}", b + i), 2)).collect();
-        if shards.len() == 2 {
-            break b;
-        }
-    };
+    let demo_base = demo_ports_on_both_shards();
     let leaf_base = free_port_block(3);
     let file = dir.path().join("t.yaml");
     let t = file.to_str().expect("utf8");
     std::fs::write(&file, topology(demo_base, leaf_base, 1, false, 0)).expect("topology");
-    let _demos: Vec<ChildGuard> = (0..TARGETS)
-        .map(|i| {
-            let addr = format!("127.0.0.1:{}", demo_base + i);
-            start_promtier(
-                "demo",
-                &["demo", "--listen", &addr, "--series", "20", "--seed", &i.to_string()],
-                &dir.path().join(format!("demo-{i}.log")),
-            )
-        })
-        .collect();
+    let _demos = start_demos(dir.path(), demo_base);
     let log0 = dir.path().join("apps-0-a.log");
     let mut leaf0 = start_promtier("apps-0-a", &["leaf", "--topology", t, "--node", "apps-0-a"], &log0);
     let leaf0_addr: SocketAddr = ([127, 0, 0, 1], leaf_base).into();
@@ -228,29 +238,13 @@ fn topology_with_global(demo_base: u16, leaf_base: u16, global_port: u16, shards
 #[test]
 fn a_moved_target_stays_one_series_at_a_global_that_drops_the_shard_label() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let demo_base = loop {
-        let b = free_port_block(TARGETS);
-        let shards: BTreeSet<u64> =
-            (0..TARGETS).map(|i| promtier::shard::hashmod(&format!("127.0.0.1:{}", b + i), 2)).collect();
-        if shards.len() == 2 {
-            break b;
-        }
-    };
+    let demo_base = demo_ports_on_both_shards();
     let leaf_base = free_port_block(2);
     let global_port = free_port_block(1);
     let file = dir.path().join("t.yaml");
     let t = file.to_str().expect("utf8");
     std::fs::write(&file, topology_with_global(demo_base, leaf_base, global_port, 1)).expect("topology");
-    let _demos: Vec<ChildGuard> = (0..TARGETS)
-        .map(|i| {
-            let addr = format!("127.0.0.1:{}", demo_base + i);
-            start_promtier(
-                "demo",
-                &["demo", "--listen", &addr, "--series", "20", "--seed", &i.to_string()],
-                &dir.path().join(format!("demo-{i}.log")),
-            )
-        })
-        .collect();
+    let _demos = start_demos(dir.path(), demo_base);
     let log0 = dir.path().join("apps-0-a.log");
     let _leaf0 = start_promtier("apps-0-a", &["leaf", "--topology", t, "--node", "apps-0-a"], &log0);
     let leaf0: SocketAddr = ([127, 0, 0, 1], leaf_base).into();
