@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project. The interoperability tests start real peers, so this installs
 # Debian's prometheus (prometheus + promtool), victoria-metrics and prometheus-pushgateway packages,
-# and chromium with chromium-driver (the console's browser test), first if they are missing
+# chromium with chromium-driver (the console's browser test) and jq (the docs' commands use it,
+# tests/docs_commands.rs), first if they are missing
 # (needs root or sudo and network access to Debian's mirrors).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,8 @@ command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics)
 command -v prometheus-pushgateway >/dev/null 2>&1 || need+=(prometheus-pushgateway)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+command -v jq >/dev/null 2>&1 || need+=(jq)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
