@@ -1,9 +1,12 @@
-//! Live reload of a leaf (issue 14): the topology file changes while the leaf scrapes, and
-//! `POST /-/reload` (then `SIGHUP`) applies it without a restart. Growing the group from one shard
-//! to two and adding a job: the targets the leaf keeps are scraped on without a gap, the ones that
-//! move to the new shard go stale here and are scraped by the new shard's leaf, the new job's
-//! targets start. An invalid file and a change of the node's own address are refused with the
-//! reason, and the running configuration stays. SIGHUP reloads as well (removing the job again).
+//! Live reload (issue 14): the topology file changes while the nodes run, and `POST /-/reload`
+//! (or `SIGHUP`) applies it without a restart. A leaf: growing the group from one shard to two and
+//! adding a job, the targets the leaf keeps are scraped on without a gap, the ones that move to
+//! the new shard go stale here and are scraped by the new shard's leaf, the new job's targets
+//! start; an invalid file and a change of the node's own address are refused with the reason, and
+//! the running configuration stays; SIGHUP reloads as well (removing the job again). A global:
+//! it takes the new shard's sources during that resize (a moved target stays one series when it
+//! drops the shard label), and in failover mode a new replica set, a removed replica and a
+//! refused dedup mode change, without a gap in the series it kept pulling.
 
 mod common;
 
@@ -232,9 +235,9 @@ fn topology_with_global(demo_base: u16, leaf_base: u16, global_port: u16, shards
 }
 
 /// Resharding with a global that drops the shard label (`federate.shard_label: drop`): the group
-/// grows from one shard to two (the new leaf started, the old one reloaded, the global restarted
-/// on the new topology, which it reads at start); at the global each moved target stays one
-/// series, scraped on across the move with no gap and no counter reset.
+/// grows from one shard to two (the new leaf started, then the old leaf and the global reloaded
+/// live); at the global each moved target stays one series, scraped on across the move with no
+/// gap and no counter reset.
 #[test]
 fn a_moved_target_stays_one_series_at_a_global_that_drops_the_shard_label() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -249,8 +252,7 @@ fn a_moved_target_stays_one_series_at_a_global_that_drops_the_shard_label() {
     let _leaf0 = start_promtier("apps-0-a", &["leaf", "--topology", t, "--node", "apps-0-a"], &log0);
     let leaf0: SocketAddr = ([127, 0, 0, 1], leaf_base).into();
     let glog = dir.path().join("global.log");
-    let mut global_proc =
-        Some(start_promtier("global", &["global", "--topology", t, "--node", "global-a"], &glog));
+    let mut global_proc = start_promtier("global", &["global", "--topology", t, "--node", "global-a"], &glog);
     let global: SocketAddr = ([127, 0, 0, 1], global_port).into();
     let logs = |p: &Path| {
         let s = std::fs::read_to_string(p).unwrap_or_default();
@@ -268,7 +270,7 @@ fn a_moved_target_stays_one_series_at_a_global_that_drops_the_shard_label() {
     );
 
     // Two shards: the new leaf first (a moved target is scraped twice for a moment rather than
-    // not at all), then the old leaf reloads, then the global restarts on the new topology.
+    // not at all), then the old leaf reloads, then the global (it adds the new shard's source).
     std::fs::write(&file, topology_with_global(demo_base, leaf_base, global_port, 2)).expect("v2");
     let moved: BTreeSet<String> = (0..TARGETS)
         .map(|i| format!("127.0.0.1:{}", demo_base + i))
@@ -288,8 +290,9 @@ fn a_moved_target_stays_one_series_at_a_global_that_drops_the_shard_label() {
     );
     let (status, text) = reload(leaf0);
     assert_eq!(status, 200, "{text}");
-    drop(global_proc.take());
-    global_proc = Some(start_promtier("global", &["global", "--topology", t, "--node", "global-a"], &glog));
+    let (status, text) = reload(global);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("sources added [\"apps-1-a\"]") && text.contains("kept [\"apps-0-a\"]"), "{text}");
     let moved_at = now_ms();
     wait_until(
         "the global to hold 8 s past the move",
@@ -334,5 +337,238 @@ fn a_moved_target_stays_one_series_at_a_global_that_drops_the_shard_label() {
     let (rows, _) = common::cluster::instant(global, &q, now_ms() as f64 / 1000.0);
     assert!(!rows.is_empty(), "no counter of {m} at the global");
     assert!(rows.iter().all(|(_, v)| *v == 0.0), "a counter of {m} reset across the move: {rows:?}");
-    drop(global_proc);
+    assert!(global_proc.exited().is_none(), "the global stopped\n{}", logs(&glog));
+}
+
+/// A failover global over `apps` (`shards` × `replicas` leaves, each at a fixed address so that
+/// fewer replicas move no one), with `dedup` as given.
+fn failover_topology(
+    demo_base: u16,
+    leaf_base: u16,
+    global_port: u16,
+    shards: u16,
+    replicas: u16,
+    dedup: &str,
+) -> String {
+    let targets: Vec<String> = (0..TARGETS).map(|i| format!("'127.0.0.1:{}'", demo_base + i)).collect();
+    let nodes: Vec<String> = (0..shards)
+        .flat_map(|s| {
+            (0..replicas).map(move |r| {
+                let letter = char::from(b'a' + r as u8);
+                format!("  apps-{s}-{letter}: {{listen: '127.0.0.1:{}'}}\n", leaf_base + 2 * s + r)
+            })
+        })
+        .collect();
+    format!(
+        "cluster: reload\n\
+         defaults: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
+         jobs:\n  - job_name: demo\n    static_configs: [{{targets: [{}]}}]\n\
+         leaves:\n  - {{group: apps, jobs: [demo], shards: {shards}, replicas: {replicas}, listen: '127.0.0.1:{leaf_base}'}}\n\
+         globals:\n  - name: global\n    from: [apps]\n    listen: '127.0.0.1:{global_port}'\n\
+         \x20   federate: {{interval: 1s, timeout: 900ms}}\n\
+         \x20   dedup: {dedup}\n\
+         nodes:\n{}",
+        targets.join(", "),
+        nodes.concat()
+    )
+}
+
+/// The source nodes a global pulls (`/api/v1/targets`).
+fn global_sources(global: SocketAddr) -> Option<BTreeSet<String>> {
+    let data = api_data(global, "/api/v1/targets")?;
+    Some(
+        data["activeTargets"]
+            .as_array()?
+            .iter()
+            .filter_map(|t| Some(t["labels"]["node"].as_str()?.to_string()))
+            .collect(),
+    )
+}
+
+/// A replica set as `/api/v1/dedup` shows it: its replicas, the elected and the pinned one.
+type SetView = (Vec<String>, Option<String>, Option<String>);
+
+/// Each replica set of a failover global (`/api/v1/dedup`).
+fn dedup_sets(global: SocketAddr) -> Option<BTreeMap<String, SetView>> {
+    let data = api_data(global, "/api/v1/dedup")?;
+    Some(
+        data.as_array()?
+            .iter()
+            .filter_map(|s| {
+                let replicas =
+                    s["replicas"].as_array()?.iter().filter_map(|r| Some(r["replica"].as_str()?.to_string()));
+                Some((
+                    s["shard"].as_str()?.to_string(),
+                    (
+                        replicas.collect(),
+                        s["elected"].as_str().map(str::to_string),
+                        s["pinned"].as_str().map(str::to_string),
+                    ),
+                ))
+            })
+            .collect(),
+    )
+}
+
+/// `up` of the demo targets of replica set `shard` at `global` since `since`, by instance.
+fn global_up(global: SocketAddr, shard: &str, since: i64) -> Option<BTreeMap<String, Vec<(i64, f64)>>> {
+    let sel: String =
+        url::form_urlencoded::byte_serialize(format!("up{{job=\"demo\",shard=\"{shard}\"}}").as_bytes())
+            .collect();
+    let stored = common::cluster::try_stored(global, &sel, since)?;
+    Some(stored.into_iter().filter_map(|(l, s)| Some((l.get("instance")?.to_string(), s))).collect())
+}
+
+/// The largest spacing between two samples of any series, and that series.
+fn worst_gap(series: &BTreeMap<String, Vec<(i64, f64)>>) -> (i64, String) {
+    series
+        .iter()
+        .map(|(k, s)| (s.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap_or(0), k.clone()))
+        .max()
+        .unwrap_or_default()
+}
+
+/// A failover global takes a new shard, a removed replica and keeps refusing a dedup mode change,
+/// all live: the sources of a second shard (its leaves started first) are added to the targets,
+/// their replica set elects and its data arrives, while the first shard's series go on without a
+/// gap; removing replica `b` (the pinned, elected one of the first set) hands that set back to `a`
+/// (pin lifted) and drops `b`'s sources from the targets, the sets and `/metrics`; a change of
+/// the dedup mode is refused with the reason (409) and the global pulls on as before.
+#[test]
+fn a_failover_global_takes_a_new_shard_and_a_removed_replica_live_and_refuses_a_dedup_mode_change() {
+    const FAILOVER: &str = "{mode: failover, failover_timeout: 5s}";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let demo_base = demo_ports_on_both_shards();
+    let leaf_base = free_port_block(4);
+    let global_port = free_port_block(1);
+    let file = dir.path().join("t.yaml");
+    let t = file.to_str().expect("utf8");
+    let write = |shards, replicas, dedup| {
+        std::fs::write(&file, failover_topology(demo_base, leaf_base, global_port, shards, replicas, dedup))
+            .expect("topology");
+    };
+    write(1, 2, FAILOVER);
+    let _demos = start_demos(dir.path(), demo_base);
+    let leaf = |name: &str| {
+        start_promtier(
+            name,
+            &["leaf", "--topology", t, "--node", name],
+            &dir.path().join(format!("{name}.log")),
+        )
+    };
+    let _old_leaves = [leaf("apps-0-a"), leaf("apps-0-b")];
+    let glog = dir.path().join("global.log");
+    let mut global_proc = start_promtier("global", &["global", "--topology", t, "--node", "global-a"], &glog);
+    let global: SocketAddr = ([127, 0, 0, 1], global_port).into();
+    let logs = || {
+        let s = std::fs::read_to_string(&glog).unwrap_or_default();
+        s[s.len().saturating_sub(6000)..].to_string()
+    };
+    wait_until("the global to hold every target's up from apps-0", BOUND, logs, || {
+        let up = global_up(global, "apps-0", 0)?;
+        (up.len() == TARGETS as usize && up.values().all(|s| s.len() >= 3)).then_some(())
+    });
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<String>>();
+    assert_eq!(global_sources(global).expect("targets"), names(&["apps-0-a", "apps-0-b"]));
+
+    // A second shard: its leaves first, then the global reloads.
+    write(2, 2, FAILOVER);
+    let moved: BTreeSet<String> = (0..TARGETS)
+        .map(|i| format!("127.0.0.1:{}", demo_base + i))
+        .filter(|a| promtier::shard::hashmod(a, 2) == 1)
+        .collect();
+    let _new_leaves = [leaf("apps-1-a"), leaf("apps-1-b")];
+    let leaf1: SocketAddr = ([127, 0, 0, 1], leaf_base + 2).into();
+    wait_until("apps-1-a to scrape the targets of shard 1", BOUND, logs, || {
+        (up_samples(leaf1, "demo", 0)?.len() == moved.len()).then_some(())
+    });
+    let reloaded = now_ms();
+    let (status, text) = reload(global);
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("sources added [\"apps-1-a\", \"apps-1-b\"]")
+            && text.contains("kept [\"apps-0-a\", \"apps-0-b\"]")
+            && text.contains("replica sets added [\"apps-1\"]"),
+        "{text}"
+    );
+    assert_eq!(
+        global_sources(global).expect("targets"),
+        names(&["apps-0-a", "apps-0-b", "apps-1-a", "apps-1-b"])
+    );
+    wait_until("the new replica set to elect a replica", BOUND, logs, || {
+        let (replicas, elected, _) = dedup_sets(global)?.remove("apps-1")?;
+        (replicas == ["a", "b"] && elected.is_some()).then_some(())
+    });
+    wait_until(
+        "the new shard's data at the global, and the old shard's 8 s past the reload",
+        BOUND,
+        logs,
+        || {
+            let new = global_up(global, "apps-1", 0)?;
+            let old = global_up(global, "apps-0", 0)?;
+            (new.len() == moved.len()
+                && new.values().all(|s| s.len() >= 3)
+                && old.values().all(|s| s.last().is_some_and(|l| l.0 > reloaded + 8_000)))
+            .then_some(())
+        },
+    );
+    // The first shard's pullers ran on through the reload: no gap in its series.
+    let old = global_up(global, "apps-0", reloaded - 10_000).expect("apps-0 at the global");
+    assert_eq!(old.len(), TARGETS as usize, "{:?}", old.keys());
+    let (gap, series) = worst_gap(&old);
+    assert!(gap <= 2_500, "{series}: a {gap} ms gap at the global across the reload\n{}", logs());
+
+    // Remove replica b — pinned, so elected, in apps-0: apps-0 goes back to a.
+    let pin = reqwest::blocking::Client::new()
+        .post(format!("http://{global}/api/v1/dedup/pin?shard=apps-0&replica=b"))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .expect("pin");
+    assert_eq!(pin.status().as_u16(), 200);
+    let pinned_at = now_ms();
+    wait_until("b's data of apps-0 at the global", BOUND, logs, || {
+        let old = global_up(global, "apps-0", pinned_at)?;
+        old.values().all(|s| s.last().is_some_and(|l| l.0 > pinned_at + 3_000)).then_some(())
+    });
+    write(2, 1, FAILOVER);
+    let removed_at = now_ms();
+    let (status, text) = reload(global);
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        text.contains("removed [\"apps-0-b\", \"apps-1-b\"]")
+            && text.contains("kept [\"apps-0-a\", \"apps-1-a\"]")
+            && text.contains("\"apps-0\" unpinned")
+            && text.contains("\"apps-0\" elected \"a\" (replica b was removed from the topology)"),
+        "{text}"
+    );
+    assert_eq!(global_sources(global).expect("targets"), names(&["apps-0-a", "apps-1-a"]));
+    let sets = dedup_sets(global).expect("dedup");
+    assert_eq!(sets.get("apps-0"), Some(&(vec!["a".to_string()], Some("a".to_string()), None)), "{sets:?}");
+    assert_eq!(sets.get("apps-1").map(|s| &s.0), Some(&vec!["a".to_string()]), "{sets:?}");
+    wait_until("b's sources to leave /metrics, and apps-0 8 s past the second reload", BOUND, logs, || {
+        let (_, metrics) = http_get(global, "/metrics", Duration::from_secs(10)).ok()?;
+        let old = global_up(global, "apps-0", removed_at)?;
+        (!metrics.contains("source=\"apps-0-b\"")
+            && !metrics.contains("replica=\"b\"")
+            && metrics.contains("source=\"apps-0-a\"")
+            && old.values().all(|s| s.last().is_some_and(|l| l.0 > removed_at + 8_000)))
+        .then_some(())
+    });
+    let old = global_up(global, "apps-0", reloaded - 10_000).expect("apps-0 at the global");
+    let (gap, series) = worst_gap(&old);
+    assert!(gap <= 2_500, "{series}: a {gap} ms gap at the global across the replica changes\n{}", logs());
+
+    // Another dedup mode: refused with the reason, the sources stay and are pulled on.
+    write(2, 1, "{mode: merge}");
+    let (status, text) = reload(global);
+    assert_eq!(status, 409, "{text}");
+    assert!(text.contains("dedup mode failover → merge"), "{text}");
+    assert_eq!(global_sources(global).expect("targets"), names(&["apps-0-a", "apps-1-a"]));
+    let refused_at = now_ms();
+    wait_until("the global to pull on after the refused reload", BOUND, logs, || {
+        let new = global_up(global, "apps-1", refused_at)?;
+        (new.len() == moved.len() && new.values().all(|s| s.last().is_some_and(|l| l.0 > refused_at + 2_000)))
+            .then_some(())
+    });
+    assert!(global_proc.exited().is_none(), "the global stopped\n{}", logs());
 }

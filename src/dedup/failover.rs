@@ -114,89 +114,62 @@ pub struct ReplicaView {
     pub last_error: Option<String>,
 }
 
-/// Elections for every replica set one global pulls.
-pub struct Elector {
+/// The settings an election follows (`failover_timeout` and `min_coverage` change on a reload).
+#[derive(Debug, Clone, Copy)]
+struct Params {
     timeout: Duration,
     /// Coverage below this fraction of the best peer's is short (0: off).
     min_coverage: f64,
     /// How far before a watermark a fill starts (replicas scrape at other moments).
     fill_margin_ms: i64,
-    shards: Mutex<BTreeMap<String, ShardState>>,
 }
 
-impl Elector {
-    /// `sets`: each replica set with its replica letters.
-    pub fn new(sets: &[(String, Vec<String>)], timeout: Duration, now: Instant) -> Elector {
-        Elector::with_options(sets, timeout, 0.0, 0, now)
-    }
+/// Every set's state with the settings it is judged by (one lock: an election never sees half of
+/// a reload).
+struct Inner {
+    params: Params,
+    shards: BTreeMap<String, ShardState>,
+}
 
-    /// [`Elector::new`] with the coverage check (`min_coverage`, 0 = off) and the fill margin.
-    pub fn with_options(
-        sets: &[(String, Vec<String>)],
-        timeout: Duration,
-        min_coverage: f64,
-        fill_margin_ms: i64,
-        now: Instant,
-    ) -> Elector {
-        let shards = sets
-            .iter()
-            .map(|(shard, replicas)| {
-                let st = ShardState {
-                    replicas: replicas.iter().map(|r| (r.clone(), ReplicaState::default())).collect(),
-                    elected: None,
-                    pinned: None,
-                    preferred: None,
-                    watermark: None,
-                    pending_fill: None,
-                    failovers: 0,
-                    created: now,
-                };
-                (shard.clone(), st)
-            })
-            .collect();
-        Elector { timeout, min_coverage, fill_margin_ms, shards: Mutex::new(shards) }
-    }
+/// What [`Elector::reconfigure`] changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ElectorChanges {
+    /// Replica sets added, removed (gone from the view with their state).
+    pub sets_added: Vec<String>,
+    pub sets_removed: Vec<String>,
+    /// `set/replica` of replicas added to (as standbys) or removed from a kept set.
+    pub replicas_added: Vec<String>,
+    pub replicas_removed: Vec<String>,
+    /// Pins lifted because their replica is gone.
+    pub unpinned: Vec<String>,
+    /// Elections the change caused (an elected replica removed: its set elects another).
+    pub elections: Vec<Election>,
+}
 
+/// Elections for every replica set one global pulls.
+pub struct Elector {
+    inner: Mutex<Inner>,
+}
+
+impl ShardState {
+    fn new(replicas: &[String], now: Instant) -> ShardState {
+        ShardState {
+            replicas: replicas.iter().map(|r| (r.clone(), ReplicaState::default())).collect(),
+            elected: None,
+            pinned: None,
+            preferred: None,
+            watermark: None,
+            pending_fill: None,
+            failovers: 0,
+            created: now,
+        }
+    }
+}
+
+impl Params {
     fn healthy(&self, r: &ReplicaState, now: Instant) -> bool {
         r.last_ok.is_some_and(|t| now.duration_since(t) < self.timeout)
             && r.last_advance.is_some_and(|t| now.duration_since(t) < self.timeout)
-    }
-
-    /// Records a pull of `replica` and re-runs the election of its set. Returns the election
-    /// change it caused, if any.
-    pub fn report(&self, shard: &str, replica: &str, report: &PullReport, now: Instant) -> Option<Election> {
-        let mut shards = self.shards.lock();
-        let st = shards.get_mut(shard)?;
-        if let Some(r) = st.replicas.get_mut(replica) {
-            if report.ok {
-                r.last_ok = Some(now);
-                r.last_error = None;
-                if let Some(t) = report.max_time
-                    && r.max_time.is_none_or(|m| t > m)
-                {
-                    r.max_time = Some(t);
-                    r.last_advance = Some(now);
-                }
-                if report.coverage.is_some_and(|c| c.is_known()) {
-                    r.coverage = report.coverage;
-                }
-            } else {
-                r.last_error = report.error.clone();
-            }
-        }
-        self.elect(st, shard, now)
-    }
-
-    /// Re-runs the election of every set (call periodically: a dead replica sends no reports).
-    pub fn tick(&self, now: Instant) -> Vec<Election> {
-        let mut shards = self.shards.lock();
-        let mut out = Vec::new();
-        for (name, st) in shards.iter_mut() {
-            if let Some(e) = self.elect(st, name, now) {
-                out.push(e);
-            }
-        }
-        out
     }
 
     /// Updates which replicas' coverage is short of the best healthy peer's.
@@ -279,17 +252,151 @@ impl Elector {
         st.pending_fill = watermark.map(|w| PendingFill { replica: to.clone(), watermark: w, resume: None });
         Some(Election { shard: shard.to_string(), from, to, reason })
     }
+}
+
+impl Elector {
+    /// `sets`: each replica set with its replica letters.
+    pub fn new(sets: &[(String, Vec<String>)], timeout: Duration, now: Instant) -> Elector {
+        Elector::with_options(sets, timeout, 0.0, 0, now)
+    }
+
+    /// [`Elector::new`] with the coverage check (`min_coverage`, 0 = off) and the fill margin.
+    pub fn with_options(
+        sets: &[(String, Vec<String>)],
+        timeout: Duration,
+        min_coverage: f64,
+        fill_margin_ms: i64,
+        now: Instant,
+    ) -> Elector {
+        let shards =
+            sets.iter().map(|(shard, replicas)| (shard.clone(), ShardState::new(replicas, now))).collect();
+        let params = Params { timeout, min_coverage, fill_margin_ms };
+        Elector { inner: Mutex::new(Inner { params, shards }) }
+    }
+
+    /// Applies a reloaded topology: `sets` are the replica sets and replicas from now on, judged
+    /// with `timeout` and `min_coverage`. A new set starts as at a start (its first election
+    /// waits for its replicas, or `timeout`); a new replica of a kept set joins it as a standby;
+    /// a removed set disappears with its state; a removed replica that was elected hands its set
+    /// to another (the first complete healthy one, filled from the set's watermark, as after a
+    /// failover) — or, with none healthy, the set elects anew once one is; a pin on a removed
+    /// replica is lifted. Kept sets and replicas keep their state and election.
+    pub fn reconfigure(
+        &self,
+        sets: &[(String, Vec<String>)],
+        timeout: Duration,
+        min_coverage: f64,
+        now: Instant,
+    ) -> ElectorChanges {
+        let mut inner = self.inner.lock();
+        let Inner { params, shards } = &mut *inner;
+        params.timeout = timeout;
+        params.min_coverage = min_coverage;
+        let mut out = ElectorChanges::default();
+        let wanted: BTreeMap<&str, &[String]> =
+            sets.iter().map(|(s, r)| (s.as_str(), r.as_slice())).collect();
+        shards.retain(|name, _| {
+            let keep = wanted.contains_key(name.as_str());
+            if !keep {
+                out.sets_removed.push(name.clone());
+            }
+            keep
+        });
+        for (name, replicas) in wanted {
+            let Some(st) = shards.get_mut(name) else {
+                shards.insert(name.to_string(), ShardState::new(replicas, now));
+                out.sets_added.push(name.to_string());
+                continue;
+            };
+            st.replicas.retain(|r, _| {
+                let keep = replicas.contains(r);
+                if !keep {
+                    out.replicas_removed.push(format!("{name}/{r}"));
+                }
+                keep
+            });
+            for r in replicas {
+                if !st.replicas.contains_key(r) {
+                    st.replicas.insert(r.clone(), ReplicaState::default());
+                    out.replicas_added.push(format!("{name}/{r}"));
+                }
+            }
+            if st.pinned.as_ref().is_some_and(|p| !st.replicas.contains_key(p)) {
+                st.pinned = None;
+                out.unpinned.push(name.to_string());
+            }
+            if st.preferred.as_ref().is_some_and(|p| !st.replicas.contains_key(p)) {
+                st.preferred = None;
+            }
+            let gone = st.elected.take_if(|e| !st.replicas.contains_key(e.as_str()));
+            if gone.is_some() {
+                st.pending_fill = None;
+            }
+            let elected = params.elect(st, name, now);
+            match (gone, elected) {
+                (Some(g), Some(mut el)) => {
+                    // Elected as a first election would be, but it takes over from `g`: a failover.
+                    st.failovers += 1;
+                    el.reason = format!("replica {g} was removed from the topology");
+                    el.from = Some(g);
+                    out.elections.push(el);
+                }
+                (_, Some(el)) => out.elections.push(el),
+                (_, None) => {}
+            }
+        }
+        out
+    }
+
+    /// Records a pull of `replica` and re-runs the election of its set. Returns the election
+    /// change it caused, if any.
+    pub fn report(&self, shard: &str, replica: &str, report: &PullReport, now: Instant) -> Option<Election> {
+        let mut inner = self.inner.lock();
+        let Inner { params, shards } = &mut *inner;
+        let st = shards.get_mut(shard)?;
+        if let Some(r) = st.replicas.get_mut(replica) {
+            if report.ok {
+                r.last_ok = Some(now);
+                r.last_error = None;
+                if let Some(t) = report.max_time
+                    && r.max_time.is_none_or(|m| t > m)
+                {
+                    r.max_time = Some(t);
+                    r.last_advance = Some(now);
+                }
+                if report.coverage.is_some_and(|c| c.is_known()) {
+                    r.coverage = report.coverage;
+                }
+            } else {
+                r.last_error = report.error.clone();
+            }
+        }
+        params.elect(st, shard, now)
+    }
+
+    /// Re-runs the election of every set (call periodically: a dead replica sends no reports).
+    pub fn tick(&self, now: Instant) -> Vec<Election> {
+        let mut inner = self.inner.lock();
+        let Inner { params, shards } = &mut *inner;
+        let mut out = Vec::new();
+        for (name, st) in shards.iter_mut() {
+            if let Some(e) = params.elect(st, name, now) {
+                out.push(e);
+            }
+        }
+        out
+    }
 
     /// What `replica`'s puller should do now.
     pub fn role(&self, shard: &str, replica: &str) -> Role {
-        let shards = self.shards.lock();
-        match shards.get(shard) {
+        let inner = self.inner.lock();
+        match inner.shards.get(shard) {
             Some(st) if st.elected.as_deref() == Some(replica) => {
                 let fill_from = st
                     .pending_fill
                     .as_ref()
                     .filter(|f| f.replica == replica)
-                    .map(|f| f.resume.unwrap_or(f.watermark - self.fill_margin_ms));
+                    .map(|f| f.resume.unwrap_or(f.watermark - inner.params.fill_margin_ms));
                 Role::Elected { fill_from }
             }
             _ => Role::Standby,
@@ -299,8 +406,8 @@ impl Elector {
     /// The elected `replica` stored everything up to `cursor`; a pending fill that got past its
     /// watermark is done (one that did not resumes from `cursor`).
     pub fn stored(&self, shard: &str, replica: &str, cursor: i64) {
-        let mut shards = self.shards.lock();
-        if let Some(st) = shards.get_mut(shard)
+        let mut inner = self.inner.lock();
+        if let Some(st) = inner.shards.get_mut(shard)
             && st.elected.as_deref() == Some(replica)
         {
             st.watermark = Some(st.watermark.map_or(cursor, |w| w.max(cursor)));
@@ -316,7 +423,7 @@ impl Elector {
 
     /// Each set's watermark (how far its stored data is complete), for keeping across restarts.
     pub fn watermarks(&self) -> Vec<(String, i64)> {
-        self.shards.lock().iter().filter_map(|(k, st)| st.watermark.map(|w| (k.clone(), w))).collect()
+        self.inner.lock().shards.iter().filter_map(|(k, st)| st.watermark.map(|w| (k.clone(), w))).collect()
     }
 
     /// The lowest watermark of the sets that can still deliver: sets with a healthy replica, and
@@ -324,12 +431,13 @@ impl Elector {
     /// Sets with no healthy replica do not hold it back: what they store when they return is
     /// logged as a rewind. `None` when no set counts.
     pub fn frontier(&self, now: Instant, fallback: i64) -> Option<i64> {
-        self.shards
-            .lock()
+        let inner = self.inner.lock();
+        let p = inner.params;
+        inner
+            .shards
             .values()
             .filter(|st| {
-                now.duration_since(st.created) < self.timeout
-                    || st.replicas.values().any(|r| self.healthy(r, now))
+                now.duration_since(st.created) < p.timeout || st.replicas.values().any(|r| p.healthy(r, now))
             })
             .map(|st| st.watermark.unwrap_or(fallback))
             .min()
@@ -337,8 +445,9 @@ impl Elector {
 
     /// The coverage of the elected replica of each set (a global's own coverage is their sum).
     pub fn elected_coverage(&self) -> Vec<Option<Coverage>> {
-        self.shards
+        self.inner
             .lock()
+            .shards
             .values()
             .map(|st| st.elected.as_ref().and_then(|e| st.replicas.get(e)).and_then(|r| r.coverage))
             .collect()
@@ -346,12 +455,17 @@ impl Elector {
 
     /// The replica each set has elected (for keeping across restarts).
     pub fn elections(&self) -> Vec<(String, String)> {
-        self.shards.lock().iter().filter_map(|(k, st)| st.elected.clone().map(|e| (k.clone(), e))).collect()
+        self.inner
+            .lock()
+            .shards
+            .iter()
+            .filter_map(|(k, st)| st.elected.clone().map(|e| (k.clone(), e)))
+            .collect()
     }
 
     /// Prefers `replica` at the first election of `shard` (it was elected before a restart).
     pub fn prefer(&self, shard: &str, replica: &str) {
-        if let Some(st) = self.shards.lock().get_mut(shard)
+        if let Some(st) = self.inner.lock().shards.get_mut(shard)
             && st.replicas.contains_key(replica)
         {
             st.preferred = Some(replica.to_string());
@@ -360,7 +474,7 @@ impl Elector {
 
     /// Starts the watermark of a set (e.g. from what storage already holds after a restart).
     pub fn set_watermark(&self, shard: &str, cursor: i64) {
-        if let Some(st) = self.shards.lock().get_mut(shard) {
+        if let Some(st) = self.inner.lock().shards.get_mut(shard) {
             st.watermark = Some(cursor);
         }
     }
@@ -372,7 +486,8 @@ impl Elector {
         replica: Option<&str>,
         now: Instant,
     ) -> Result<Option<Election>, PinError> {
-        let mut shards = self.shards.lock();
+        let mut inner = self.inner.lock();
+        let Inner { params, shards } = &mut *inner;
         let st = shards.get_mut(shard).ok_or_else(|| PinError::UnknownShard(shard.to_string()))?;
         if let Some(r) = replica
             && !st.replicas.contains_key(r)
@@ -380,12 +495,14 @@ impl Elector {
             return Err(PinError::UnknownReplica { shard: shard.to_string(), replica: r.to_string() });
         }
         st.pinned = replica.map(str::to_string);
-        Ok(self.elect(st, shard, now))
+        Ok(params.elect(st, shard, now))
     }
 
     pub fn view(&self, now: Instant) -> Vec<ShardView> {
-        self.shards
-            .lock()
+        let inner = self.inner.lock();
+        let p = inner.params;
+        inner
+            .shards
             .iter()
             .map(|(name, st)| {
                 let replicas: Vec<ReplicaView> = st
@@ -393,7 +510,7 @@ impl Elector {
                     .iter()
                     .map(|(k, r)| ReplicaView {
                         replica: k.clone(),
-                        healthy: self.healthy(r, now),
+                        healthy: p.healthy(r, now),
                         coverage: r.coverage,
                         short: r.short.as_ref().map(|(_, _, why)| why.clone()),
                         last_error: r.last_error.clone(),
@@ -608,5 +725,109 @@ mod tests {
         // Unpinned: b is healthy, so it stays.
         assert_eq!(e.pin("s0", None, t0)?, None);
         Ok(())
+    }
+    fn sets(spec: &[(&str, &[&str])]) -> Vec<(String, Vec<String>)> {
+        spec.iter().map(|(s, r)| (s.to_string(), r.iter().map(|x| x.to_string()).collect())).collect()
+    }
+
+    #[test]
+    fn reconfigure_adds_a_set_that_elects_and_a_replica_that_joins_as_standby() {
+        let t0 = Instant::now();
+        let e = elector(t0);
+        e.report("s0", "a", &ok(1), t0);
+        e.report("s0", "b", &ok(1), t0);
+        e.stored("s0", "a", 500);
+        let timeout = Duration::from_secs(30);
+        let c = e.reconfigure(&sets(&[("s0", &["a", "b", "c"]), ("s1", &["a", "b"])]), timeout, 0.0, t0);
+        assert_eq!(c.sets_added, ["s1"]);
+        assert_eq!(c.replicas_added, ["s0/c"]);
+        assert!(
+            c.sets_removed.is_empty() && c.replicas_removed.is_empty() && c.elections.is_empty(),
+            "{c:?}"
+        );
+        // s0 keeps its election and watermark; c is a standby.
+        assert_eq!(e.role("s0", "a"), Role::Elected { fill_from: None });
+        assert_eq!(e.role("s0", "c"), Role::Standby);
+        assert_eq!(e.watermarks(), vec![("s0".to_string(), 500)]);
+        // s1 elects as a new set does: once both replicas have reported.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(e.report("s1", "b", &ok(2), t1), None);
+        let el = e.report("s1", "a", &ok(2), t1).expect("s1 elects");
+        assert_eq!((el.from, el.to.as_str(), el.reason.as_str()), (None, "a", "first election"));
+        assert_eq!(e.view(t1).iter().map(|v| v.shard.as_str()).collect::<Vec<_>>(), ["s0", "s1"]);
+        // The same sets again: nothing changes.
+        let again = e.reconfigure(&sets(&[("s0", &["a", "b", "c"]), ("s1", &["a", "b"])]), timeout, 0.0, t1);
+        assert_eq!(again, ElectorChanges::default());
+        assert_eq!(e.role("s1", "a"), Role::Elected { fill_from: None });
+    }
+
+    #[test]
+    fn removing_the_elected_replica_fails_over_with_a_fill_and_removing_a_set_forgets_it() {
+        let t0 = Instant::now();
+        let e = Elector::new(&sets(&[("s0", &["a", "b"]), ("s1", &["a"])]), Duration::from_secs(30), t0);
+        for (s, r) in [("s0", "a"), ("s0", "b"), ("s1", "a")] {
+            e.report(s, r, &ok(1), t0);
+        }
+        e.stored("s0", "a", 5000);
+        e.stored("s1", "a", 7000);
+        e.pin("s0", Some("a"), t0).expect("pin");
+        let t1 = t0 + Duration::from_secs(2);
+        let c = e.reconfigure(&sets(&[("s0", &["b"])]), Duration::from_secs(30), 0.0, t1);
+        assert_eq!(c.sets_removed, ["s1"]);
+        assert_eq!(c.replicas_removed, ["s0/a"]);
+        assert_eq!(c.unpinned, ["s0"]);
+        assert_eq!(c.elections.len(), 1, "{c:?}");
+        let el = &c.elections[0];
+        assert_eq!((el.shard.as_str(), el.from.as_deref(), el.to.as_str()), ("s0", Some("a"), "b"));
+        assert!(el.reason.contains("removed from the topology"), "{}", el.reason);
+        // b fills from the set's watermark, as after a failover; s1 is gone everywhere.
+        assert_eq!(e.role("s0", "b"), Role::Elected { fill_from: Some(5000) });
+        let v = e.view(t1);
+        assert_eq!(v.len(), 1);
+        assert_eq!((v[0].pinned.clone(), v[0].failovers), (None, 1));
+        assert_eq!(e.watermarks(), vec![("s0".to_string(), 5000)]);
+        assert_eq!(e.elections(), vec![("s0".to_string(), "b".to_string())]);
+        assert_eq!(e.role("s1", "a"), Role::Standby);
+        assert_eq!(e.report("s1", "a", &ok(2), t1), None);
+    }
+
+    #[test]
+    fn an_elected_replica_removed_with_no_healthy_peer_leaves_the_set_to_elect_anew() {
+        let t0 = Instant::now();
+        let e = elector(t0);
+        e.report("s0", "a", &ok(1), t0);
+        e.report("s0", "b", &down(), t0);
+        assert_eq!(e.view(t0)[0].elected.as_deref(), Some("a"));
+        let c = e.reconfigure(&sets(&[("s0", &["b"])]), Duration::from_secs(30), 0.0, t0);
+        assert!(c.elections.is_empty(), "{c:?}");
+        assert_eq!(e.view(t0)[0].elected, None);
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(e.report("s0", "b", &ok(2), t1).map(|x| x.to), Some("b".to_string()));
+    }
+
+    #[test]
+    fn a_new_failover_timeout_and_min_coverage_apply_at_once() {
+        let t0 = Instant::now();
+        let e = elector(t0);
+        e.report("s0", "a", &covering(1000, 10, 1000), t0);
+        e.report("s0", "b", &covering(1000, 10, 1000), t0);
+        // a goes silent for 10 s: healthy under 30 s, not under 5 s.
+        let t1 = t0 + Duration::from_secs(10);
+        e.report("s0", "b", &covering(2000, 10, 1000), t1);
+        assert!(e.tick(t1).is_empty());
+        // The new timeout judges at once: a is silent for longer, b takes over.
+        let c = e.reconfigure(&sets(&[("s0", &["a", "b"])]), Duration::from_secs(5), 0.0, t1);
+        assert_eq!(c.elections.len(), 1, "{c:?}");
+        assert_eq!(
+            (c.elections[0].to.as_str(), c.elections[0].reason.as_str()),
+            ("b", "replica a delivered nothing new for 5s")
+        );
+        // The coverage check was off (0); at 0.8 a thin replica counts as short.
+        e.report("s0", "a", &covering(3000, 2, 100), t1);
+        assert!(e.view(t1)[0].replicas.iter().all(|r| r.short.is_none()));
+        e.reconfigure(&sets(&[("s0", &["a", "b"])]), Duration::from_secs(5), 0.8, t1);
+        e.report("s0", "a", &covering(4000, 2, 100), t1);
+        let v = e.view(t1);
+        assert!(v[0].replicas.iter().any(|r| r.replica == "a" && r.short.is_some()), "{v:?}");
     }
 }

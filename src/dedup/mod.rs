@@ -6,5 +6,5 @@
 mod failover;
 mod merge;
 
-pub use failover::{Election, Elector, PinError, PullReport, ReplicaView, Role, ShardView};
+pub use failover::{Election, Elector, ElectorChanges, PinError, PullReport, ReplicaView, Role, ShardView};
 pub use merge::{Horizon, MergeQueryable, merge_streams};

@@ -82,6 +82,12 @@ impl SourcesMetadata {
         sets.iter().flat_map(|s| s.iter().cloned()).collect()
     }
 
+    /// Keeps only the sets named in `shards` (the others left the topology).
+    pub(crate) fn retain<'a>(&self, shards: impl Iterator<Item = &'a str>) {
+        let keep: std::collections::BTreeSet<&str> = shards.collect();
+        self.sets.lock().retain(|s, _| keep.contains(s.as_str()));
+    }
+
     /// Asks every replica set until `shutdown`. `sources` come with their status (healthy
     /// replicas are asked first) and the client that pulls them.
     pub(crate) async fn run(
@@ -133,7 +139,13 @@ impl SourcesMetadata {
                         if failing.insert(shard.clone(), false) == Some(true) {
                             tracing::info!(set = %shard, families = m.len(), "metric metadata of the replica set read again");
                         }
-                        self.sets.lock().insert(shard.clone(), Arc::new(m));
+                        // Checked under the lock: a reader stopped by a reload (which then
+                        // forgets the sets that left) never brings a removed set back.
+                        let mut sets = self.sets.lock();
+                        if shutdown.is_cancelled() {
+                            return;
+                        }
+                        sets.insert(shard.clone(), Arc::new(m));
                     }
                     None => {
                         all &= self.sets.lock().contains_key(shard);

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
+use super::reload::{Applied, LiveConfig, ReloadError};
 use super::{NodeOptions, server};
 use crate::api::{self, ApiState, NodeInfo};
 use crate::dedup::MergeQueryable;
@@ -23,6 +24,56 @@ use crate::promql::Engine;
 use crate::remote::fanout::RemoteReadQueryable;
 use crate::storage::{Queryable, Storage};
 use crate::topology::{DedupMode, Node, NodeRole, Topology};
+
+/// What a global applies of a reloaded topology: its sources, pull settings and failover
+/// settings, through [`GlobalIngest::reconfigure`]. Refused, needing a restart: the dedup mode
+/// and the replica label (the stored series' identity and the query view), `remote_write`,
+/// `remote_read`, `downsample`, and in merge mode the pull interval and timeout (the query
+/// view's ingest lag follows from them).
+pub struct GlobalLive {
+    pub ingest: Arc<GlobalIngest>,
+}
+
+impl LiveConfig for GlobalLive {
+    fn refused(&self, old: &Topology, new: &Topology, node: &Node) -> Vec<String> {
+        let NodeRole::Global { name, .. } = &node.role else { return Vec::new() };
+        let (Some(old_g), Some(new_g)) = (old.global(name), new.global(name)) else {
+            return vec![format!("global {name:?} is not in both topologies")];
+        };
+        let mut out = self.ingest.refused(new, new_g);
+        if format!("{:?}", old_g.remote_write) != format!("{:?}", new_g.remote_write) {
+            out.push(format!("global {name:?}: remote_write"));
+        }
+        if old_g.remote_read != new_g.remote_read {
+            out.push(format!("global {name:?}: remote_read"));
+        }
+        if old_g.downsample != new_g.downsample {
+            out.push(format!("global {name:?}: downsample"));
+        }
+        if old_g.dedup == DedupMode::Merge
+            && new_g.dedup == DedupMode::Merge
+            && (old_g.federate_interval, old_g.federate_timeout)
+                != (new_g.federate_interval, new_g.federate_timeout)
+        {
+            out.push(format!(
+                "global {name:?}: federate.interval or timeout in merge mode (the query view's ingest lag follows from them)"
+            ));
+        }
+        out
+    }
+
+    fn apply<'a>(&'a self, new: &'a Topology, node: &'a Node) -> Applied<'a> {
+        Box::pin(async move {
+            let gone = || ReloadError::NodeGone(node.name.clone());
+            let NodeRole::Global { name, .. } = &node.role else { return Err(gone()) };
+            let cfg = new.global(name).ok_or_else(gone)?;
+            self.ingest.reconfigure(new, cfg).map(|r| r.to_string()).map_err(|e| ReloadError::NeedsRestart {
+                node: node.name.clone(),
+                changes: vec![e.to_string()],
+            })
+        })
+    }
+}
 
 /// Runs the global `node` of `topology` until `shutdown`.
 pub async fn run(
@@ -179,7 +230,8 @@ pub async fn run(
         opts.remote_write,
         &registry,
     );
-    let reloader = Arc::new(super::reload::Reloader::new(topology, node, None));
+    let live: Arc<dyn LiveConfig> = Arc::new(GlobalLive { ingest: ingest.clone() });
+    let reloader = Arc::new(super::reload::Reloader::new(topology, node, Some(live)));
     let app = app.merge(reloader.clone().router());
     let (_, _, _, served, _) = tokio::join!(
         reloader.on_sighup(shutdown.clone()),

@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
+use super::reload::{Applied, LiveConfig, ReloadError};
 use super::{NodeOptions, server, storage};
 use crate::api::{self, ApiState, HeadInfo, NodeInfo, StatusInfo};
 use crate::federate::frontier::TrackedStorage;
@@ -35,6 +36,49 @@ impl TargetFilter for ShardFilter {
     fn keep(&self, labels: &LabelsBuilder) -> Result<(), String> {
         let s = self.sharder.shard_of_builder(labels);
         if s == self.shard { Ok(()) } else { Err(format!("belongs to shard {}-{s}", self.group)) }
+    }
+}
+
+/// What a leaf applies of a reloaded topology: its group's jobs, their targets and the shard
+/// rule, through [`ScrapeManager::reconfigure`]; its group's `remote_write` needs a restart.
+pub struct LeafLive {
+    pub scrapes: Arc<ScrapeManager>,
+}
+
+impl LiveConfig for LeafLive {
+    fn refused(&self, old: &Topology, new: &Topology, node: &Node) -> Vec<String> {
+        let NodeRole::Leaf { group, .. } = &node.role else { return Vec::new() };
+        match (old.leaf_group(group), new.leaf_group(group)) {
+            (Some(old_g), Some(new_g)) => {
+                if format!("{:?}", old_g.remote_write) != format!("{:?}", new_g.remote_write) {
+                    vec![format!("leaf group {group:?}: remote_write")]
+                } else {
+                    Vec::new()
+                }
+            }
+            _ => vec![format!("leaf group {group:?} is not in both topologies")],
+        }
+    }
+
+    fn apply<'a>(&'a self, new: &'a Topology, node: &'a Node) -> Applied<'a> {
+        Box::pin(async move {
+            let gone = || ReloadError::NodeGone(node.name.clone());
+            let NodeRole::Leaf { group, shard, .. } = &node.role else { return Err(gone()) };
+            let new_g = new.leaf_group(group).ok_or_else(gone)?;
+            let jobs: Vec<_> =
+                new.jobs.iter().filter(|j| new_g.jobs.contains(&j.job_name)).cloned().collect();
+            let filter =
+                Arc::new(ShardFilter { sharder: new_g.sharder.clone(), shard: *shard, group: group.clone() });
+            let r = self.scrapes.reconfigure(jobs, filter).await;
+            Ok(format!(
+                "jobs added {:?}, changed {:?}, removed {:?}, kept {:?}; shard rule: {} shards",
+                r.added,
+                r.changed,
+                r.removed,
+                r.kept,
+                new_g.shards()
+            ))
+        })
     }
 }
 
@@ -152,7 +196,8 @@ pub async fn run(
         opts.remote_write,
         &registry,
     );
-    let reloader = Arc::new(super::reload::Reloader::new(topology, node, Some(manager.clone())));
+    let live: Arc<dyn LiveConfig> = Arc::new(LeafLive { scrapes: manager.clone() });
+    let reloader = Arc::new(super::reload::Reloader::new(topology, node, Some(live)));
     let app = app.merge(reloader.clone().router());
     let (_, _, _, served, _) = tokio::join!(
         reloader.on_sighup(shutdown.clone()),

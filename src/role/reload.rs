@@ -1,19 +1,23 @@
 //! Live reload of the topology file (`SIGHUP`, `POST /-/reload`): the node reads the file again,
-//! validates it with the same loader as at start, and applies what changed for it — on a leaf its
-//! group's jobs and targets and the shard rule (shard count, sharding labels), through
-//! `ScrapeManager::reconfigure`, without a restart and without a gap for the targets it keeps. A
-//! change it cannot apply live is refused with the reason and the running configuration stays:
-//! the node's own address, data directory, labels, retention and `web:`, a leaf group's
-//! `remote_write`, and anything of a global or a push node (their sources, dedup and ring are
-//! read at start only, today). An invalid file is refused the same way.
+//! validates it with the same loader as at start, and applies what changed for it through its
+//! role's [`LiveConfig`] — a leaf its group's jobs and targets and the shard rule (shard count,
+//! sharding labels), through `ScrapeManager::reconfigure`, without a gap for the targets it
+//! keeps; a global its sources (pullers added, stopped, or kept running untouched), its pull
+//! settings (every puller restarted, resuming from its cursor) and its failover settings
+//! (replica sets and replicas, `failover_timeout`, `min_coverage`), through
+//! `GlobalIngest::reconfigure`. A change it cannot apply live is refused with the reason and the
+//! running configuration stays: the node's own address, data directory, labels, retention and
+//! `web:`, the fast link's page bounds, a leaf group's `remote_write`, a global's dedup mode,
+//! replica label, `remote_write`, `remote_read` and `downsample`, and anything of a push node
+//! (its ring is read at start only, today). An invalid file is refused the same way.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::leaf::ShardFilter;
-use crate::scrape::ScrapeManager;
 use crate::topology::{Node, NodeRole, Topology};
 
 /// Why a reload was not applied.
@@ -38,22 +42,36 @@ impl ReloadError {
     }
 }
 
+/// What [`LiveConfig::apply`] returns: a summary of what changed.
+pub type Applied<'a> = Pin<Box<dyn Future<Output = Result<String, ReloadError>> + Send + 'a>>;
+
+/// What a role applies of a reloaded topology while it runs.
+pub trait LiveConfig: Send + Sync {
+    /// What changed between `old` and `new` for `node` that this role cannot apply live (each
+    /// with its reason); the reload is refused when there is any.
+    fn refused(&self, old: &Topology, new: &Topology, node: &Node) -> Vec<String>;
+
+    /// Applies `new` for `node` (nothing was refused); a summary of what changed.
+    fn apply<'a>(&'a self, new: &'a Topology, node: &'a Node) -> Applied<'a>;
+}
+
 /// One node's reload: its file, its running topology, and what applies changes.
 pub struct Reloader {
     file: PathBuf,
     node: String,
     current: tokio::sync::Mutex<Topology>,
-    scrapes: Option<Arc<ScrapeManager>>,
+    live: Option<Arc<dyn LiveConfig>>,
 }
 
 impl Reloader {
-    /// For `node` running `topology`; `scrapes` is a leaf's scrape manager.
-    pub fn new(topology: &Topology, node: &Node, scrapes: Option<Arc<ScrapeManager>>) -> Reloader {
+    /// For `node` running `topology`; `live` applies its role's changes (`None`: a role that
+    /// takes none live).
+    pub fn new(topology: &Topology, node: &Node, live: Option<Arc<dyn LiveConfig>>) -> Reloader {
         Reloader {
             file: topology.source.clone(),
             node: node.name.clone(),
             current: tokio::sync::Mutex::new(topology.clone()),
-            scrapes,
+            live,
         }
     }
 
@@ -64,40 +82,23 @@ impl Reloader {
         let node = new.node(&self.node).ok_or_else(|| ReloadError::NodeGone(self.node.clone()))?;
         let old_node = current.node(&self.node).ok_or_else(|| ReloadError::NodeGone(self.node.clone()))?;
         let mut changes = node_changes(old_node, node);
-        let summary = match (&node.role, &self.scrapes) {
-            (NodeRole::Leaf { group, shard, .. }, Some(scrapes)) => {
-                let (Some(old_g), Some(new_g)) = (current.leaf_group(group), new.leaf_group(group)) else {
-                    return Err(ReloadError::NodeGone(self.node.clone()));
-                };
-                if format!("{:?}", old_g.remote_write) != format!("{:?}", new_g.remote_write) {
-                    changes.push(format!("leaf group {group:?}: remote_write"));
-                }
+        if current.fast_link != new.fast_link {
+            changes.push("defaults.fast_link (the page bounds it serves)".into());
+        }
+        let summary = match &self.live {
+            Some(live) => {
+                changes.extend(live.refused(&current, &new, node));
                 if !changes.is_empty() {
                     return Err(ReloadError::NeedsRestart { node: self.node.clone(), changes });
                 }
-                let jobs: Vec<_> =
-                    new.jobs.iter().filter(|j| new_g.jobs.contains(&j.job_name)).cloned().collect();
-                let filter = Arc::new(ShardFilter {
-                    sharder: new_g.sharder.clone(),
-                    shard: *shard,
-                    group: group.clone(),
-                });
-                let r = scrapes.reconfigure(jobs, filter).await;
-                format!(
-                    "jobs added {:?}, changed {:?}, removed {:?}, kept {:?}; shard rule: {} shards",
-                    r.added,
-                    r.changed,
-                    r.removed,
-                    r.kept,
-                    new_g.shards()
-                )
+                live.apply(&new, node).await?
             }
-            (role, _) => {
-                if role_config(&current, role) != role_config(&new, role) {
+            None => {
+                if role_config(&current, &node.role) != role_config(&new, &node.role) {
                     changes.push(format!(
                         "the {} configuration (a {} applies a changed topology only at a restart today)",
-                        role.kind(),
-                        role.kind()
+                        node.role.kind(),
+                        node.role.kind()
                     ));
                 }
                 if !changes.is_empty() {
@@ -198,5 +199,66 @@ fn role_config(t: &Topology, role: &NodeRole) -> String {
             t.nodes.iter().filter(|n| matches!(n.role, NodeRole::Push { .. })).collect::<Vec<_>>()
         ),
         NodeRole::Leaf { .. } | NodeRole::Demo { .. } => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Refuses what its `refuse` says, counts what it applied.
+    struct Fake {
+        refuse: parking_lot::Mutex<Vec<String>>,
+        applied: std::sync::atomic::AtomicU32,
+    }
+
+    impl LiveConfig for Fake {
+        fn refused(&self, _: &Topology, _: &Topology, _: &Node) -> Vec<String> {
+            self.refuse.lock().clone()
+        }
+
+        fn apply<'a>(&'a self, _: &'a Topology, _: &'a Node) -> Applied<'a> {
+            Box::pin(async move {
+                self.applied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok("applied".to_string())
+            })
+        }
+    }
+
+    fn topology(port: u16) -> String {
+        format!(
+            "cluster: t\n\
+             jobs: [{{job_name: demo, static_configs: [{{targets: ['127.0.0.1:9']}}]}}]\n\
+             leaves: [{{group: apps, jobs: [demo], listen: '127.0.0.1:{port}'}}]\n"
+        )
+    }
+
+    #[tokio::test]
+    async fn the_role_applies_only_when_neither_it_nor_the_node_refuses()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("t.yaml");
+        std::fs::write(&file, topology(19_000))?;
+        let t = crate::topology::load(&file)?;
+        let node = t.node("apps-0-a").ok_or("no node")?;
+        let fake =
+            Arc::new(Fake { refuse: parking_lot::Mutex::new(Vec::new()), applied: Default::default() });
+        let r = Reloader::new(&t, node, Some(fake.clone()));
+        assert_eq!(r.reload().await?, "applied");
+        // The role refuses: nothing applied, 409 with its reason.
+        fake.refuse.lock().push("the moon".into());
+        let e = r.reload().await.err().ok_or("applied a refused change")?;
+        assert_eq!(e.status(), axum::http::StatusCode::CONFLICT);
+        assert!(e.to_string().contains("the moon"), "{e}");
+        // The node's own address and the role's refusal are both named.
+        std::fs::write(&file, topology(19_001))?;
+        let e = r.reload().await.err().ok_or("applied a refused change")?;
+        assert!(e.to_string().contains("its address; the moon"), "{e}");
+        // An invalid file: 400.
+        std::fs::write(&file, "jobs: [\n")?;
+        let e = r.reload().await.err().ok_or("applied an invalid file")?;
+        assert_eq!(e.status(), axum::http::StatusCode::BAD_REQUEST);
+        assert_eq!(fake.applied.load(std::sync::atomic::Ordering::Relaxed), 1);
+        Ok(())
     }
 }
