@@ -385,6 +385,17 @@ fn global_sources(global: SocketAddr) -> Option<BTreeSet<String>> {
     )
 }
 
+/// The nodes the console's topology view draws (`/api/v1/status/topology`).
+fn map_nodes(node: SocketAddr) -> BTreeSet<String> {
+    let data = api_data(node, "/api/v1/status/topology").expect("topology view");
+    data["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter_map(|n| Some(n["name"].as_str()?.to_string()))
+        .collect()
+}
+
 /// A replica set as `/api/v1/dedup` shows it: its replicas, the elected and the pinned one.
 type SetView = (Vec<String>, Option<String>, Option<String>);
 
@@ -495,6 +506,7 @@ fn a_failover_global_takes_a_new_shard_and_a_removed_replica_live_and_refuses_a_
         global_sources(global).expect("targets"),
         names(&["apps-0-a", "apps-0-b", "apps-1-a", "apps-1-b"])
     );
+    assert_eq!(map_nodes(global), names(&["apps-0-a", "apps-0-b", "apps-1-a", "apps-1-b", "global-a"]));
     wait_until("the new replica set to elect a replica", BOUND, logs, || {
         let (replicas, elected, _) = dedup_sets(global)?.remove("apps-1")?;
         (replicas == ["a", "b"] && elected.is_some()).then_some(())
@@ -542,6 +554,9 @@ fn a_failover_global_takes_a_new_shard_and_a_removed_replica_live_and_refuses_a_
         "{text}"
     );
     assert_eq!(global_sources(global).expect("targets"), names(&["apps-0-a", "apps-1-a"]));
+    assert_eq!(map_nodes(global), names(&["apps-0-a", "apps-1-a", "global-a"]));
+    let shown = api_data(global, "/api/v1/status/config").expect("status/config");
+    assert!(shown["yaml"].as_str().is_some_and(|y| y.contains("shards: 2\n  replicas: 1\n")), "{shown}");
     let sets = dedup_sets(global).expect("dedup");
     assert_eq!(sets.get("apps-0"), Some(&(vec!["a".to_string()], Some("a".to_string()), None)), "{sets:?}");
     assert_eq!(sets.get("apps-1").map(|s| &s.0), Some(&vec!["a".to_string()]), "{sets:?}");

@@ -33,7 +33,7 @@ use crate::storage::Queryable;
 
 pub use limit::{MAX_REQUEST_BODY, QueryLimiter, QueryLimits};
 pub use page::NodeInfo;
-pub use status::{HeadInfo, StatusInfo};
+pub use status::{HeadInfo, ShownConfig, StatusInfo};
 pub use topology::{ClusterMap, SourceState};
 
 /// What the API handlers read.

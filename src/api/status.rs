@@ -22,13 +22,49 @@ pub struct StatusInfo {
     /// The node's settings, shown by `/api/v1/status/flags`.
     pub flags: BTreeMap<String, String>,
     /// The configuration the node runs with, shown by `/api/v1/status/config`.
-    pub config_yaml: String,
+    pub config_yaml: ShownConfig,
     /// How long data is kept (`15d`).
     pub retention: String,
     /// The head block's figures, its cardinality lists cut to the `limit` given.
     pub head: Option<Arc<dyn Fn(usize) -> HeadInfo + Send + Sync>>,
     /// The remote-write queues' state, shown on the status page.
     pub remote_write: Option<Arc<dyn Fn() -> Vec<crate::remote::send::QueueStatus> + Send + Sync>>,
+}
+
+/// The topology file as `/api/v1/status/config` shows it — secrets replaced, never the raw
+/// text — replaced when a reload is applied.
+#[derive(Clone, Default)]
+pub struct ShownConfig(Arc<parking_lot::RwLock<String>>);
+
+impl ShownConfig {
+    /// The file's `text`, redacted (or why it cannot be shown).
+    pub fn of_text(text: &str) -> ShownConfig {
+        let c = ShownConfig::default();
+        c.set(text);
+        c
+    }
+
+    /// Reads and redacts `file`; a file that cannot be read shows why.
+    pub fn read(file: &std::path::Path) -> ShownConfig {
+        match std::fs::read_to_string(file) {
+            Ok(text) => ShownConfig::of_text(&text),
+            Err(e) => ShownConfig(Arc::new(parking_lot::RwLock::new(format!(
+                "# cannot read {}: {e}\n",
+                file.display()
+            )))),
+        }
+    }
+
+    /// Shows `text` (the file a reload applied) from now on.
+    pub fn set(&self, text: &str) {
+        *self.0.write() = crate::topology::redact::redact(text)
+            .unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"));
+    }
+
+    /// What is shown.
+    pub fn get(&self) -> String {
+        self.0.read().clone()
+    }
 }
 
 /// What `/api/v1/status/tsdb` reports: the head block only, as in Prometheus.
@@ -81,7 +117,7 @@ pub(super) async fn flags(State(st): State<ApiState>) -> Response {
 }
 
 pub(super) async fn config(State(st): State<ApiState>) -> Response {
-    success(json!({ "yaml": st.status.config_yaml }))
+    success(json!({ "yaml": st.status.config_yaml.get() }))
 }
 
 /// The most entries `/api/v1/status/tsdb` lists per statistic (Prometheus's bound).

@@ -47,10 +47,20 @@ pub struct SourceState {
 /// The cluster's shape, built once when the node starts, and the last probes of its nodes.
 pub struct ClusterMap {
     this: String,
+    /// The topology's picture; replaced when a reload is applied ([`ClusterMap::update`]).
+    layout: parking_lot::RwLock<Arc<Layout>>,
+    /// The last probes, with the layout they were taken for.
+    last_probes: tokio::sync::Mutex<Option<LastProbes>>,
+}
+
+/// When the nodes of a layout were last probed, and what was found.
+type LastProbes = (Instant, Arc<Layout>, Arc<Vec<Probe>>);
+
+/// What the map draws of one topology.
+struct Layout {
     groups: Vec<MapGroup>,
     nodes: Vec<MapNode>,
     pulls: Vec<MapPull>,
-    last_probes: tokio::sync::Mutex<Option<(Instant, Arc<Vec<Probe>>)>>,
 }
 
 #[derive(Serialize)]
@@ -100,6 +110,25 @@ struct Probe {
 impl ClusterMap {
     /// The map of `topology` as node `this` serves it.
     pub fn new(topology: &Topology, this: &str) -> ClusterMap {
+        ClusterMap {
+            this: this.to_string(),
+            layout: parking_lot::RwLock::new(Arc::new(Layout::of(topology))),
+            last_probes: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Draws `topology` from now on (a reload was applied); the next request probes anew.
+    pub fn update(&self, topology: &Topology) {
+        *self.layout.write() = Arc::new(Layout::of(topology));
+    }
+
+    fn layout(&self) -> Arc<Layout> {
+        self.layout.read().clone()
+    }
+}
+
+impl Layout {
+    fn of(topology: &Topology) -> Layout {
         let mut clients: Vec<(Arc<ClientConfig>, Result<HttpClient, String>)> = Vec::new();
         let mut client_for = |cfg: &Arc<ClientConfig>| -> Result<HttpClient, String> {
             if let Some((_, c)) = clients.iter().find(|(c, _)| Arc::ptr_eq(c, cfg)) {
@@ -193,25 +222,22 @@ impl ClusterMap {
                 }
             }
         }
-        ClusterMap {
-            this: this.to_string(),
-            groups,
-            nodes,
-            pulls,
-            last_probes: tokio::sync::Mutex::new(None),
-        }
+        Layout { groups, nodes, pulls }
     }
+}
 
-    /// The health of every node, probed at most once per [`PROBE_TTL`] whoever asks.
-    async fn probes(&self) -> Arc<Vec<Probe>> {
+impl ClusterMap {
+    /// The health of every node of `layout`, probed at most once per [`PROBE_TTL`] whoever asks.
+    async fn probes(&self, layout: &Arc<Layout>) -> Arc<Vec<Probe>> {
         let mut last = self.last_probes.lock().await;
-        if let Some((at, probes)) = last.as_ref()
+        if let Some((at, for_layout, probes)) = last.as_ref()
             && at.elapsed() < PROBE_TTL
+            && Arc::ptr_eq(for_layout, layout)
         {
             return probes.clone();
         }
         let mut set = tokio::task::JoinSet::new();
-        for (i, n) in self.nodes.iter().enumerate() {
+        for (i, n) in layout.nodes.iter().enumerate() {
             if n.name == self.this {
                 continue;
             }
@@ -227,14 +253,14 @@ impl ClusterMap {
                 }
             }
         }
-        let mut probes = vec![Probe { health: "up", error: String::new() }; self.nodes.len()];
+        let mut probes = vec![Probe { health: "up", error: String::new() }; layout.nodes.len()];
         while let Some(done) = set.join_next().await {
             if let Ok((i, p)) = done {
                 probes[i] = p;
             }
         }
         let probes = Arc::new(probes);
-        *last = Some((Instant::now(), probes.clone()));
+        *last = Some((Instant::now(), layout.clone(), probes.clone()));
         probes
     }
 }
@@ -306,8 +332,9 @@ pub(super) async fn topology(State(st): State<ApiState>) -> Response {
     let Some(map) = st.cluster.clone() else {
         return success(json!({"self": this, "groups": [], "nodes": [], "pulls": []}));
     };
-    let probes = map.probes().await;
-    let nodes: Vec<serde_json::Value> = map
+    let layout = map.layout();
+    let probes = map.probes(&layout).await;
+    let nodes: Vec<serde_json::Value> = layout
         .nodes
         .iter()
         .zip(probes.iter())
@@ -329,7 +356,7 @@ pub(super) async fn topology(State(st): State<ApiState>) -> Response {
     let sources = (st.sources)();
     let view: Vec<ShardView> = st.elector.as_ref().map(|e| e.view(Instant::now())).unwrap_or_default();
     let now = crate::model::now_ms();
-    let pulls: Vec<serde_json::Value> = map
+    let pulls: Vec<serde_json::Value> = layout
         .pulls
         .iter()
         .map(|p| {
@@ -357,7 +384,7 @@ pub(super) async fn topology(State(st): State<ApiState>) -> Response {
             json!({"from": p.from, "to": p.to, "shard": p.shard, "replica": p.replica, "state": state})
         })
         .collect();
-    success(json!({"self": this, "groups": map.groups, "nodes": nodes, "pulls": pulls}))
+    success(json!({"self": this, "groups": layout.groups, "nodes": nodes, "pulls": pulls}))
 }
 
 #[cfg(test)]

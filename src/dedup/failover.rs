@@ -220,6 +220,11 @@ impl Params {
             Some(p.clone())
         } else if st.elected.as_ref().is_some_and(|e| healthy.contains(e)) && short_too_long.is_none() {
             st.elected.clone()
+        } else if let Some(p) = st.preferred.as_ref().filter(|p| st.elected.is_none() && complete.contains(p))
+        {
+            // First election after a restart: the replica elected before it, once it is healthy
+            // and complete (no waiting for the others: it is the choice already made).
+            Some(p.clone())
         } else if st.elected.is_none() {
             // First election: wait until every replica has reported once (or a timeout passed),
             // so that independent globals start from the same choice.
@@ -595,6 +600,23 @@ mod tests {
         let t3 = t2 + Duration::from_secs(5);
         assert_eq!(e.report("s0", "a", &ok(4000), t3), None);
         assert_eq!(e.view(t3)[0].failovers, 1);
+    }
+
+    #[test]
+    fn after_a_restart_the_replica_elected_before_is_elected_again_without_waiting() {
+        let t0 = Instant::now();
+        let e = elector(t0);
+        e.prefer("s0", "b");
+        // b was elected before the restart: as soon as it is healthy it is elected again, without
+        // waiting for a (which would win a first election in letter order).
+        let first = e.report("s0", "b", &ok(1000), t0).expect("b elected again");
+        assert_eq!((first.from, first.to.as_str()), (None, "b"));
+        assert_eq!(e.report("s0", "a", &ok(1000), t0), None);
+        // A preferred replica that is down does not hold the set: the others elect as usual.
+        let e = elector(t0);
+        e.prefer("s0", "b");
+        assert_eq!(e.report("s0", "b", &down(), t0), None);
+        assert_eq!(e.report("s0", "a", &ok(1000), t0).map(|x| x.to), Some("a".to_string()));
     }
 
     #[test]

@@ -191,7 +191,9 @@ pub async fn run(
     let warnings_ingest = ingest.clone();
     let sources_ingest = ingest.clone();
     let mut status = super::leaf::status_info(topology, node, opts, db.clone());
+    let shown = status.config_yaml.clone();
     status.remote_write = crate::remote::send::status_source(&queues);
+    let map = Arc::new(api::ClusterMap::new(topology, &node.name));
     app = app.merge(api::router(ApiState {
         node: Arc::new(NodeInfo {
             name: node.name.clone(),
@@ -211,7 +213,7 @@ pub async fn run(
         metadata: metadata.clone(),
         status: Arc::new(status),
         queries: api::QueryLimiter::new(opts.queries, &registry),
-        cluster: Some(Arc::new(api::ClusterMap::new(topology, &node.name))),
+        cluster: Some(map.clone()),
         sources: Arc::new(move || source_states(&sources_ingest)),
         elector: ingest.elector().cloned(),
     }));
@@ -231,7 +233,7 @@ pub async fn run(
         &registry,
     );
     let live: Arc<dyn LiveConfig> = Arc::new(GlobalLive { ingest: ingest.clone() });
-    let reloader = Arc::new(super::reload::Reloader::new(topology, node, Some(live)));
+    let reloader = Arc::new(super::reload::Reloader::new(topology, node, Some(live)).showing(map, shown));
     let app = app.merge(reloader.clone().router());
     let (_, _, _, served, _) = tokio::join!(
         reloader.on_sighup(shutdown.clone()),

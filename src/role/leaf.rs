@@ -160,7 +160,9 @@ pub async fn run(
     let ready_storage = stored.clone();
     let targets_manager = manager.clone();
     let mut status = status_info(topology, node, opts, db.clone());
+    let shown = status.config_yaml.clone();
     status.remote_write = crate::remote::send::status_source(&queues);
+    let map = Arc::new(api::ClusterMap::new(topology, &node.name));
     let app = fed.merge(api::router(ApiState {
         node: Arc::new(NodeInfo {
             name: node.name.clone(),
@@ -180,7 +182,7 @@ pub async fn run(
         metadata,
         status: Arc::new(status),
         queries: api::QueryLimiter::new(opts.queries, &registry),
-        cluster: Some(Arc::new(api::ClusterMap::new(topology, &node.name))),
+        cluster: Some(map.clone()),
         sources: Arc::new(Vec::new),
         elector: None,
     }));
@@ -197,7 +199,7 @@ pub async fn run(
         &registry,
     );
     let live: Arc<dyn LiveConfig> = Arc::new(LeafLive { scrapes: manager.clone() });
-    let reloader = Arc::new(super::reload::Reloader::new(topology, node, Some(live)));
+    let reloader = Arc::new(super::reload::Reloader::new(topology, node, Some(live)).showing(map, shown));
     let app = app.merge(reloader.clone().router());
     let (_, _, _, served, _) = tokio::join!(
         reloader.on_sighup(shutdown.clone()),
@@ -233,11 +235,7 @@ pub(crate) fn status_info(topology: &Topology, node: &Node, opts: &NodeOptions, 
         .map(|(k, v)| (k.to_string(), v))
         .collect(),
         // As the node loaded it, secrets replaced (never the raw text: it holds passwords).
-        config_yaml: match std::fs::read_to_string(&topology.source) {
-            Ok(text) => crate::topology::redact::redact(&text)
-                .unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n")),
-            Err(e) => format!("# cannot read {}: {e}\n", topology.source.display()),
-        },
+        config_yaml: crate::api::ShownConfig::read(&topology.source),
         retention: PromDuration(node.retention).to_string(),
         remote_write: None,
         head: Some(Arc::new(move |limit| {

@@ -137,6 +137,8 @@ pub async fn run(
     });
     let ready_storage = stored.clone();
     let status = super::leaf::status_info(topology, node, opts, db.clone());
+    let shown = status.config_yaml.clone();
+    let map = Arc::new(api::ClusterMap::new(topology, &node.name));
     let app = fed
         .merge(api::router(ApiState {
             node: Arc::new(NodeInfo {
@@ -157,7 +159,7 @@ pub async fn run(
             metadata,
             status: Arc::new(status),
             queries: api::QueryLimiter::new(opts.queries, &registry),
-            cluster: Some(Arc::new(api::ClusterMap::new(topology, &node.name))),
+            cluster: Some(map.clone()),
             sources: Arc::new(Vec::new),
             elector: None,
         }))
@@ -180,7 +182,7 @@ pub async fn run(
     };
     let catching_up =
         catch_up.run(node.name.clone(), peers.iter().flatten().cloned().collect(), apply, shutdown.clone());
-    let reloader = Arc::new(super::reload::Reloader::new(topology, node, None));
+    let reloader = Arc::new(super::reload::Reloader::new(topology, node, None).showing(map, shown));
     let app = app.merge(reloader.clone().router());
     let (_, _, _, _, _, served, _) = tokio::join!(
         reloader.on_sighup(shutdown.clone()),

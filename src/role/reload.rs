@@ -61,6 +61,10 @@ pub struct Reloader {
     node: String,
     current: tokio::sync::Mutex<Topology>,
     live: Option<Arc<dyn LiveConfig>>,
+    /// The console's picture of the cluster, redrawn from an applied topology.
+    map: Option<Arc<crate::api::ClusterMap>>,
+    /// What `/api/v1/status/config` shows, replaced by an applied file.
+    shown: Option<crate::api::ShownConfig>,
 }
 
 impl Reloader {
@@ -72,13 +76,26 @@ impl Reloader {
             node: node.name.clone(),
             current: tokio::sync::Mutex::new(topology.clone()),
             live,
+            map: None,
+            shown: None,
         }
+    }
+
+    /// Redraws `map` (the console's topology view) and replaces `shown` (the configuration
+    /// `/api/v1/status/config` shows) whenever a reload is applied.
+    pub fn showing(mut self, map: Arc<crate::api::ClusterMap>, shown: crate::api::ShownConfig) -> Reloader {
+        self.map = Some(map);
+        self.shown = Some(shown);
+        self
     }
 
     /// Reads the file again and applies it; what changed, or why nothing was.
     pub async fn reload(&self) -> Result<String, ReloadError> {
         let mut current = self.current.lock().await;
-        let new = crate::topology::load(&self.file).map_err(|e| ReloadError::Invalid(e.to_string()))?;
+        let text = std::fs::read_to_string(&self.file)
+            .map_err(|e| ReloadError::Invalid(format!("cannot read {}: {e}", self.file.display())))?;
+        let new =
+            crate::topology::parse(&text, &self.file).map_err(|e| ReloadError::Invalid(e.to_string()))?;
         let node = new.node(&self.node).ok_or_else(|| ReloadError::NodeGone(self.node.clone()))?;
         let old_node = current.node(&self.node).ok_or_else(|| ReloadError::NodeGone(self.node.clone()))?;
         let mut changes = node_changes(old_node, node);
@@ -107,6 +124,12 @@ impl Reloader {
                 "nothing changed for this node".to_string()
             }
         };
+        if let Some(map) = &self.map {
+            map.update(&new);
+        }
+        if let Some(shown) = &self.shown {
+            shown.set(&text);
+        }
         *current = new;
         Ok(summary)
     }
