@@ -1,8 +1,8 @@
 //! The node's HTTP surface apart from `/federate`: the Prometheus API v1 endpoints (PromQL
 //! queries, series and label lookups, metadata, status, targets), the topology as this node sees
 //! it, health and readiness, `/metrics`, the web console at `/` and a plain status page at
-//! `/status`. Responses and errors use Prometheus's JSON shapes; access control and CORS are the
-//! listener's (`http`).
+//! `/status`; and the little a node serves while it starts ([`starting_router`]). Responses and
+//! errors use Prometheus's JSON shapes; access control and CORS are the listener's (`http`).
 
 mod console;
 pub mod dedup;
@@ -117,6 +117,47 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/status/tsdb", get(status::tsdb))
         .route("/api/v1/status/topology", get(topology::topology))
         .with_state(state)
+}
+
+/// What a node serves on its port while it starts (its TSDB replaying the WAL, …), before
+/// [`router`]'s routes: `/-/healthy` (alive, so a liveness probe does not kill a long replay),
+/// `/-/ready` 503 saying what the node is doing, `/metrics` from `registry` (the replay's
+/// progress), and 503 for everything else — as Prometheus answers while it starts.
+pub fn starting_router(registry: Arc<Registry>, doing: Arc<dyn Fn() -> String + Send + Sync>) -> Router {
+    let state = StartingState { registry, doing };
+    Router::new()
+        .route("/-/healthy", get(healthy).head(healthy))
+        .route("/-/ready", get(starting_ready).head(starting_ready))
+        .route("/metrics", get(starting_metrics))
+        .fallback(starting_other)
+        .with_state(state)
+}
+
+#[derive(Clone)]
+struct StartingState {
+    registry: Arc<Registry>,
+    doing: Arc<dyn Fn() -> String + Send + Sync>,
+}
+
+async fn starting_ready(axum::extract::State(st): axum::extract::State<StartingState>) -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, format!("Service Unavailable: starting: {}\n", (st.doing)()))
+        .into_response()
+}
+
+async fn starting_metrics(axum::extract::State(st): axum::extract::State<StartingState>) -> Response {
+    ([(header::CONTENT_TYPE, crate::federate::TEXT_CONTENT_TYPE)], st.registry.render()).into_response()
+}
+
+async fn starting_other(
+    axum::extract::State(st): axum::extract::State<StartingState>,
+    uri: axum::http::Uri,
+) -> Response {
+    let message = format!("promtier is starting: {}", (st.doing)());
+    if uri.path().starts_with("/api/") {
+        ApiError { kind: ErrorType::Unavailable, message }.into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("Service Unavailable: {message}\n")).into_response()
+    }
 }
 
 async fn healthy() -> &'static str {

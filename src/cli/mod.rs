@@ -202,6 +202,10 @@ enum Command {
         /// Passed to every leaf and global.
         #[command(flatten)]
         remote_write_limits: RemoteWriteLimitArgs,
+        /// Do not show the nodes' status (on a terminal a live line per node at the bottom,
+        /// otherwise a plain line when a node's state changes).
+        #[arg(long)]
+        no_status: bool,
     },
     /// Run one leaf node of a topology.
     Leaf {
@@ -309,10 +313,10 @@ pub fn main() -> ExitCode {
         Command::Plan { topology, format, resize, push_key } => {
             plan::run(&topology, format == Format::Json, &resize, &push_key)
         }
-        Command::Up { topology, query_limits, remote_write_limits } => {
+        Command::Up { topology, query_limits, remote_write_limits, no_status } => {
             let mut flags = query_limits.node_flags();
             flags.extend(remote_write_limits.node_flags());
-            run::up(topology, flags)
+            run::up(topology, flags, !no_status)
         }
         Command::Leaf { topology, node, node_args } => run::leaf(&topology, &node, node_args.options()),
         Command::Global { topology, node, node_args } => run::global(&topology, &node, node_args.options()),

@@ -33,8 +33,9 @@ where
     })
 }
 
-/// `node_flags`: arguments every leaf and global is started with.
-pub(super) fn up(file: Option<PathBuf>, node_flags: Vec<String>) -> anyhow::Result<ExitCode> {
+/// `node_flags`: arguments every leaf and global is started with; `status`: whether to show the
+/// nodes' status.
+pub(super) fn up(file: Option<PathBuf>, node_flags: Vec<String>, status: bool) -> anyhow::Result<ExitCode> {
     let file = match file {
         Some(f) => f,
         None => {
@@ -47,7 +48,8 @@ pub(super) fn up(file: Option<PathBuf>, node_flags: Vec<String>) -> anyhow::Resu
         }
     };
     let t = topology::load(&file)?;
-    with_shutdown(|token| async move { role::up::run(&file, &t, &node_flags, token).await })
+    let display = if status { role::up::StatusDisplay::Auto } else { role::up::StatusDisplay::Off };
+    with_shutdown(|token| async move { role::up::run(&file, &t, &node_flags, display, token).await })
 }
 
 fn node(file: &Path, node: &str) -> anyhow::Result<(topology::Topology, topology::Node)> {

@@ -316,6 +316,9 @@ impl Puller {
             samples += o.samples;
             self.finish(&o, started.elapsed());
             if !o.report_ok {
+                if pages > 1 {
+                    tracing::info!(source = %self.source.node, pages, samples, seconds = began.elapsed().as_secs_f64(), "catch-up interrupted by a failed pull (resumed at the next pull)");
+                }
                 return false;
             }
             let Some(next) = link.cursor else { return true };
@@ -324,6 +327,10 @@ impl Puller {
                     tracing::info!(source = %self.source.node, pages, samples, seconds = began.elapsed().as_secs_f64(), behind_s = (now_ms() - next) as f64 / 1000.0, "caught up");
                 }
                 return true;
+            }
+            if pages == 1 {
+                // More than a page is ready: a catch-up (after downtime, or a fill) begins.
+                tracing::info!(source = %self.source.node, from = since, behind_s = (now_ms() - next) as f64 / 1000.0, "catch-up started");
             }
             if last_progress.elapsed() >= PROGRESS_EVERY {
                 last_progress = Instant::now();

@@ -41,7 +41,7 @@ struct Demo {
 
 /// Serves the demo exporter on `listen` until `shutdown`.
 pub async fn run(listen: &str, opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let listener = server::bind(listen, &crate::topology::WebConfig::default()).await?;
+    let listener = server::bind(listen, &crate::topology::WebConfig::default(), axum::Router::new()).await?;
     tracing::info!(listen, series = opts.series, "demo exporter started");
     let app = router(opts);
     server::serve(listener, app, shutdown).await

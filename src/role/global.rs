@@ -24,6 +24,7 @@ use crate::promql::Engine;
 use crate::remote::fanout::RemoteReadQueryable;
 use crate::storage::{Queryable, Storage};
 use crate::topology::{DedupMode, Node, NodeRole, Topology};
+use crate::tsdb::OpenProgress;
 
 /// What a global applies of a reloaded topology: its sources, pull settings and failover
 /// settings, through [`GlobalIngest::reconfigure`]. Refused, needing a restart: the dedup mode
@@ -75,7 +76,8 @@ impl LiveConfig for GlobalLive {
     }
 }
 
-/// Runs the global `node` of `topology` until `shutdown`.
+/// Runs the global `node` of `topology` until `shutdown`: binds its port first (serving the
+/// starting router while the TSDB replays its WAL), then starts everything else.
 pub async fn run(
     topology: &Topology,
     node: &Node,
@@ -85,13 +87,39 @@ pub async fn run(
     let NodeRole::Global { name, .. } = &node.role else {
         bail!("node {:?} is a {} node, not a global", node.name, node.role.kind());
     };
+    topology.global(name).with_context(|| format!("global {name:?} not in topology"))?;
+    let registry = Arc::new(Registry::new());
+    crate::metrics::register_process_metrics(&registry, &node.name);
+    let progress = Arc::new(OpenProgress::default());
+    super::telemetry::register_open_metrics(&registry, progress.clone());
+    let listener =
+        server::bind(&node.listen, &node.web, server::starting_router(&registry, progress.clone())).await?;
+    tracing::info!(node = %node.name, listen = %node.listen, "global listening; starting (not ready yet)");
+    server::serve_while(listener, shutdown, |serving, shutdown| {
+        start(topology, node, opts, registry, progress, serving, shutdown)
+    })
+    .await
+}
+
+/// Opens the TSDB, builds the global, switches its listener to the full router and runs until
+/// `shutdown`.
+async fn start(
+    topology: &Topology,
+    node: &Node,
+    opts: &NodeOptions,
+    registry: Arc<Registry>,
+    progress: Arc<OpenProgress>,
+    serving: server::Serving,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let NodeRole::Global { name, .. } = &node.role else {
+        bail!("node {:?} is a {} node, not a global", node.name, node.role.kind());
+    };
     let cfg = topology.global(name).with_context(|| format!("global {name:?} not in topology"))?;
-    let db = super::storage::open(node, &opts.storage, &cfg.downsample).await?;
+    let db = super::storage::open(node, &opts.storage, &cfg.downsample, progress).await?;
     let frontier = Arc::new(super::open_frontier(node)?);
     // Every commit goes through the frontier, so the fast link's cursor covers all of them.
     let storage: Arc<dyn Storage> = Arc::new(TrackedStorage::new(Arc::new(db.clone()), frontier.clone()));
-    let registry = Arc::new(Registry::new());
-    crate::metrics::register_process_metrics(&registry, &node.name);
     super::telemetry::register_db_metrics(&registry, db.clone());
     let ingest = Arc::new(
         GlobalIngest::new(
@@ -167,8 +195,6 @@ pub async fn run(
         };
         (merged, fanout)
     };
-    let listener = server::bind(&node.listen, &node.web).await?;
-    tracing::info!(node = %node.name, listen = %node.listen, dedup = cfg.dedup.as_str(), sources = ingest.targets().active.len(), "global started");
     for w in topology.warnings.iter().filter(|w| w.global.as_deref() == Some(name.as_str())) {
         tracing::warn!("{}", w.render(&topology.source));
     }
@@ -235,16 +261,17 @@ pub async fn run(
     let live: Arc<dyn LiveConfig> = Arc::new(GlobalLive { ingest: ingest.clone() });
     let reloader = Arc::new(super::reload::Reloader::new(topology, node, Some(live)).showing(map, shown));
     let app = app.merge(reloader.clone().router());
-    let (_, _, _, served, _) = tokio::join!(
+    tracing::info!(node = %node.name, listen = %node.listen, dedup = cfg.dedup.as_str(), sources = ingest.targets().active.len(), "global started");
+    tokio::join!(
         reloader.on_sighup(shutdown.clone()),
         ingest.run(shutdown.clone()),
         crate::remote::send::run_all(queues, shutdown.clone()),
-        server::serve(listener, app, shutdown.clone()),
+        serving.serve(app),
         super::storage::run_until_shutdown(db.clone(), &opts.storage, shutdown.clone()),
     );
     super::storage::close(db).await;
     tracing::info!(node = %node.name, "global stopped");
-    served
+    Ok(())
 }
 
 /// What the topology view shows of the global's sources.

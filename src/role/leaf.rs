@@ -23,7 +23,7 @@ use crate::scrape::{ScrapeManager, TargetFilter};
 use crate::shard::Sharder;
 use crate::storage::Storage;
 use crate::topology::{Node, NodeRole, Topology};
-use crate::tsdb::Db;
+use crate::tsdb::{Db, OpenProgress};
 
 /// Keeps the targets of one shard of a group.
 pub struct ShardFilter {
@@ -82,11 +82,40 @@ impl LiveConfig for LeafLive {
     }
 }
 
-/// Runs the leaf `node` of `topology` until `shutdown`.
+/// Runs the leaf `node` of `topology` until `shutdown`: binds its port first (serving the
+/// starting router while the TSDB replays its WAL), then starts everything else.
 pub async fn run(
     topology: &Topology,
     node: &Node,
     opts: &NodeOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let NodeRole::Leaf { group, .. } = &node.role else {
+        bail!("node {:?} is a {} node, not a leaf", node.name, node.role.kind());
+    };
+    topology.leaf_group(group).with_context(|| format!("leaf group {group:?} not in topology"))?;
+    let registry = Arc::new(Registry::new());
+    crate::metrics::register_process_metrics(&registry, &node.name);
+    let progress = Arc::new(OpenProgress::default());
+    super::telemetry::register_open_metrics(&registry, progress.clone());
+    let listener =
+        server::bind(&node.listen, &node.web, server::starting_router(&registry, progress.clone())).await?;
+    tracing::info!(node = %node.name, listen = %node.listen, "leaf listening; starting (not ready yet)");
+    server::serve_while(listener, shutdown, |serving, shutdown| {
+        start(topology, node, opts, registry, progress, serving, shutdown)
+    })
+    .await
+}
+
+/// Opens the TSDB, builds the leaf, switches its listener to the full router and runs until
+/// `shutdown`.
+async fn start(
+    topology: &Topology,
+    node: &Node,
+    opts: &NodeOptions,
+    registry: Arc<Registry>,
+    progress: Arc<OpenProgress>,
+    serving: server::Serving,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let NodeRole::Leaf { group, shard, .. } = &node.role else {
@@ -97,12 +126,10 @@ pub async fn run(
     let jobs: Vec<_> =
         topology.jobs.iter().filter(|j| group_cfg.jobs.contains(&j.job_name)).cloned().collect();
 
-    let db = storage::open(node, &opts.storage, &[]).await?;
+    let db = storage::open(node, &opts.storage, &[], progress).await?;
     let frontier = Arc::new(super::open_frontier(node)?);
     // Every commit goes through the frontier, so the fast link's cursor covers all of them.
     let stored: Arc<dyn Storage> = Arc::new(TrackedStorage::new(Arc::new(db.clone()), frontier.clone()));
-    let registry = Arc::new(Registry::new());
-    crate::metrics::register_process_metrics(&registry, &node.name);
     super::telemetry::register_db_metrics(&registry, db.clone());
     let filter =
         Arc::new(ShardFilter { sharder: group_cfg.sharder.clone(), shard: *shard, group: group.clone() });
@@ -141,8 +168,6 @@ pub async fn run(
     )
     .context("remote_write")?;
 
-    let listener = server::bind(&node.listen, &node.web).await?;
-    tracing::info!(node = %node.name, listen = %node.listen, group = %group, shard, "leaf started");
     let ready_storage = stored.clone();
     let fed = federate::router(FederateState {
         storage: stored.clone(),
@@ -201,17 +226,18 @@ pub async fn run(
     let live: Arc<dyn LiveConfig> = Arc::new(LeafLive { scrapes: manager.clone() });
     let reloader = Arc::new(super::reload::Reloader::new(topology, node, Some(live)).showing(map, shown));
     let app = app.merge(reloader.clone().router());
-    let (_, _, _, served, _) = tokio::join!(
+    tracing::info!(node = %node.name, listen = %node.listen, group = %group, shard, "leaf started");
+    tokio::join!(
         reloader.on_sighup(shutdown.clone()),
         manager.run(shutdown.clone()),
         crate::remote::send::run_all(queues, shutdown.clone()),
-        server::serve(listener, app, shutdown.clone()),
+        serving.serve(app),
         storage::run_until_shutdown(db.clone(), &opts.storage, shutdown.clone()),
     );
     // Scrapes and requests have stopped: the last commits are in the WAL; make them durable.
     storage::close(db).await;
     tracing::info!(node = %node.name, "leaf stopped");
-    served
+    Ok(())
 }
 
 /// What `/api/v1/status/*` shows for a node with a TSDB.

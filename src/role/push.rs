@@ -30,28 +30,56 @@ use crate::push::hints::HintQueue;
 use crate::push::ring::Ring;
 use crate::storage::Storage;
 use crate::topology::{Node, NodeRole, Topology};
+use crate::tsdb::OpenProgress;
 
 /// Pushes arrive a little after their samples' time (senders batch for a few seconds): the fast
 /// link promises nothing newer than this far behind the clock, and a push older than that is
 /// logged as a late commit (see `federate::frontier`).
 const PUSH_LAG_MS: i64 = 15_000;
 
-/// Runs the push `node` of `topology` until `shutdown`.
+/// Runs the push `node` of `topology` until `shutdown`: binds its port first (serving the
+/// starting router while the TSDB replays its WAL), then starts everything else.
 pub async fn run(
     topology: &Topology,
     node: &Node,
     opts: &NodeOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let NodeRole::Push { .. } = &node.role else {
+        bail!("node {:?} is a {} node, not a push node", node.name, node.role.kind());
+    };
+    topology.push.as_ref().context("the topology has no push tier")?;
+    let registry = Arc::new(Registry::new());
+    crate::metrics::register_process_metrics(&registry, &node.name);
+    let progress = Arc::new(OpenProgress::default());
+    super::telemetry::register_open_metrics(&registry, progress.clone());
+    let listener =
+        server::bind(&node.listen, &node.web, server::starting_router(&registry, progress.clone())).await?;
+    tracing::info!(node = %node.name, listen = %node.listen, "push node listening; starting (not ready yet)");
+    server::serve_while(listener, shutdown, |serving, shutdown| {
+        start(topology, node, opts, registry, progress, serving, shutdown)
+    })
+    .await
+}
+
+/// Opens the TSDB and the hint queues, builds the push node, switches its listener to the full
+/// router and runs until `shutdown`.
+async fn start(
+    topology: &Topology,
+    node: &Node,
+    opts: &NodeOptions,
+    registry: Arc<Registry>,
+    progress: Arc<OpenProgress>,
+    serving: server::Serving,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let NodeRole::Push { index } = &node.role else {
         bail!("node {:?} is a {} node, not a push node", node.name, node.role.kind());
     };
     let cfg = topology.push.as_ref().context("the topology has no push tier")?;
-    let db = storage::open(node, &opts.storage, &[]).await?;
+    let db = storage::open(node, &opts.storage, &[], progress).await?;
     let frontier = Arc::new(super::open_frontier(node)?);
     let stored: Arc<dyn Storage> = Arc::new(TrackedStorage::new(Arc::new(db.clone()), frontier.clone()));
-    let registry = Arc::new(Registry::new());
-    crate::metrics::register_process_metrics(&registry, &node.name);
     super::telemetry::register_db_metrics(&registry, db.clone());
     frontier.set_base(Box::new(|now| now - PUSH_LAG_MS));
     frontier.register_metrics(&registry);
@@ -115,15 +143,6 @@ pub async fn run(
         &registry,
     ));
 
-    let listener = server::bind(&node.listen, &node.web).await?;
-    tracing::info!(
-        node = %node.name,
-        listen = %node.listen,
-        nodes = cfg.nodes,
-        replication_factor = cfg.replication_factor,
-        write_quorum = cfg.write_quorum,
-        "push node started"
-    );
     let ready_storage = stored.clone();
     let fed = federate::router(FederateState {
         storage: stored.clone(),
@@ -184,18 +203,26 @@ pub async fn run(
         catch_up.run(node.name.clone(), peers.iter().flatten().cloned().collect(), apply, shutdown.clone());
     let reloader = Arc::new(super::reload::Reloader::new(topology, node, None).showing(map, shown));
     let app = app.merge(reloader.clone().router());
-    let (_, _, _, _, _, served, _) = tokio::join!(
+    tracing::info!(
+        node = %node.name,
+        listen = %node.listen,
+        nodes = cfg.nodes,
+        replication_factor = cfg.replication_factor,
+        write_quorum = cfg.write_quorum,
+        "push node started"
+    );
+    tokio::join!(
         reloader.on_sighup(shutdown.clone()),
         catching_up,
         replays,
         groups.clone().run_saver(shutdown.clone()),
         groups.clone().run_snapshots(stored.clone(), cfg.group_interval, shutdown.clone()),
-        server::serve(listener, app, shutdown.clone()),
+        serving.serve(app),
         storage::run_until_shutdown(db.clone(), &opts.storage, shutdown.clone()),
     );
     storage::close(db).await;
     tracing::info!(node = %node.name, "push node stopped");
-    served
+    Ok(())
 }
 
 /// Hints waiting per peer, and what happened to them.

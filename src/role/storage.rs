@@ -2,6 +2,7 @@
 //! workers), the maintenance (block cutting, compaction, retention) and WAL-sync loops that run
 //! beside the node's other tasks, and the final close. Shared by every role that stores data.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::topology::{Downsample, Node};
 use crate::tsdb::db::DownsampleLevel;
 use crate::tsdb::wal::WalSync;
-use crate::tsdb::{Db, DbOptions};
+use crate::tsdb::{Db, DbOptions, OpenProgress};
 
 /// TSDB settings that the topology does not carry (command-line flags).
 #[derive(Debug, Clone)]
@@ -39,11 +40,13 @@ impl Default for StorageOptions {
 }
 
 /// Opens (creating or replaying) the TSDB of `node`, rolling raw data up to `downsample` (a
-/// global's rollups; empty for leaves). A resolution's retention is at least the raw one.
+/// global's rollups; empty for leaves), reporting how far it has got in `progress`. A
+/// resolution's retention is at least the raw one.
 pub(crate) async fn open(
     node: &Node,
     opts: &StorageOptions,
     downsample: &[Downsample],
+    progress: Arc<OpenProgress>,
 ) -> anyhow::Result<Db> {
     let raw_ms = node.retention.as_millis() as i64;
     let downsample = downsample
@@ -61,6 +64,7 @@ pub(crate) async fn open(
         max_bytes: opts.retention_size,
         wal_sync: opts.wal_sync,
         wal_segment_bytes: opts.wal_segment_bytes,
+        progress,
         ..DbOptions::default()
     };
     let dir = node.data_dir.clone();

@@ -1,11 +1,12 @@
 //! `/metrics` collectors for the components a role wires together (storage statistics: head,
-//! WAL, blocks, compaction, retention).
+//! WAL, blocks, compaction, retention; and the WAL replay's progress, shown while the node
+//! starts and after).
 
 use std::sync::Arc;
 
 use crate::metrics::{MetricsWriter, Registry};
 use crate::model::MetricType;
-use crate::tsdb::{Db, HeadStats};
+use crate::tsdb::{Db, HeadStats, OpenProgress};
 
 /// Exposes the database's statistics: `promtier_tsdb_head_*`, `promtier_tsdb_wal_*`,
 /// `promtier_tsdb_blocks_*`, compaction and retention counters.
@@ -15,7 +16,7 @@ pub(crate) fn register_db_metrics(registry: &Registry, db: Db) {
         write_head(w, &s.head);
         let g = MetricType::Gauge;
         let c = MetricType::Counter;
-        let rows: [(&str, &str, MetricType, f64); 27] = [
+        let rows: [(&str, &str, MetricType, f64); 28] = [
             ("promtier_tsdb_blocks_loaded", "Blocks on disk that queries read.", g, s.blocks as f64),
             ("promtier_tsdb_blocks_bytes", "Bytes of the blocks on disk.", g, s.block_bytes as f64),
             ("promtier_tsdb_blocks_samples", "Samples held in blocks.", g, s.block_samples as f64),
@@ -86,6 +87,24 @@ pub(crate) fn register_db_metrics(registry: &Registry, db: Db) {
                 s.compaction_failures as f64,
             ),
             (
+                "promtier_tsdb_compaction_duration_seconds_total",
+                "Time spent merging blocks into bigger blocks.",
+                c,
+                s.compaction_seconds,
+            ),
+            (
+                "promtier_tsdb_head_cut_duration_seconds_total",
+                "Time spent writing blocks cut out of the head.",
+                c,
+                s.cut_seconds,
+            ),
+            (
+                "promtier_tsdb_compaction_populating_block",
+                "1 while a block is being written (a head cut or a compaction).",
+                g,
+                f64::from(u8::from(s.populating_block)),
+            ),
+            (
                 "promtier_tsdb_retention_deleted_blocks_total",
                 "Blocks deleted by time or size retention.",
                 c,
@@ -121,18 +140,6 @@ pub(crate) fn register_db_metrics(registry: &Registry, db: Db) {
                 g,
                 s.downsample_pending as f64,
             ),
-            (
-                "promtier_tsdb_wal_replay_duration_seconds",
-                "Time the WAL replay took at start.",
-                g,
-                s.replay_seconds,
-            ),
-            (
-                "promtier_tsdb_wal_replay_bytes",
-                "Bytes of WAL records replayed at start.",
-                g,
-                s.replay_bytes as f64,
-            ),
         ];
         for (name, help, kind, v) in rows {
             w.single(name, help, kind, v);
@@ -144,6 +151,44 @@ pub(crate) fn register_db_metrics(registry: &Registry, db: Db) {
                 let r = crate::model::format_duration(std::time::Duration::from_millis(*res as u64));
                 w.sample(name, &[("resolution", &r)], *bytes as f64);
             }
+        }
+    }));
+}
+
+/// Exposes how far opening the TSDB has got: `promtier_tsdb_wal_replay_*`. Registered before
+/// the TSDB opens, so `/metrics` shows the replay while it runs (and its totals after).
+pub(crate) fn register_open_metrics(registry: &Registry, progress: Arc<OpenProgress>) {
+    registry.register(Arc::new(move |w: &mut MetricsWriter| {
+        let g = MetricType::Gauge;
+        let rows: [(&str, &str, f64); 5] = [
+            (
+                "promtier_tsdb_wal_replay_in_progress",
+                "1 while the WAL is being replayed (the node is not ready yet).",
+                f64::from(u8::from(progress.replaying())),
+            ),
+            (
+                "promtier_tsdb_wal_replay_segments",
+                "WAL segments to replay at start (after the checkpoint).",
+                progress.segments_total() as f64,
+            ),
+            (
+                "promtier_tsdb_wal_replay_segments_done",
+                "WAL segments replayed so far.",
+                progress.segments_done() as f64,
+            ),
+            (
+                "promtier_tsdb_wal_replay_bytes",
+                "Bytes of WAL records replayed at start (so far, while replaying).",
+                progress.bytes_done() as f64,
+            ),
+            (
+                "promtier_tsdb_wal_replay_duration_seconds",
+                "Time the WAL replay took at start (so far, while replaying).",
+                progress.replay_duration().as_secs_f64(),
+            ),
+        ];
+        for (name, help, v) in rows {
+            w.single(name, help, g, v);
         }
     }));
 }

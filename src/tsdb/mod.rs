@@ -6,6 +6,7 @@
 //!   compaction.
 //! - [`db`]: the database: head + WAL + blocks in one data directory, cutting, compaction,
 //!   retention, and the querier that merges them.
+//! - [`progress`]: how far opening a database (block loading, WAL replay) has got.
 //! - [`fs`]: the file layer under the writers (and a fault-injecting one for tests).
 //!
 //! Callers outside see only the `storage` traits that [`Head`] and [`Db`] implement.
@@ -16,7 +17,9 @@ pub mod db;
 pub(crate) mod encoding;
 pub mod fs;
 pub mod head;
+pub mod progress;
 pub mod wal;
 
 pub use db::{Db, DbError, DbOptions, DbStats};
 pub use head::{Head, HeadError, HeadOptions, HeadStats, TruncateStats};
+pub use progress::{OpenProgress, OpenStage};

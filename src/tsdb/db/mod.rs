@@ -31,6 +31,7 @@ use super::block::{
 };
 use super::fs::{FileSystem, RealFs};
 use super::head::{CommitLog, CommitRecord, ExportSeries};
+use super::progress::{OpenProgress, OpenStage};
 use super::wal::{self, RefSample, Wal, WalError, WalSync};
 use super::{Head, HeadError, HeadOptions, HeadStats};
 use crate::storage::{Appendable, Appender, Querier, Queryable, Storage, StorageError};
@@ -147,6 +148,8 @@ pub struct DbOptions {
     pub fs: Arc<dyn FileSystem>,
     /// Resolutions to roll raw data up to, finest first (none: no downsampling).
     pub downsample: Vec<DownsampleLevel>,
+    /// Where [`Db::open`] reports how far it has got (read by the node while it starts).
+    pub progress: Arc<OpenProgress>,
 }
 
 impl Default for DbOptions {
@@ -162,6 +165,7 @@ impl Default for DbOptions {
             stripes: 1024,
             fs: Arc::new(RealFs),
             downsample: Vec::new(),
+            progress: Arc::default(),
         }
     }
 }
@@ -260,6 +264,11 @@ pub struct DbStats {
     pub cut_failures: u64,
     pub compactions: u64,
     pub compaction_failures: u64,
+    /// Time spent cutting the head into blocks, and merging blocks.
+    pub cut_seconds: f64,
+    pub compaction_seconds: f64,
+    /// Whether a block is being written now (a cut or a compaction).
+    pub populating_block: bool,
     pub retention_deleted_blocks: u64,
     /// Rollup blocks written, series rolled up in them, time spent, failed attempts, and
     /// pieces waiting (see `downsample`).
@@ -281,11 +290,37 @@ struct Counters {
     cut_failures: AtomicU64,
     compactions: AtomicU64,
     compaction_failures: AtomicU64,
+    cut_nanos: AtomicU64,
+    compaction_nanos: AtomicU64,
+    /// A block is being written (a cut or a compaction).
+    populating: AtomicBool,
     retention_deleted: AtomicU64,
     downsample_blocks: AtomicU64,
     downsample_series: AtomicU64,
     downsample_nanos: AtomicU64,
     downsample_failures: AtomicU64,
+}
+
+/// Marks a block being written for `/metrics` and adds the time it took to a counter, however
+/// the write ends.
+struct Populating<'a> {
+    counters: &'a Counters,
+    nanos: &'a AtomicU64,
+    started: Instant,
+}
+
+impl<'a> Populating<'a> {
+    fn start(counters: &'a Counters, nanos: &'a AtomicU64) -> Populating<'a> {
+        counters.populating.store(true, Ordering::Relaxed);
+        Populating { counters, nanos, started: Instant::now() }
+    }
+}
+
+impl Drop for Populating<'_> {
+    fn drop(&mut self) {
+        self.counters.populating.store(false, Ordering::Relaxed);
+        self.nanos.fetch_add(self.started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
 }
 
 /// What a maintenance cycle did.
@@ -374,6 +409,8 @@ impl Db {
             .open(&lock_path)
             .map_err(io_err(&lock_path))?;
         lock.try_lock().map_err(|_| DbError::Locked { path: dir.to_path_buf() })?;
+        let progress = opts.progress.clone();
+        progress.set_stage(OpenStage::LoadingBlocks);
         let blocks = load_blocks(dir)?;
         let log = Arc::new(WalLog::default());
         let head = Head::with_log(
@@ -388,10 +425,11 @@ impl Db {
         if let Some(floor) = floor {
             head.raise_min_valid_time(floor);
         }
-        let started = Instant::now();
         let wal_dir = dir.join("wal");
-        let replay = replay::replay_into(&head, &wal_dir)?;
-        let replay_time = started.elapsed();
+        progress.replay_started();
+        let replay = replay::replay_into(&head, &wal_dir, &progress)?;
+        progress.replay_finished();
+        let replay_time = progress.replay_duration();
         if let Some(floor) = floor {
             // Series whose samples all went to blocks.
             head.truncate(floor);
@@ -404,6 +442,7 @@ impl Db {
             opts.wal_sync,
         )?);
         let _ = log.wal.set(wal.clone());
+        progress.set_stage(OpenStage::Done);
         tracing::info!(
             dir = %dir.display(), blocks = blocks.len(), series = head.stats().series,
             samples = head.stats().samples_appended, replay_ms = replay_time.as_millis() as u64,
@@ -516,15 +555,20 @@ impl Db {
         head.raise_min_valid_time(b);
         let series = head.export(a, b - 1, true);
         if !series.is_empty() {
-            let meta = write_block(
-                &inner.dir,
-                &*inner.opts.fs,
-                a..b,
-                BlockCompaction::default(),
-                None,
-                to_write(series),
-            )?;
-            let block = Arc::new(Block::open(&inner.dir.join(&meta.ulid))?);
+            let written = {
+                let _populating = Populating::start(&inner.counters, &inner.counters.cut_nanos);
+                write_block(
+                    &inner.dir,
+                    &*inner.opts.fs,
+                    a..b,
+                    BlockCompaction::default(),
+                    None,
+                    to_write(series),
+                )
+                .map_err(DbError::from)
+                .and_then(|meta| Ok((Arc::new(Block::open(&inner.dir.join(&meta.ulid))?), meta)))
+            };
+            let (block, meta) = written?;
             tracing::info!(
                 block = %meta.ulid, min_time = meta.min_time, max_time = meta.max_time, series = meta.stats.num_series,
                 samples = meta.stats.num_samples, bytes = block.size(),
@@ -618,8 +662,18 @@ impl Db {
         let parents: Vec<Arc<Block>> =
             inner.blocks.read().iter().filter(|b| ids.contains(&b.meta().ulid)).cloned().collect();
         let started = Instant::now();
-        let meta = compact::merge(&parents, &inner.dir, &*inner.opts.fs)?;
-        let block = Arc::new(Block::open(&inner.dir.join(&meta.ulid))?);
+        tracing::info!(
+            parents = ids.len(),
+            min_time = parents.iter().map(|b| b.meta().min_time).min(),
+            max_time = parents.iter().map(|b| b.meta().max_time).max(),
+            bytes = parents.iter().map(|b| b.size()).sum::<u64>(),
+            "compacting blocks"
+        );
+        let (block, meta) = {
+            let _populating = Populating::start(&inner.counters, &inner.counters.compaction_nanos);
+            let meta = compact::merge(&parents, &inner.dir, &*inner.opts.fs)?;
+            (Arc::new(Block::open(&inner.dir.join(&meta.ulid))?), meta)
+        };
         tracing::info!(
             block = %meta.ulid, level = meta.compaction.level, parents = ids.len(), min_time = meta.min_time,
             max_time = meta.max_time, duration_ms = started.elapsed().as_millis() as u64, "blocks compacted"
@@ -748,6 +802,9 @@ impl Db {
             cut_failures: get(&c.cut_failures),
             compactions: get(&c.compactions),
             compaction_failures: get(&c.compaction_failures),
+            cut_seconds: get(&c.cut_nanos) as f64 / 1e9,
+            compaction_seconds: get(&c.compaction_nanos) as f64 / 1e9,
+            populating_block: c.populating.load(Ordering::Relaxed),
             retention_deleted_blocks: get(&c.retention_deleted),
             downsample_blocks: get(&c.downsample_blocks),
             downsample_series: get(&c.downsample_series),

@@ -12,6 +12,7 @@ use super::DbError;
 use crate::tsdb::Head;
 use crate::tsdb::chunkenc::ChunkIter;
 use crate::tsdb::head::MemSeries;
+use crate::tsdb::progress::OpenProgress;
 use crate::tsdb::wal::{self, Record, RefSample};
 
 /// Most worker threads, whatever the machine.
@@ -41,7 +42,11 @@ struct Applied {
 }
 
 /// Replays the WAL in `wal_dir` into `head`.
-pub(super) fn replay_into(head: &Head, wal_dir: &Path) -> Result<wal::ReplayStats, DbError> {
+pub(super) fn replay_into(
+    head: &Head,
+    wal_dir: &Path,
+    progress: &OpenProgress,
+) -> Result<wal::ReplayStats, DbError> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, MAX_WORKERS);
     let (stats, done) = std::thread::scope(|scope| {
         let mut senders: Vec<SyncSender<Work>> = Vec::with_capacity(workers);
@@ -57,7 +62,7 @@ pub(super) fn replay_into(head: &Head, wal_dir: &Path) -> Result<wal::ReplayStat
             // A worker only hangs up by panicking; its join reports that.
             let _ = senders[k].send(w);
         };
-        let stats = wal::replay(wal_dir, |rec| match rec {
+        let stats = wal::replay(wal_dir, progress, |rec| match rec {
             Record::Series(list) => {
                 let mut parts: Vec<Vec<(u64, Arc<MemSeries>)>> = (0..workers).map(|_| Vec::new()).collect();
                 for (r, labels) in list {

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::fs::{FileSystem, WriteFile, sync_dir};
+use super::progress::{OpenProgress, OpenStage};
 
 pub(crate) use record::Record;
 pub use record::RecordError;
@@ -494,11 +495,20 @@ pub struct ReplayStats {
     pub next_segment: u64,
 }
 
+/// How often a long replay reports its progress in the log.
+const PROGRESS_LOG_EVERY: Duration = Duration::from_secs(5);
+
 /// Reads the newest checkpoint and every later segment in order, calling `apply` for each
-/// record. A bad record ends its segment: in the last segment the file is cut there (a write torn
-/// by a crash), in an earlier one the rest is skipped (a write that failed and was abandoned)
-/// — both with a warning. Replay never fails for damaged data, only when files cannot be read.
-pub(crate) fn replay(dir: &Path, mut apply: impl FnMut(Record)) -> Result<ReplayStats, WalError> {
+/// record and keeping `progress` up to date (once per segment). A bad record ends its segment:
+/// in the last segment the file is cut there (a write torn by a crash), in an earlier one the
+/// rest is skipped (a write that failed and was abandoned) — both with a warning. Replay never
+/// fails for damaged data, only when files cannot be read. Logs a line when it starts, one at
+/// most every few seconds while it runs, and one with totals at the end.
+pub(crate) fn replay(
+    dir: &Path,
+    progress: &OpenProgress,
+    mut apply: impl FnMut(Record),
+) -> Result<ReplayStats, WalError> {
     let mut stats = ReplayStats::default();
     if !dir.exists() {
         return Ok(stats);
@@ -507,16 +517,34 @@ pub(crate) fn replay(dir: &Path, mut apply: impl FnMut(Record)) -> Result<Replay
     let checkpoint = last_checkpoint(dir).map_err(io_err(dir))?;
     remove_old_checkpoints(dir, checkpoint.as_ref().map_or(0, |(n, _)| *n)).map_err(io_err(dir))?;
     let mut first = 0;
-    if let Some((n, cdir)) = &checkpoint {
+    let segments: Vec<u64> = list_segments(dir).map_err(io_err(dir))?;
+    if let Some((n, _)) = &checkpoint {
         first = n + 1;
+    }
+    let live: Vec<u64> = segments.iter().copied().filter(|&s| s >= first).collect();
+    let total = live.len();
+    progress.set_segments_total(total as u64);
+    if checkpoint.is_some() || total > 0 {
+        tracing::info!(
+            checkpoint = checkpoint.as_ref().map(|(n, _)| *n),
+            segments = total,
+            first = live.first(),
+            last = live.last(),
+            "replaying the WAL"
+        );
+    }
+    if let Some((_, cdir)) = &checkpoint {
+        progress.set_stage(OpenStage::Checkpoint);
         for s in list_segments(cdir).map_err(io_err(cdir))? {
             let path = cdir.join(segment_name(s));
             replay_file(&path, false, &mut stats, &mut apply)?;
+            progress.set_bytes_done(stats.bytes);
         }
-        tracing::info!(checkpoint = %cdir.display(), "WAL checkpoint replayed");
+        tracing::info!(
+            checkpoint = %cdir.display(), bytes = stats.bytes,
+            duration_ms = started.elapsed().as_millis() as u64, "WAL checkpoint replayed"
+        );
     }
-    let segments: Vec<u64> = list_segments(dir).map_err(io_err(dir))?;
-    let live: Vec<u64> = segments.iter().copied().filter(|&s| s >= first).collect();
     for &s in &segments {
         if s < first {
             // Covered by the checkpoint; left behind by a crash during its cleanup.
@@ -524,11 +552,25 @@ pub(crate) fn replay(dir: &Path, mut apply: impl FnMut(Record)) -> Result<Replay
             std::fs::remove_file(&p).map_err(io_err(&p))?;
         }
     }
-    let total = live.len();
+    progress.set_stage(OpenStage::Segments);
+    let mut last_log = Instant::now();
     for (i, &s) in live.iter().enumerate() {
         let last = i + 1 == total;
         replay_file(&dir.join(segment_name(s)), last, &mut stats, &mut apply)?;
-        tracing::info!(segment = s, done = i + 1, total, "WAL segment replayed");
+        progress.segment_done(stats.bytes);
+        if last_log.elapsed() >= PROGRESS_LOG_EVERY && !last {
+            last_log = Instant::now();
+            tracing::info!(
+                segment = s,
+                done = i + 1,
+                total,
+                bytes = stats.bytes,
+                elapsed_s = started.elapsed().as_secs(),
+                "replaying the WAL"
+            );
+        } else {
+            tracing::debug!(segment = s, done = i + 1, total, "WAL segment replayed");
+        }
     }
     stats.next_segment = live.last().map_or(first, |l| l + 1).max(first);
     tracing::info!(
@@ -603,7 +645,7 @@ mod tests {
 
     fn read_all(dir: &Path) -> (Vec<(u64, i64)>, ReplayStats) {
         let mut got = Vec::new();
-        let stats = replay(dir, |r| {
+        let stats = replay(dir, &OpenProgress::default(), |r| {
             if let Record::Samples(s) = r {
                 got.extend(s.iter().map(|s| (s.r, s.t)));
             }
@@ -661,7 +703,8 @@ mod tests {
         wal.log(&samples(&[(1, 5000)])).unwrap();
         let mut series = 0;
         let (got, _) = read_all(dir.path());
-        replay(dir.path(), |r| series += matches!(r, Record::Series(_)) as usize).unwrap();
+        replay(dir.path(), &OpenProgress::default(), |r| series += matches!(r, Record::Series(_)) as usize)
+            .unwrap();
         assert_eq!(got, vec![(1, 4999), (1, 5000)]);
         assert_eq!(series, 1);
         // An interrupted later checkpoint leaves a .tmp directory that replay ignores and removes.

@@ -1,9 +1,16 @@
 //! `promtier up`: runs every node of a topology on this host as child processes, prefixes their
-//! logs with the node name, reports (never silently restarts) a node that exits, and stops them
-//! all on SIGINT/SIGTERM.
+//! logs with the node name, shows each node's status (ready, series, lag, elected replicas: a
+//! live block at the bottom of a terminal, plain lines on changes otherwise), reports (never
+//! silently restarts) a node that exits, and stops them all on SIGINT/SIGTERM.
 
+mod console;
+mod status;
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -12,6 +19,7 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use self::console::Console;
 use super::shutdown::SUPERVISOR_ENV;
 use crate::topology::{Node, NodeRole, Topology};
 
@@ -56,15 +64,26 @@ pub fn node_args(
     }
 }
 
+/// How `up` shows its nodes' status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusDisplay {
+    /// A live block on a terminal, plain lines on changes otherwise.
+    Auto,
+    /// No status at all (`--no-status`).
+    Off,
+}
+
 /// Runs the whole topology until `shutdown`; returns when every child has stopped.
 pub async fn run(
     topology_file: &Path,
     topology: &Topology,
     node_flags: &[String],
+    display: StatusDisplay,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let console = Arc::new(Console::new(display == StatusDisplay::Auto && std::io::stderr().is_terminal()));
     for w in &topology.warnings {
-        eprintln!("promtier up: warning: {}", w.render(topology_file));
+        console.line(&format!("promtier up: warning: {}", w.render(topology_file)));
     }
     let exe = std::env::current_exe().context("cannot find the promtier executable")?;
     let mut logs = JoinSet::new();
@@ -82,51 +101,70 @@ pub async fn run(
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
-                stop_all(&mut running).await;
+                stop_all(&mut running, &console).await;
                 return Err(e).with_context(|| format!("cannot start node {}", node.name));
             }
         };
         if let Some(out) = child.stdout.take() {
-            logs.spawn(forward(node.name.clone(), out));
+            logs.spawn(forward(node.name.clone(), out, console.clone()));
         }
         if let Some(err) = child.stderr.take() {
-            logs.spawn(forward(node.name.clone(), err));
+            logs.spawn(forward(node.name.clone(), err, console.clone()));
         }
         running.push(Running { node: node.clone(), child, exited: false });
     }
     print_summary(topology);
 
-    let mut poll = tokio::time::interval(Duration::from_millis(200));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = poll.tick() => {}
+    let exited: Arc<parking_lot::Mutex<BTreeMap<String, String>>> = Arc::default();
+    let stop_status = shutdown.child_token();
+    let watching = async {
+        if display == StatusDisplay::Auto {
+            status::watch(
+                status::Watched::all(topology),
+                console.clone(),
+                exited.clone(),
+                stop_status.clone(),
+            )
+            .await;
         }
-        for r in running.iter_mut().filter(|r| !r.exited) {
-            if let Ok(Some(status)) = r.child.try_wait() {
-                r.exited = true;
-                eprintln!(
-                    "promtier up: node {} ({}) exited with {status}; it is not restarted (Ctrl-C stops the rest)",
-                    r.node.name,
-                    r.node.role.kind()
-                );
+    };
+    let supervising = async {
+        let mut poll = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = poll.tick() => {}
+            }
+            for r in running.iter_mut().filter(|r| !r.exited) {
+                if let Ok(Some(status)) = r.child.try_wait() {
+                    r.exited = true;
+                    exited.lock().insert(r.node.name.clone(), status.to_string());
+                    console.line(&format!(
+                        "promtier up: node {} ({}) exited with {status}; it is not restarted (Ctrl-C stops the rest)",
+                        r.node.name,
+                        r.node.role.kind()
+                    ));
+                }
+            }
+            if running.iter().all(|r| r.exited) {
+                console.line("promtier up: every node has exited");
+                break;
             }
         }
-        if running.iter().all(|r| r.exited) {
-            eprintln!("promtier up: every node has exited");
-            break;
-        }
-    }
-    eprintln!("promtier up: stopping {} nodes", running.iter().filter(|r| !r.exited).count());
-    stop_all(&mut running).await;
+        stop_status.cancel();
+    };
+    tokio::join!(watching, supervising);
+    console.finish();
+    console.line(&format!("promtier up: stopping {} nodes", running.iter().filter(|r| !r.exited).count()));
+    stop_all(&mut running, &console).await;
     // Children are gone, so their pipes are closed and the log forwarders finish.
     while logs.join_next().await.is_some() {}
-    eprintln!("promtier up: all nodes stopped");
+    console.line("promtier up: all nodes stopped");
     Ok(())
 }
 
 /// SIGTERM to every child, then SIGKILL to those still running after the grace period.
-async fn stop_all(running: &mut [Running]) {
+async fn stop_all(running: &mut [Running], console: &Console) {
     for r in running.iter().filter(|r| !r.exited) {
         if let Some(pid) = r.child.id() {
             let _ = nix::sys::signal::kill(
@@ -139,7 +177,10 @@ async fn stop_all(running: &mut [Running]) {
         match tokio::time::timeout(STOP_GRACE, r.child.wait()).await {
             Ok(_) => {}
             Err(_) => {
-                eprintln!("promtier up: node {} did not stop in {STOP_GRACE:?}; killing it", r.node.name);
+                console.line(&format!(
+                    "promtier up: node {} did not stop in {STOP_GRACE:?}; killing it",
+                    r.node.name
+                ));
                 let _ = r.child.kill().await;
             }
         }
@@ -147,10 +188,10 @@ async fn stop_all(running: &mut [Running]) {
     }
 }
 
-async fn forward(name: String, pipe: impl AsyncRead + Unpin) {
+async fn forward(name: String, pipe: impl AsyncRead + Unpin, console: Arc<Console>) {
     let mut lines = BufReader::new(pipe).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        eprintln!("{name:>12} | {line}");
+        console.line(&format!("{name:>12} | {line}"));
     }
 }
 
