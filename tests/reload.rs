@@ -237,7 +237,7 @@ fn topology_with_global(demo_base: u16, leaf_base: u16, global_port: u16, shards
 /// Resharding with a global that drops the shard label (`federate.shard_label: drop`): the group
 /// grows from one shard to two (the new leaf started, then the old leaf and the global reloaded
 /// live); at the global each moved target stays one series, scraped on across the move with no
-/// gap and no counter reset.
+/// gap and no counter reset, every sample of it one a leaf scraped (so `increase()` is exact).
 #[test]
 fn a_moved_target_stays_one_series_at_a_global_that_drops_the_shard_label() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -337,6 +337,31 @@ fn a_moved_target_stays_one_series_at_a_global_that_drops_the_shard_label() {
     let (rows, _) = common::cluster::instant(global, &q, now_ms() as f64 / 1000.0);
     assert!(!rows.is_empty(), "no counter of {m} at the global");
     assert!(rows.iter().all(|(_, v)| *v == 0.0), "a counter of {m} reset across the move: {rows:?}");
+    // increase() across the move is exact: every sample the global holds of that counter is one
+    // the old or the new shard's leaf scraped (same timestamp, same value; nothing made up at the
+    // seam), and they never go down — so increase() over any window is what the target counted.
+    let csel: String = url::form_urlencoded::byte_serialize(
+        format!("demo_http_requests_total{{instance=\"{m}\"}}").as_bytes(),
+    )
+    .collect();
+    let key = |l: &promtier::model::Labels| l.without(&["shard", "replica"]).to_string();
+    let mut scraped: BTreeMap<String, BTreeMap<i64, f64>> = BTreeMap::new();
+    for leaf in [leaf0, leaf1] {
+        for (labels, s) in common::cluster::try_stored(leaf, &csel, started).expect("a leaf's data") {
+            scraped.entry(key(&labels)).or_default().extend(s.into_iter().filter(|x| !x.1.is_nan()));
+        }
+    }
+    let at_global = common::cluster::try_stored(global, &csel, started).expect("the global's data");
+    assert!(!at_global.is_empty(), "no counter of {m} at the global");
+    for (labels, s) in &at_global {
+        let leaves = scraped.get(&key(labels)).unwrap_or_else(|| panic!("{labels} at no leaf"));
+        let real: Vec<(i64, f64)> = s.iter().copied().filter(|x| !x.1.is_nan()).collect();
+        assert!(real.iter().any(|x| x.0 > moved_at), "{labels}: nothing after the move");
+        for (t, v) in &real {
+            assert_eq!(leaves.get(t), Some(v), "{labels}: the global's sample at {t} is no leaf's");
+        }
+        assert!(real.windows(2).all(|w| w[1].1 >= w[0].1), "{labels} goes down at the global: {real:?}");
+    }
     assert!(global_proc.exited().is_none(), "the global stopped\n{}", logs(&glog));
 }
 
