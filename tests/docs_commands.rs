@@ -103,32 +103,16 @@ fn shell_commands(block: &Block) -> Vec<(String, Option<Value>)> {
             }
             continue;
         }
-        let mut cmd = strip_comment(l).to_string();
+        let mut cmd = strip_shell_comment(l).to_string();
         while cmd.ends_with('\\') && i < block.lines.len() {
             cmd.pop();
             cmd.push(' ');
-            cmd.push_str(strip_comment(block.lines[i].trim()));
+            cmd.push_str(strip_shell_comment(block.lines[i].trim()));
             i += 1;
         }
         out.push((cmd.trim().to_string(), None));
     }
     out
-}
-
-/// `cmd` without a trailing `# comment` (a `#` after a blank, outside quotes).
-fn strip_comment(cmd: &str) -> &str {
-    let mut quote: Option<char> = None;
-    let mut prev_blank = false;
-    for (i, c) in cmd.char_indices() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (None, '\'' | '"') => quote = Some(c),
-            (None, '#') if prev_blank => return cmd[..i].trim_end(),
-            _ => {}
-        }
-        prev_blank = c == ' ';
-    }
-    cmd.trim_end()
 }
 
 /// Whether `doc` (with `…` lines standing for any lines) describes `out` exactly.

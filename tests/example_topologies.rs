@@ -490,32 +490,16 @@ fn commands_in(lines: &[&str]) -> Vec<String> {
         let start = ["curl ", "promtool "].iter().filter_map(|c| l.find(c)).min();
         i += 1;
         let Some(start) = start else { continue };
-        let mut cmd = strip_comment(&l[start..]).to_string();
+        let mut cmd = strip_shell_comment(&l[start..]).to_string();
         while cmd.ends_with('\\') && i < lines.len() {
             cmd.pop();
             cmd.push(' ');
-            cmd.push_str(strip_comment(lines[i]));
+            cmd.push_str(strip_shell_comment(lines[i]));
             i += 1;
         }
         out.push(cmd.trim().to_string());
     }
     out
-}
-
-/// `cmd` without a trailing `# comment` (a `#` after blanks, outside quotes).
-fn strip_comment(cmd: &str) -> &str {
-    let mut quote: Option<char> = None;
-    let mut prev_blank = false;
-    for (i, c) in cmd.char_indices() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (None, '\'' | '"') => quote = Some(c),
-            (None, '#') if prev_blank => return cmd[..i].trim_end(),
-            _ => {}
-        }
-        prev_blank = c == ' ';
-    }
-    cmd.trim_end()
 }
 
 /// Runs one documented command against the running copy (see the module comment).

@@ -32,16 +32,7 @@ fn leaf_answers_while_its_wal_replays_then_serves_on_the_same_port() {
     let base = free_port_block(2);
     let (demo_port, leaf_port) = (base, base + 1);
     let topology = dir.path().join("t.yaml");
-    std::fs::write(
-        &topology,
-        format!(
-            "cluster: replay\n\
-             defaults: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
-             jobs:\n  - job_name: demo\n    static_configs: [{{targets: ['127.0.0.1:{demo_port}']}}]\n\
-             leaves:\n  - {{group: apps, jobs: [demo], listen: '127.0.0.1:{leaf_port}'}}\n"
-        ),
-    )
-    .expect("write topology");
+    std::fs::write(&topology, one_leaf_topology("replay", demo_port, leaf_port)).expect("write topology");
     let t = topology.to_str().expect("utf8 path");
     let leaf_args = ["leaf", "--topology", t, "--node", "apps-0-a", "--tsdb.wal-segment-size", "64KiB"];
     let demo_log = dir.path().join("demo.log");

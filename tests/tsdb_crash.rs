@@ -64,16 +64,7 @@ fn acknowledged_samples_survive_sigkill() {
     let demo_port = free_port();
     let leaf_port = free_port();
     let topology = dir.path().join("t.yaml");
-    std::fs::write(
-        &topology,
-        format!(
-            "cluster: crash\n\
-             defaults: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
-             jobs:\n  - job_name: demo\n    static_configs: [{{targets: ['127.0.0.1:{demo_port}']}}]\n\
-             leaves:\n  - {{group: apps, jobs: [demo], listen: '127.0.0.1:{leaf_port}'}}\n"
-        ),
-    )
-    .expect("write topology");
+    std::fs::write(&topology, one_leaf_topology("crash", demo_port, leaf_port)).expect("write topology");
     let t = promtier::topology::load(&topology).expect("topology loads");
     let node = t.node("apps-0-a").expect("leaf node").clone();
     let external: BTreeSet<String> = node.external_labels.iter().map(|l| l.name.to_string()).collect();

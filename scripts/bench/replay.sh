@@ -18,25 +18,9 @@ BASE=${BASE:-23500}
 LEAF=${LEAF:-23490}
 PROM=${PROM:-23491}
 WORK=$(mktemp -d /tmp/promtier-bench-replay.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  sleep 1
-  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-cargo build --release --quiet
-BIN=target/release/promtier
-per=$((SERIES / TARGETS))
-list=""
-for i in $(seq 0 $((TARGETS - 1))); do
-  port=$((BASE + i))
-  "$BIN" demo --listen "127.0.0.1:$port" --series "$per" --seed "$i" > "$WORK/demo-$i.log" 2>&1 &
-  PIDS+=($!)
-  list="$list${list:+, }'127.0.0.1:$port'"
-done
+. scripts/bench/lib.sh
+bench_start
+start_demos "$TARGETS" "$SERIES" "$BASE"
 cat > "$WORK/t.yaml" <<YAML
 cluster: bench
 defaults: {scrape_interval: $INTERVAL, data_dir: $WORK/data}

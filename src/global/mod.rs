@@ -393,10 +393,7 @@ impl GlobalIngest {
         let settings = Arc::new(pull_settings(topology, global));
         // With data on disk but no state (older versions), catch up from a little before the
         // newest stored sample; with nothing at all, from a few minutes ago.
-        let from_storage = storage.max_time().map(|t| t - 2 * global.federate_interval.as_millis() as i64);
-        let initial_cursor = from_storage
-            .map(|t| t - FILL_MARGIN_MS)
-            .unwrap_or(now_ms() - INITIAL_BACKFILL.as_millis() as i64);
+        let (from_storage, initial_cursor) = start_points(storage.as_ref(), global.federate_interval);
         let elector = (global.dedup == DedupMode::Failover).then(|| {
             let sets = replica_sets(&sources);
             let e = Elector::with_options(
@@ -597,11 +594,7 @@ impl GlobalIngest {
         let settings = Arc::new(pull_settings(topology, global));
         // Sources added now start as a restarted global would: from a little before the newest
         // stored sample (their sets' fill), or a few minutes back.
-        let from_storage =
-            self.storage.max_time().map(|t| t - 2 * global.federate_interval.as_millis() as i64);
-        let initial_cursor = from_storage
-            .map(|t| t - FILL_MARGIN_MS)
-            .unwrap_or(now_ms() - INITIAL_BACKFILL.as_millis() as i64);
+        let (from_storage, initial_cursor) = start_points(self.storage.as_ref(), global.federate_interval);
         let mut live = self.live.lock();
         let mut report = ReconfigureReport {
             settings: settings_changes(&live.settings, &settings),
@@ -937,6 +930,16 @@ impl GlobalIngest {
     pub fn last_pull(&self) -> Option<SystemTime> {
         self.sources().into_iter().filter_map(|(_, s)| s.last_pull).max()
     }
+}
+
+/// Where a global's pulls start when nothing of their own says: `from_storage`, a little before
+/// the newest sample it stores (two pull intervals), if it stores any; and the initial cursor,
+/// the fill margin before that, or a few minutes back with nothing stored.
+fn start_points(storage: &dyn Storage, interval: Duration) -> (Option<i64>, i64) {
+    let from_storage = storage.max_time().map(|t| t - 2 * interval.as_millis() as i64);
+    let initial =
+        from_storage.map(|t| t - FILL_MARGIN_MS).unwrap_or(now_ms() - INITIAL_BACKFILL.as_millis() as i64);
+    (from_storage, initial)
 }
 
 /// Where the first election of each of `shards` fills from: the watermark it had (kept across

@@ -19,12 +19,10 @@ use crate::dedup::MergeQueryable;
 use crate::federate::frontier::TrackedStorage;
 use crate::federate::{self, DEFAULT_LOOKBACK, FederateState};
 use crate::global::GlobalIngest;
-use crate::metrics::Registry;
 use crate::promql::Engine;
 use crate::remote::fanout::RemoteReadQueryable;
 use crate::storage::{Queryable, Storage};
 use crate::topology::{DedupMode, Node, NodeRole, Topology};
-use crate::tsdb::OpenProgress;
 
 /// What a global applies of a reloaded topology: its sources, pull settings and failover
 /// settings, through [`GlobalIngest::reconfigure`]. Refused, needing a restart: the dedup mode
@@ -88,15 +86,8 @@ pub async fn run(
         bail!("node {:?} is a {} node, not a global", node.name, node.role.kind());
     };
     topology.global(name).with_context(|| format!("global {name:?} not in topology"))?;
-    let registry = Arc::new(Registry::new());
-    crate::metrics::register_process_metrics(&registry, &node.name);
-    let progress = Arc::new(OpenProgress::default());
-    super::telemetry::register_open_metrics(&registry, progress.clone());
-    let listener =
-        server::bind(&node.listen, &node.web, server::starting_router(&registry, progress.clone())).await?;
-    tracing::info!(node = %node.name, listen = %node.listen, "global listening; starting (not ready yet)");
-    server::serve_while(listener, shutdown, |serving, shutdown| {
-        start(topology, node, opts, registry, progress, serving, shutdown)
+    server::run_storing_node(node, "global", shutdown, |starting, shutdown| {
+        start(topology, node, opts, starting, shutdown)
     })
     .await
 }
@@ -107,11 +98,10 @@ async fn start(
     topology: &Topology,
     node: &Node,
     opts: &NodeOptions,
-    registry: Arc<Registry>,
-    progress: Arc<OpenProgress>,
-    serving: server::Serving,
+    starting: server::Starting,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let server::Starting { registry, progress, serving } = starting;
     let NodeRole::Global { name, .. } = &node.role else {
         bail!("node {:?} is a {} node, not a global", node.name, node.role.kind());
     };

@@ -16,14 +16,13 @@ use super::{NodeOptions, server, storage};
 use crate::api::{self, ApiState, HeadInfo, NodeInfo, StatusInfo};
 use crate::federate::frontier::TrackedStorage;
 use crate::federate::{self, DEFAULT_LOOKBACK, FederateState};
-use crate::metrics::Registry;
 use crate::model::{LabelsBuilder, PromDuration};
 use crate::promql::Engine;
 use crate::scrape::{ScrapeManager, TargetFilter};
 use crate::shard::Sharder;
 use crate::storage::Storage;
 use crate::topology::{Node, NodeRole, Topology};
-use crate::tsdb::{Db, OpenProgress};
+use crate::tsdb::Db;
 
 /// Keeps the targets of one shard of a group.
 pub struct ShardFilter {
@@ -94,15 +93,8 @@ pub async fn run(
         bail!("node {:?} is a {} node, not a leaf", node.name, node.role.kind());
     };
     topology.leaf_group(group).with_context(|| format!("leaf group {group:?} not in topology"))?;
-    let registry = Arc::new(Registry::new());
-    crate::metrics::register_process_metrics(&registry, &node.name);
-    let progress = Arc::new(OpenProgress::default());
-    super::telemetry::register_open_metrics(&registry, progress.clone());
-    let listener =
-        server::bind(&node.listen, &node.web, server::starting_router(&registry, progress.clone())).await?;
-    tracing::info!(node = %node.name, listen = %node.listen, "leaf listening; starting (not ready yet)");
-    server::serve_while(listener, shutdown, |serving, shutdown| {
-        start(topology, node, opts, registry, progress, serving, shutdown)
+    server::run_storing_node(node, "leaf", shutdown, |starting, shutdown| {
+        start(topology, node, opts, starting, shutdown)
     })
     .await
 }
@@ -113,11 +105,10 @@ async fn start(
     topology: &Topology,
     node: &Node,
     opts: &NodeOptions,
-    registry: Arc<Registry>,
-    progress: Arc<OpenProgress>,
-    serving: server::Serving,
+    starting: server::Starting,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let server::Starting { registry, progress, serving } = starting;
     let NodeRole::Leaf { group, shard, .. } = &node.role else {
         bail!("node {:?} is a {} node, not a leaf", node.name, node.role.kind());
     };

@@ -30,7 +30,6 @@ use crate::push::hints::HintQueue;
 use crate::push::ring::Ring;
 use crate::storage::Storage;
 use crate::topology::{Node, NodeRole, Topology};
-use crate::tsdb::OpenProgress;
 
 /// Pushes arrive a little after their samples' time (senders batch for a few seconds): the fast
 /// link promises nothing newer than this far behind the clock, and a push older than that is
@@ -49,15 +48,8 @@ pub async fn run(
         bail!("node {:?} is a {} node, not a push node", node.name, node.role.kind());
     };
     topology.push.as_ref().context("the topology has no push tier")?;
-    let registry = Arc::new(Registry::new());
-    crate::metrics::register_process_metrics(&registry, &node.name);
-    let progress = Arc::new(OpenProgress::default());
-    super::telemetry::register_open_metrics(&registry, progress.clone());
-    let listener =
-        server::bind(&node.listen, &node.web, server::starting_router(&registry, progress.clone())).await?;
-    tracing::info!(node = %node.name, listen = %node.listen, "push node listening; starting (not ready yet)");
-    server::serve_while(listener, shutdown, |serving, shutdown| {
-        start(topology, node, opts, registry, progress, serving, shutdown)
+    server::run_storing_node(node, "push node", shutdown, |starting, shutdown| {
+        start(topology, node, opts, starting, shutdown)
     })
     .await
 }
@@ -68,11 +60,10 @@ async fn start(
     topology: &Topology,
     node: &Node,
     opts: &NodeOptions,
-    registry: Arc<Registry>,
-    progress: Arc<OpenProgress>,
-    serving: server::Serving,
+    starting: server::Starting,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let server::Starting { registry, progress, serving } = starting;
     let NodeRole::Push { index } = &node.role else {
         bail!("node {:?} is a {} node, not a push node", node.name, node.role.kind());
     };

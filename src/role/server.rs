@@ -23,7 +23,7 @@ use tower::ServiceExt;
 
 use crate::http::ServerOptions;
 use crate::metrics::Registry;
-use crate::topology::WebConfig;
+use crate::topology::{Node, WebConfig};
 use crate::tsdb::OpenProgress;
 
 /// A bound listener with its checked settings, serving `starting` until switched.
@@ -76,6 +76,39 @@ pub(crate) async fn serve(
 /// doing (`progress`), `/metrics` shows `registry` (where the replay's progress is registered).
 pub(crate) fn starting_router(registry: &Arc<Registry>, progress: Arc<OpenProgress>) -> Router {
     crate::api::starting_router(registry.clone(), Arc::new(move || progress.describe()))
+}
+
+/// What a storing node's start gets: its `/metrics` registry (process metrics and the WAL
+/// replay's progress already registered), the progress its TSDB open reports into, and its
+/// listener, to switch to the full router.
+pub(crate) struct Starting {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) progress: Arc<OpenProgress>,
+    pub(crate) serving: Serving,
+}
+
+/// Runs a storing node (leaf, global, push node; `kind` for the log): builds its registry,
+/// binds its listener serving the starting router, then runs `start` (see [`serve_while`]).
+pub(crate) async fn run_storing_node<S, Fut>(
+    node: &Node,
+    kind: &str,
+    shutdown: CancellationToken,
+    start: S,
+) -> anyhow::Result<()>
+where
+    S: FnOnce(Starting, CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let registry = Arc::new(Registry::new());
+    crate::metrics::register_process_metrics(&registry, &node.name);
+    let progress = Arc::new(OpenProgress::default());
+    super::telemetry::register_open_metrics(&registry, progress.clone());
+    let listener = bind(&node.listen, &node.web, starting_router(&registry, progress.clone())).await?;
+    tracing::info!(node = %node.name, listen = %node.listen, "{kind} listening; starting (not ready yet)");
+    serve_while(listener, shutdown, |serving, shutdown| {
+        start(Starting { registry, progress, serving }, shutdown)
+    })
+    .await
 }
 
 /// The node's side of a served listener: switches it to the full router, then waits for the

@@ -640,3 +640,31 @@ impl Pushgateway {
         self.process.stop();
     }
 }
+
+/// `cmd` without a trailing `# comment` (a `#` after a blank, outside quotes): a documented shell
+/// command as it runs.
+pub(crate) fn strip_shell_comment(cmd: &str) -> &str {
+    let mut quote: Option<char> = None;
+    let mut prev_blank = false;
+    for (i, c) in cmd.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '#') if prev_blank => return cmd[..i].trim_end(),
+            _ => {}
+        }
+        prev_blank = c == ' ';
+    }
+    cmd.trim_end()
+}
+
+/// A topology of one leaf (`apps-0-a` on `leaf_port`) scraping one target on `demo_port` every
+/// second.
+pub(crate) fn one_leaf_topology(cluster: &str, demo_port: u16, leaf_port: u16) -> String {
+    format!(
+        "cluster: {cluster}\n\
+         defaults: {{scrape_interval: 1s, scrape_timeout: 900ms}}\n\
+         jobs:\n  - job_name: demo\n    static_configs: [{{targets: ['127.0.0.1:{demo_port}']}}]\n\
+         leaves:\n  - {{group: apps, jobs: [demo], listen: '127.0.0.1:{leaf_port}'}}\n"
+    )
+}
